@@ -1,0 +1,325 @@
+//! A local directory. Never follows a symlink when scanning and never writes through one: every
+//! parent of a path written to is checked to be a real folder (not a link) below the root.
+
+use std::collections::HashSet;
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Read, Write};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use filetime::FileTime;
+use walkdir::WalkDir;
+
+use super::{changed_since_scan, changed_while_copying, Endpoint, Scan, ScanIssue};
+use crate::filter::Filter;
+use crate::model::{ancestors, Entry, Kind, Mtime, Snapshot};
+
+pub struct LocalEndpoint {
+    root: PathBuf,
+    /// Temp files are named `.pairsync-<tag>-<pid>-<n>.tmp`; the tag is the pair's, so a run
+    /// recognizes (and removes) only its own pair's leftovers.
+    tag: String,
+    counter: AtomicU64,
+    /// Folders below the root already checked to be real folders during this run.
+    checked: Mutex<HashSet<String>>,
+}
+
+const TEMP_PREFIX: &str = ".pairsync-";
+const TEMP_SUFFIX: &str = ".tmp";
+
+impl LocalEndpoint {
+    pub fn new(root: PathBuf, tag: &str) -> LocalEndpoint {
+        LocalEndpoint { root, tag: tag.to_string(), counter: AtomicU64::new(0), checked: Mutex::new(HashSet::new()) }
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    fn full(&self, rel: &str) -> PathBuf {
+        self.root.join(rel)
+    }
+
+    /// Refuses to touch `rel` unless each of its parents is a real folder, not a symlink:
+    /// a link in the tree must never let a write escape the root.
+    fn check_parents(&self, rel: &str) -> io::Result<()> {
+        let parents: Vec<&str> = ancestors(rel).collect();
+        for dir in parents.into_iter().rev() {
+            if self.checked.lock().unwrap().contains(dir) {
+                continue;
+            }
+            let meta = fs::symlink_metadata(self.full(dir))?;
+            if meta.file_type().is_symlink() {
+                return Err(io::Error::other(format!("{dir} is a symbolic link; refusing to write through it")));
+            }
+            if !meta.is_dir() {
+                return Err(io::Error::other(format!("{dir} is not a folder")));
+            }
+            self.checked.lock().unwrap().insert(dir.to_string());
+        }
+        Ok(())
+    }
+
+    /// What is at `rel` now must be what the plan saw (`None`: nothing).
+    fn expect_current(&self, rel: &str, expect: Option<&Entry>) -> io::Result<()> {
+        let now = self.stat_path(rel)?;
+        match (now, expect) {
+            (None, None) => Ok(()),
+            (Some(_), None) => Err(changed_since_scan("something appeared there")),
+            (None, Some(_)) => Err(changed_since_scan("it disappeared")),
+            (Some(now), Some(then)) if then.is_dir() && now.is_dir() => Ok(()),
+            (Some(now), Some(then)) if now.same_metadata(then) => Ok(()),
+            (Some(_), Some(_)) => Err(changed_since_scan("size or mtime differ")),
+        }
+    }
+
+    fn stat_path(&self, rel: &str) -> io::Result<Option<Entry>> {
+        match fs::symlink_metadata(self.full(rel)) {
+            Ok(meta) => Ok(entry_of(&meta)),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    fn temp_name(&self, rel: &str) -> String {
+        let n = self.counter.fetch_add(1, Ordering::Relaxed);
+        let name = format!("{TEMP_PREFIX}{}-{}-{n}{TEMP_SUFFIX}", self.tag, std::process::id());
+        match crate::model::parent(rel) {
+            Some(dir) => format!("{dir}/{name}"),
+            None => name,
+        }
+    }
+
+    fn is_temp(name: &str) -> bool {
+        name.starts_with(TEMP_PREFIX) && name.ends_with(TEMP_SUFFIX)
+    }
+
+    fn is_own_temp(&self, name: &str) -> bool {
+        Self::is_temp(name) && name[TEMP_PREFIX.len()..].starts_with(&format!("{}-", self.tag))
+    }
+}
+
+/// A file or folder entry from lstat metadata; `None` for symlinks and special files.
+fn entry_of(meta: &fs::Metadata) -> Option<Entry> {
+    let ft = meta.file_type();
+    if ft.is_dir() {
+        Some(Entry::dir())
+    } else if ft.is_file() {
+        Some(Entry::file(meta.len(), mtime_of(meta)))
+    } else {
+        None
+    }
+}
+
+fn mtime_of(meta: &fs::Metadata) -> Mtime {
+    let t = FileTime::from_last_modification_time(meta);
+    t.unix_seconds() * 1_000_000_000 + i64::from(t.nanoseconds())
+}
+
+fn system_time(mtime: Mtime) -> SystemTime {
+    let (secs, nanos) = (mtime.div_euclid(1_000_000_000), mtime.rem_euclid(1_000_000_000) as u32);
+    if secs >= 0 {
+        UNIX_EPOCH + Duration::new(secs as u64, nanos)
+    } else {
+        UNIX_EPOCH - Duration::from_secs(secs.unsigned_abs()) + Duration::from_nanos(u64::from(nanos))
+    }
+}
+
+impl Endpoint for LocalEndpoint {
+    fn url(&self) -> String {
+        self.root.display().to_string()
+    }
+
+    fn check_root(&self) -> io::Result<()> {
+        let meta = fs::metadata(&self.root)?;
+        if !meta.is_dir() {
+            return Err(io::Error::other("not a folder"));
+        }
+        fs::read_dir(&self.root).map(|_| ())
+    }
+
+    fn scan(&self, filter: &Filter) -> io::Result<Scan> {
+        let mut snapshot = Snapshot::new();
+        let mut issues = Vec::new();
+        let mut leftovers = Vec::new();
+        let depth = if filter.recursive() { usize::MAX } else { 1 };
+        let mut walk = WalkDir::new(&self.root).min_depth(1).max_depth(depth).follow_links(false).into_iter();
+        while let Some(next) = walk.next() {
+            let entry = match next {
+                Ok(entry) => entry,
+                Err(err) => {
+                    let rel = err.path().and_then(|p| p.strip_prefix(&self.root).ok());
+                    let path = rel.map(|p| p.to_string_lossy().into_owned()).unwrap_or_default();
+                    if path.is_empty() {
+                        return Err(err.into());
+                    }
+                    let message = err.io_error().map(|e| e.to_string()).unwrap_or_else(|| err.to_string());
+                    issues.push(ScanIssue { path, message: format!("cannot read: {message}"), unreadable: true });
+                    continue;
+                }
+            };
+            let ft = entry.file_type();
+            let rel = entry.path().strip_prefix(&self.root).expect("walkdir stays below its root");
+            let Some(rel) = rel.to_str().map(|s| s.replace(std::path::MAIN_SEPARATOR, "/")) else {
+                let path = rel.to_string_lossy().into_owned();
+                issues.push(ScanIssue {
+                    path,
+                    message: "name is not valid UTF-8; skipped".into(),
+                    unreadable: ft.is_dir(),
+                });
+                if ft.is_dir() {
+                    walk.skip_current_dir();
+                }
+                continue;
+            };
+            if ft.is_dir() {
+                if filter.ignores(&rel, Kind::Dir) {
+                    walk.skip_current_dir();
+                } else {
+                    snapshot.insert(rel, Entry::dir());
+                }
+            } else if ft.is_file() {
+                let name = entry.file_name().to_str().unwrap_or_default();
+                if Self::is_temp(name) {
+                    if self.is_own_temp(name) {
+                        leftovers.push(rel);
+                    }
+                } else if !filter.ignores(&rel, Kind::File) {
+                    match entry.metadata() {
+                        Ok(meta) => {
+                            snapshot.insert(rel, Entry::file(meta.len(), mtime_of(&meta)));
+                        }
+                        Err(err) => issues.push(ScanIssue {
+                            path: rel,
+                            message: format!("cannot stat: {err}"),
+                            unreadable: true,
+                        }),
+                    }
+                }
+            } else if !filter.ignores(&rel, Kind::File) {
+                let what = if ft.is_symlink() { "symbolic link, not followed" } else { "not a regular file or folder" };
+                issues.push(ScanIssue { path: rel, message: format!("{what}; skipped"), unreadable: false });
+            }
+        }
+        Ok(Scan { snapshot, issues, leftovers })
+    }
+
+    fn stat(&self, path: &str) -> io::Result<Option<Entry>> {
+        self.stat_path(path)
+    }
+
+    fn open(&self, path: &str, expect: &Entry) -> io::Result<Box<dyn Read + Send + '_>> {
+        let file = File::open(self.full(path))?;
+        let meta = file.metadata()?;
+        if !meta.is_file() || entry_of(&meta).is_none_or(|now| !now.same_metadata(expect)) {
+            return Err(changed_since_scan("size or mtime differ"));
+        }
+        Ok(Box::new(CheckedReader { file, expect: *expect, read: 0 }))
+    }
+
+    fn write(&self, path: &str, data: &mut dyn Read, mtime: Mtime, replaces: Option<&Entry>) -> io::Result<Entry> {
+        self.check_parents(path)?;
+        self.expect_current(path, replaces)?;
+        let temp = self.temp_name(path);
+        let temp_path = self.full(&temp);
+        // create_new: O_EXCL never follows a symlink planted at the temp name.
+        let mut file = OpenOptions::new().write(true).create_new(true).open(&temp_path)?;
+        let written = (|| {
+            let mut buf = vec![0u8; 256 * 1024];
+            loop {
+                let n = data.read(&mut buf)?;
+                if n == 0 {
+                    break;
+                }
+                file.write_all(&buf[..n])?;
+            }
+            file.set_modified(system_time(mtime))?;
+            let meta = file.metadata()?;
+            drop(file);
+            // The target may have changed while we copied: check again right before the rename.
+            self.expect_current(path, replaces)?;
+            fs::rename(&temp_path, self.full(path))?;
+            Ok(meta)
+        })();
+        match written {
+            Ok(meta) => Ok(Entry::file(meta.len(), mtime_of(&meta))),
+            Err(err) => {
+                let _ = fs::remove_file(&temp_path);
+                Err(err)
+            }
+        }
+    }
+
+    fn mkdir(&self, path: &str) -> io::Result<()> {
+        self.check_parents(path)?;
+        match fs::create_dir(self.full(path)) {
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => match self.stat_path(path)? {
+                Some(entry) if entry.is_dir() => Ok(()),
+                _ => Err(io::Error::other("something that is not a folder is in the way")),
+            },
+            other => other,
+        }?;
+        self.checked.lock().unwrap().insert(path.to_string());
+        Ok(())
+    }
+
+    fn remove(&self, path: &str, expect: &Entry) -> io::Result<()> {
+        self.check_parents(path)?;
+        self.expect_current(path, Some(expect))?;
+        if expect.is_dir() {
+            self.checked.lock().unwrap().remove(path);
+            fs::remove_dir(self.full(path))
+        } else {
+            fs::remove_file(self.full(path))
+        }
+    }
+
+    fn rename(&self, from: &str, to: &str, expect: &Entry) -> io::Result<Entry> {
+        self.check_parents(from)?;
+        self.check_parents(to)?;
+        self.expect_current(from, Some(expect))?;
+        self.expect_current(to, None)?;
+        fs::rename(self.full(from), self.full(to))?;
+        self.stat_path(to)?.ok_or_else(|| changed_since_scan("renamed file vanished"))
+    }
+
+    fn read_check_file(&self, path: &str, limit: usize) -> io::Result<Option<Vec<u8>>> {
+        let full = if Path::new(path).is_absolute() { PathBuf::from(path) } else { self.full(path) };
+        match File::open(full) {
+            Ok(file) => {
+                let mut bytes = Vec::new();
+                file.take(limit as u64).read_to_end(&mut bytes)?;
+                Ok(Some(bytes))
+            }
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    fn remove_leftover(&self, path: &str) -> io::Result<()> {
+        fs::remove_file(self.full(path))
+    }
+}
+
+/// Reads a file and, at its end, checks it is still the size and mtime the plan saw.
+struct CheckedReader {
+    file: File,
+    expect: Entry,
+    read: u64,
+}
+
+impl Read for CheckedReader {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.file.read(buf)?;
+        self.read += n as u64;
+        if n == 0 || self.read > self.expect.size {
+            let now = entry_of(&self.file.metadata()?);
+            if self.read != self.expect.size || now.is_none_or(|now| !now.same_metadata(&self.expect)) {
+                return Err(changed_while_copying());
+            }
+        }
+        Ok(n)
+    }
+}

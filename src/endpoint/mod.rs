@@ -1,0 +1,109 @@
+//! Endpoints: where a side lives. The executor and the scan talk only to this trait.
+//!
+//! Every fallible method returns `io::Error`; the caller adds the path and the side. Methods
+//! that mutate take what the plan saw (`expect`/`replaces`) and refuse with
+//! [`changed_since_scan`] when the target is no longer that: compare, then mutate.
+
+pub mod local;
+
+use std::io::{self, Read};
+
+use crate::filter::Filter;
+use crate::model::{Entry, Hash, Mtime, Snapshot};
+
+/// Something a scan could not take in, with its relative path (lossy, for display).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ScanIssue {
+    pub path: String,
+    pub message: String,
+    /// A folder whose content could not be listed: nothing below it may be planned, or its
+    /// files would look deleted.
+    pub unreadable: bool,
+}
+
+pub struct Scan {
+    pub snapshot: Snapshot,
+    pub issues: Vec<ScanIssue>,
+    /// Temp files left by a killed run of this pair, to remove once the pair is locked.
+    pub leftovers: Vec<String>,
+}
+
+pub trait Endpoint: Send + Sync {
+    /// The endpoint as a URL for messages and the pair id (never with a password).
+    fn url(&self) -> String;
+
+    /// Errors when the root is missing, not a folder, or unreadable.
+    fn check_root(&self) -> io::Result<()>;
+
+    /// Lists the tree below the root, without following symlinks, skipping what `filter`
+    /// ignores and this pair's temp files (reported as leftovers).
+    fn scan(&self, filter: &Filter) -> io::Result<Scan>;
+
+    /// The entry at `path` now, or `None`.
+    fn stat(&self, path: &str) -> io::Result<Option<Entry>>;
+
+    /// Opens the file for reading. The reader fails with [`changed_while_copying`] if the file
+    /// turns out not to be `expect` (size or mtime) by the end of the read.
+    fn open(&self, path: &str, expect: &Entry) -> io::Result<Box<dyn Read + Send + '_>>;
+
+    /// Writes `data` to `path` atomically (temp name in the same folder, then rename) with
+    /// mtime `mtime`; `replaces` is what the plan saw there. Returns the entry as the endpoint
+    /// now reports it (its own mtime precision). No partial file is ever visible at `path`.
+    fn write(&self, path: &str, data: &mut dyn Read, mtime: Mtime, replaces: Option<&Entry>) -> io::Result<Entry>;
+
+    /// Creates a folder; its parent exists. Succeeds if a folder is already there.
+    fn mkdir(&self, path: &str) -> io::Result<()>;
+
+    /// Removes a file or an empty folder, if it is still `expect`.
+    fn remove(&self, path: &str, expect: &Entry) -> io::Result<()>;
+
+    /// Renames `from` (still `expect`) to the free name `to`; returns the entry at `to`.
+    fn rename(&self, from: &str, to: &str, expect: &Entry) -> io::Result<Entry>;
+
+    /// Reads up to `limit` bytes of a file given as an absolute path or relative to the root:
+    /// the file check. `None` when it does not exist.
+    fn read_check_file(&self, path: &str, limit: usize) -> io::Result<Option<Vec<u8>>>;
+
+    /// Removes a leftover temp file found by [`Endpoint::scan`].
+    fn remove_leftover(&self, path: &str) -> io::Result<()>;
+
+    /// BLAKE3 of the file's content.
+    fn hash(&self, path: &str, expect: &Entry) -> io::Result<Hash> {
+        let mut hasher = blake3::Hasher::new();
+        let mut reader = self.open(path, expect)?;
+        io::copy(&mut reader, &mut hasher)?;
+        Ok(*hasher.finalize().as_bytes())
+    }
+}
+
+pub fn changed_since_scan(what: &str) -> io::Error {
+    io::Error::other(format!("changed since the scan ({what}); left alone, retried next run"))
+}
+
+pub fn changed_while_copying() -> io::Error {
+    io::Error::other("changed while being read; not recorded, retried next run")
+}
+
+/// A reader that hashes what passes through it.
+pub struct HashingReader<R> {
+    inner: R,
+    hasher: blake3::Hasher,
+}
+
+impl<R: Read> HashingReader<R> {
+    pub fn new(inner: R) -> Self {
+        HashingReader { inner, hasher: blake3::Hasher::new() }
+    }
+
+    pub fn hash(&self) -> Hash {
+        *self.hasher.finalize().as_bytes()
+    }
+}
+
+impl<R: Read> Read for HashingReader<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.hasher.update(&buf[..n]);
+        Ok(n)
+    }
+}

@@ -1,0 +1,215 @@
+//! Apply: runs a plan through the endpoints and commits one state change per action that
+//! succeeded. A failing action is a [`Problem`] for its path; the run goes on.
+
+use std::io;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::mpsc;
+
+use crate::endpoint::{Endpoint, HashingReader};
+use crate::error::Result;
+use crate::model::{Entry, Side, StateRecord};
+use crate::plan::{Action, Plan};
+use crate::state::StateDb;
+
+/// Something that went wrong with one path; the rest of the run went on.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Problem {
+    pub path: String,
+    pub message: String,
+}
+
+impl std::fmt::Display for Problem {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}", self.path, self.message)
+    }
+}
+
+/// What happened, as it happens (progress bars, verbose lines, the log file).
+pub trait Observer: Sync {
+    fn applied(&self, _action: &Action) {}
+    fn failed(&self, _action: &Action, _problem: &Problem) {}
+}
+
+/// Counts of what was done.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct Tally {
+    pub copied: usize,
+    pub bytes: u64,
+    pub deleted: usize,
+    pub renamed: usize,
+    pub folders_created: usize,
+}
+
+impl Tally {
+    pub fn add(&mut self, action: &Action) {
+        match action {
+            Action::Copy { entry, .. } => {
+                self.copied += 1;
+                self.bytes += entry.size;
+            }
+            Action::Delete { .. } => self.deleted += 1,
+            Action::Rename { .. } => self.renamed += 1,
+            Action::Mkdir { .. } => self.folders_created += 1,
+            Action::Record { .. } | Action::Forget { .. } => {}
+        }
+    }
+
+    pub fn of(plan: &Plan) -> Tally {
+        let mut tally = Tally::default();
+        plan.actions.iter().for_each(|a| tally.add(a));
+        tally
+    }
+}
+
+#[derive(Debug, Default)]
+pub struct Outcome {
+    pub tally: Tally,
+    pub problems: Vec<Problem>,
+}
+
+enum StateChange {
+    Put(String, StateRecord),
+    Forget(String),
+}
+
+/// What running one action gave: the state changes it implies, or why it failed.
+type ActionResult = io::Result<Vec<StateChange>>;
+
+pub struct Executor<'a> {
+    pub endpoints: [&'a dyn Endpoint; 2],
+    pub observer: &'a dyn Observer,
+    /// Copies run on this many threads.
+    pub workers: usize,
+}
+
+impl Executor<'_> {
+    fn endpoint(&self, side: Side) -> &dyn Endpoint {
+        self.endpoints[side.index()]
+    }
+
+    /// Applies `plan` in order (consecutive copies in parallel), committing state as it goes.
+    /// Errors only when the state cannot be written.
+    pub fn apply(&self, plan: &Plan, db: &StateDb) -> Result<Outcome> {
+        let mut writer = db.writer();
+        let mut outcome = Outcome::default();
+        let mut settle = |action: &Action, result: ActionResult| -> Result<()> {
+            match result {
+                Ok(changes) => {
+                    outcome.tally.add(action);
+                    self.observer.applied(action);
+                    for change in changes {
+                        match change {
+                            StateChange::Put(path, record) => writer.put(&path, &record)?,
+                            StateChange::Forget(path) => writer.forget(&path)?,
+                        }
+                    }
+                }
+                Err(err) => {
+                    let problem = Problem { path: action.path().to_string(), message: describe(action, &err) };
+                    self.observer.failed(action, &problem);
+                    outcome.problems.push(problem);
+                }
+            }
+            Ok(())
+        };
+        let actions = &plan.actions;
+        let mut i = 0;
+        while i < actions.len() {
+            let copies = actions[i..].iter().take_while(|a| matches!(a, Action::Copy { .. })).count();
+            if copies > 1 && self.workers > 1 {
+                self.copy_in_parallel(&actions[i..i + copies], &mut settle)?;
+                i += copies;
+            } else {
+                settle(&actions[i], self.run(&actions[i]))?;
+                i += 1;
+            }
+        }
+        writer.commit()?;
+        db.flush()?;
+        Ok(outcome)
+    }
+
+    fn copy_in_parallel(
+        &self,
+        copies: &[Action],
+        settle: &mut dyn FnMut(&Action, ActionResult) -> Result<()>,
+    ) -> Result<()> {
+        let next = AtomicUsize::new(0);
+        let (tx, rx) = mpsc::sync_channel(256);
+        std::thread::scope(|scope| {
+            for _ in 0..self.workers.min(copies.len()) {
+                let tx = tx.clone();
+                let next = &next;
+                scope.spawn(move || loop {
+                    let i = next.fetch_add(1, Ordering::Relaxed);
+                    let Some(action) = copies.get(i) else { break };
+                    if tx.send((i, self.run(action))).is_err() {
+                        break;
+                    }
+                });
+            }
+            drop(tx);
+            let mut result = Ok(());
+            for (i, outcome) in rx {
+                if result.is_ok() {
+                    result = settle(&copies[i], outcome);
+                }
+                if result.is_err() {
+                    // The state cannot be written: stop handing out work, let workers drain.
+                    next.store(copies.len(), Ordering::Relaxed);
+                }
+            }
+            result
+        })
+    }
+
+    /// Runs one action; returns the state changes it implies.
+    fn run(&self, action: &Action) -> ActionResult {
+        match action {
+            Action::Copy { from, path, entry, replaces } => {
+                let reader = self.endpoint(*from).open(path, entry)?;
+                let mut reader = HashingReader::new(reader);
+                let written = self.endpoint(from.other()).write(path, &mut reader, entry.mtime, replaces.as_ref())?;
+                let hash = reader.hash();
+                let (s, d) = match from {
+                    Side::Source => (entry, &written),
+                    Side::Destination => (&written, entry),
+                };
+                Ok(vec![StateChange::Put(path.clone(), StateRecord::synced(s, d, Some(hash)))])
+            }
+            Action::Mkdir { side, path } => {
+                self.endpoint(*side).mkdir(path)?;
+                Ok(vec![StateChange::Put(path.clone(), StateRecord::dir())])
+            }
+            Action::Delete { side, path, entry } => {
+                self.endpoint(*side).remove(path, entry)?;
+                Ok(vec![StateChange::Forget(path.clone())])
+            }
+            Action::Rename { side, from, to, entry, counterpart } => {
+                let moved = self.endpoint(*side).rename(from, to, entry)?;
+                let Some(there) = counterpart else { return Ok(vec![]) };
+                let (s, d): (&Entry, &Entry) = match side {
+                    Side::Source => (&moved, there),
+                    Side::Destination => (there, &moved),
+                };
+                Ok(vec![
+                    StateChange::Forget(from.clone()),
+                    StateChange::Put(to.clone(), StateRecord::synced(s, d, there.hash)),
+                ])
+            }
+            Action::Record { path, record } => Ok(vec![StateChange::Put(path.clone(), *record)]),
+            Action::Forget { path } => Ok(vec![StateChange::Forget(path.clone())]),
+        }
+    }
+}
+
+fn describe(action: &Action, err: &io::Error) -> String {
+    let what = match action {
+        Action::Copy { from, .. } => format!("copy {from} -> {}", from.other()),
+        Action::Mkdir { side, .. } => format!("mkdir on the {side}"),
+        Action::Delete { side, .. } => format!("delete on the {side}"),
+        Action::Rename { side, from, .. } => format!("rename {from} on the {side}"),
+        Action::Record { .. } | Action::Forget { .. } => "state".to_string(),
+    };
+    format!("{what}: {err}")
+}

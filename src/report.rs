@@ -1,0 +1,173 @@
+//! What the user sees: progress bars on a terminal, plain lines for cron, `-q` for errors only,
+//! `--json` for one summary object, and the log file.
+
+use std::fs::{File, OpenOptions};
+use std::io::{IsTerminal, Write};
+use std::path::Path;
+use std::sync::Mutex;
+
+use indicatif::{HumanBytes, ProgressBar, ProgressStyle};
+
+use crate::executor::{Observer, Problem};
+use crate::plan::{Action, Plan};
+use crate::sync::{Reporter, Summary};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Verbosity {
+    Quiet,
+    Normal,
+    Verbose,
+}
+
+pub struct Console {
+    verbosity: Verbosity,
+    json: bool,
+    dry_run: bool,
+    progress: Option<ProgressBar>,
+    log: Option<Mutex<File>>,
+}
+
+impl Console {
+    /// `log`: a file to append timestamped lines to.
+    pub fn new(verbosity: Verbosity, json: bool, dry_run: bool, log: Option<&Path>) -> std::io::Result<Console> {
+        let log = match log {
+            Some(path) => Some(Mutex::new(OpenOptions::new().create(true).append(true).open(path)?)),
+            None => None,
+        };
+        let progress = (verbosity == Verbosity::Normal && !json && !dry_run && std::io::stderr().is_terminal())
+            .then(ProgressBar::hidden);
+        Ok(Console { verbosity, json, dry_run, progress, log })
+    }
+
+    pub fn log(&self, line: &str) {
+        if let Some(log) = &self.log {
+            let stamp = chrono::Local::now().format("%Y-%m-%d %H:%M:%S%.3f %:z");
+            let _ = writeln!(log.lock().unwrap(), "{stamp} {line}");
+        }
+    }
+
+    /// Plain output, hidden behind the progress bar while it is drawn.
+    fn say(&self, line: &str) {
+        match &self.progress {
+            Some(bar) => bar.suspend(|| println!("{line}")),
+            None => println!("{line}"),
+        }
+    }
+
+    fn complain(&self, line: &str) {
+        match &self.progress {
+            Some(bar) => bar.suspend(|| eprintln!("pairsync: {line}")),
+            None => eprintln!("pairsync: {line}"),
+        }
+    }
+
+    pub fn started(&self, source: &str, destination: &str) {
+        self.log(&format!("start {source} -> {destination}"));
+    }
+
+    /// A run that ended before syncing (bad input, file check, safety stop, lock).
+    pub fn stopped(&self, error: &crate::error::Error) {
+        if let Some(bar) = &self.progress {
+            bar.finish_and_clear();
+        }
+        self.log(&format!("skipped: {error} (exit {})", error.exit_code().code()));
+        if self.json {
+            let object = serde_json::json!({ "error": error.to_string(), "exit_code": error.exit_code().code() });
+            println!("{object}");
+        }
+        eprintln!("pairsync: {error}");
+    }
+
+    pub fn finished(&self, summary: &Summary) {
+        if let Some(bar) = &self.progress {
+            bar.finish_and_clear();
+        }
+        let line = summary_line(summary);
+        self.log(&format!("end {line} (exit {})", summary.exit_code));
+        if self.json {
+            println!("{}", serde_json::to_string(summary).expect("summary serializes"));
+        } else if self.verbosity > Verbosity::Quiet {
+            println!("pairsync: {line}");
+        }
+    }
+}
+
+pub fn summary_line(s: &Summary) -> String {
+    let t = &s.tally;
+    let (copied, deleted) = if s.dry_run { ("would copy", "would delete") } else { ("copied", "deleted") };
+    format!(
+        "{} -> {} ({}): {copied} {} ({}), {deleted} {}, renamed {}, {} conflicts, {} problems in {:.2} s",
+        s.source,
+        s.destination,
+        mode_name(s.mode),
+        t.copied,
+        HumanBytes(t.bytes),
+        t.deleted,
+        t.renamed,
+        s.conflicts.len(),
+        s.problems.len(),
+        s.seconds
+    )
+}
+
+fn mode_name(mode: crate::plan::Mode) -> &'static str {
+    match mode {
+        crate::plan::Mode::Simple => "simple",
+        crate::plan::Mode::Clone => "clone",
+        crate::plan::Mode::TwoWay => "two-way",
+    }
+}
+
+impl Observer for Console {
+    fn applied(&self, action: &Action) {
+        if let (Some(bar), Action::Copy { entry, .. }) = (&self.progress, action) {
+            bar.inc(entry.size);
+        }
+        if action.touches_a_side() {
+            if self.verbosity == Verbosity::Verbose {
+                self.say(&action.to_string());
+            }
+            self.log(&action.to_string());
+        }
+    }
+
+    fn failed(&self, _action: &Action, problem: &Problem) {
+        self.log(&format!("problem {problem}"));
+        self.complain(&format!("problem: {problem}"));
+    }
+}
+
+impl Reporter for Console {
+    fn warning(&self, message: &str) {
+        self.log(&format!("warning {message}"));
+        if self.verbosity > Verbosity::Quiet {
+            self.complain(&format!("warning: {message}"));
+        }
+    }
+
+    fn planned(&self, plan: &Plan) {
+        for conflict in &plan.conflicts {
+            self.log(&conflict.to_string());
+            if self.verbosity > Verbosity::Quiet && !self.json {
+                self.say(&conflict.to_string());
+            }
+        }
+        if self.dry_run && !self.json && self.verbosity > Verbosity::Quiet {
+            for action in plan.actions.iter().filter(|a| a.touches_a_side() || self.verbosity == Verbosity::Verbose) {
+                self.say(&format!("would {action}"));
+            }
+        }
+        if let Some(bar) = &self.progress {
+            let bytes: u64 =
+                plan.actions.iter().map(|a| if let Action::Copy { entry, .. } = a { entry.size } else { 0 }).sum();
+            if bytes > 0 {
+                bar.set_length(bytes);
+                bar.set_style(
+                    ProgressStyle::with_template("{bar:40} {bytes}/{total_bytes} {bytes_per_sec} eta {eta}")
+                        .expect("valid template"),
+                );
+                bar.set_draw_target(indicatif::ProgressDrawTarget::stderr());
+            }
+        }
+    }
+}

@@ -1,0 +1,30 @@
+//! Safety stops: a plan that looks like an accident (an unmounted drive, a mass deletion) is not
+//! applied. `--force` overrides these; a missing root is never overridden (see `sync`).
+
+use crate::error::{Error, Result};
+use crate::model::{Kind, Side, Snapshot, State};
+use crate::plan::Plan;
+
+/// Refuses `plan` when a side is empty while the state says it held files, or when it would
+/// delete more than `max_delete` percent of a side's files.
+pub fn check(plan: &Plan, state: &State, sides: [&Snapshot; 2], max_delete: u8) -> Result<()> {
+    let recorded_files = state.values().filter(|r| r.kind == Kind::File).count();
+    for (side, snapshot) in Side::BOTH.into_iter().zip(sides) {
+        let files = snapshot.values().filter(|e| e.kind == Kind::File).count();
+        if files == 0 && recorded_files > 0 {
+            return Err(Error::Safety(format!(
+                "the {side} holds no files but the state says it held {recorded_files} (an unmounted drive?); \
+                 use --force if that is intended"
+            )));
+        }
+        let deletions = plan.deletions(side);
+        if deletions > 0 && deletions * 100 > usize::from(max_delete) * files {
+            return Err(Error::Safety(format!(
+                "would delete {deletions} of {files} files on the {side} ({}%), above --max-delete {max_delete}%; \
+                 use --force if that is intended",
+                deletions * 100 / files.max(1)
+            )));
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,249 @@
+//! One sync of one pair, start to end: checks, lock, scan, plan, safety, apply.
+
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use crate::check::{FileCheck, CHECK_FILE_LIMIT};
+use crate::endpoint::local::LocalEndpoint;
+use crate::endpoint::{Endpoint, Scan};
+use crate::error::{Error, Result};
+use crate::executor::{Executor, Observer, Problem, Tally};
+use crate::exit::ExitCode;
+use crate::filter::Filter;
+use crate::model::{inside, Side, Snapshot, State};
+use crate::plan::{self, Conflict, Mode, Plan, PlanOptions};
+use crate::safety;
+use crate::state::{pair_id, Opened, PairLock, StateDb};
+
+/// Everything one sync needs, resolved and validated.
+#[derive(Debug, Clone)]
+pub struct Job {
+    pub source: String,
+    pub destination: String,
+    pub mode: Mode,
+    pub options: PlanOptions,
+    pub filter: Filter,
+    pub checks: [Option<FileCheck>; 2],
+    pub max_delete: u8,
+    pub force: bool,
+    pub dry_run: bool,
+    pub state_dir: PathBuf,
+}
+
+/// What a sync did (or, with `dry_run`, would do).
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Summary {
+    pub source: String,
+    pub destination: String,
+    pub mode: Mode,
+    pub dry_run: bool,
+    #[serde(flatten)]
+    pub tally: Tally,
+    pub conflicts: Vec<Conflict>,
+    pub problems: Vec<Problem>,
+    pub warnings: Vec<String>,
+    pub seconds: f64,
+    pub exit_code: u8,
+}
+
+impl Summary {
+    pub fn exit(&self) -> ExitCode {
+        if self.problems.is_empty() {
+            ExitCode::Synced
+        } else {
+            ExitCode::Problems
+        }
+    }
+}
+
+/// Reports what a sync finds before it acts: notices, the plan (for a dry run).
+pub trait Reporter: Observer {
+    fn warning(&self, _message: &str) {}
+    fn planned(&self, _plan: &Plan) {}
+}
+
+/// Copies run on this many threads.
+fn workers() -> usize {
+    std::thread::available_parallelism().map_or(2, |n| n.get()).clamp(2, 4)
+}
+
+/// A side given on the command line: a local path, canonical when it exists.
+fn local_root(flag: &str, given: &str) -> Result<PathBuf> {
+    if given.starts_with("ftp://") || given.starts_with("ftps://") {
+        return Err(Error::Usage(format!("{flag} {given}: FTP endpoints are not supported by this build yet")));
+    }
+    if given.is_empty() {
+        return Err(Error::Usage(format!("{flag}: empty path")));
+    }
+    let path = Path::new(given);
+    match path.canonicalize() {
+        Ok(path) => Ok(path),
+        Err(_) => std::path::absolute(path).map_err(|e| Error::Usage(format!("{flag} {given}: {e}"))),
+    }
+}
+
+pub fn sync(job: &Job, reporter: &dyn Reporter) -> Result<Summary> {
+    let started = Instant::now();
+    let roots = [local_root("SOURCE", &job.source)?, local_root("DESTINATION", &job.destination)?];
+    if roots[0] == roots[1] {
+        return Err(Error::Usage(format!("source and destination are the same folder: {}", roots[0].display())));
+    }
+    for (inner, outer) in [(&roots[0], &roots[1]), (&roots[1], &roots[0])] {
+        if inner.starts_with(outer) {
+            return Err(Error::Usage(format!(
+                "{} is inside {}: one root inside the other would sync into itself",
+                inner.display(),
+                outer.display()
+            )));
+        }
+    }
+    let urls = [roots[0].display().to_string(), roots[1].display().to_string()];
+    let id = pair_id(&urls[0], &urls[1]);
+    let tag = &id[..8];
+    let endpoints = [LocalEndpoint::new(roots[0].clone(), tag), LocalEndpoint::new(roots[1].clone(), tag)];
+    let endpoints: [&dyn Endpoint; 2] = [&endpoints[0], &endpoints[1]];
+
+    // A wrong or missing drive is recognized before anything else looks at it.
+    for (side, check) in Side::BOTH.into_iter().zip(&job.checks) {
+        if let Some(check) = check {
+            let found = endpoints[side.index()]
+                .read_check_file(&check.path, CHECK_FILE_LIMIT)
+                .map_err(|e| Error::Check { side, reason: format!("cannot read {}: {e}", check.path) })?;
+            check.judge(side, found.as_deref())?;
+        }
+    }
+    for (side, endpoint) in Side::BOTH.into_iter().zip(endpoints) {
+        endpoint
+            .check_root()
+            .map_err(|e| Error::Safety(format!("the {side} root {} is missing or unreadable: {e}", endpoint.url())))?;
+    }
+
+    let _lock = PairLock::acquire(&job.state_dir, &id)?;
+    let (db, opened) = StateDb::open(&job.state_dir, &id, &urls[0], &urls[1])?;
+    if let Opened::Reset { moved_to, why } = &opened {
+        reporter.warning(&format!(
+            "state database could not be read ({why}); moved to {} and starting afresh (a merge, no deletions)",
+            moved_to.display()
+        ));
+    }
+
+    // Scan both sides and load the state at the same time.
+    let (scans, loaded) = std::thread::scope(|scope| {
+        let handles = endpoints.map(|endpoint| scope.spawn(|| endpoint.scan(&job.filter)));
+        let loaded = db.load();
+        (handles.map(|h| h.join().expect("scan thread panicked")), loaded)
+    });
+    let (mut state, bad_records) = loaded?;
+    if bad_records > 0 {
+        reporter.warning(&format!("{bad_records} unreadable state records dropped; those paths are compared afresh"));
+    }
+    let mut problems = Vec::new();
+    let mut warnings = Vec::new();
+    let mut snapshots: [Snapshot; 2] = Default::default();
+    for ((side, scan), snapshot) in Side::BOTH.into_iter().zip(scans).zip(&mut snapshots) {
+        let Scan { snapshot: found, issues, leftovers } =
+            scan.map_err(|e| Error::Safety(format!("the {side} root cannot be listed: {e}")))?;
+        *snapshot = found;
+        for issue in issues {
+            if issue.unreadable {
+                problems.push(Problem { path: issue.path.clone(), message: format!("{side}: {}", issue.message) });
+            } else {
+                let message = format!("{side}: {}: {}", issue.path, issue.message);
+                reporter.warning(&message);
+                warnings.push(message);
+            }
+        }
+        if !job.dry_run {
+            for leftover in leftovers {
+                if let Err(e) = endpoints[side.index()].remove_leftover(&leftover) {
+                    reporter.warning(&format!("{side}: cannot remove leftover temp file {leftover}: {e}"));
+                }
+            }
+        }
+    }
+    // Whatever could not be read on either side is left out of this run entirely, so that
+    // nothing in it looks deleted.
+    for problem in &problems {
+        exclude(&problem.path, &mut state, &mut snapshots);
+    }
+    state.retain(|path, record| !job.filter.hides(path, record.kind));
+
+    let options =
+        PlanOptions { conflict_stamp: chrono::Local::now().format("%Y%m%d-%H%M%S").to_string(), ..job.options.clone() };
+    let wanted = plan::hash_requests(job.mode, &state, &snapshots[0], &snapshots[1], &options);
+    hash_into(&wanted, endpoints, &mut snapshots);
+    let plan = plan::plan(job.mode, &state, &snapshots[0], &snapshots[1], &options);
+    if !job.force {
+        safety::check(&plan, &state, [&snapshots[0], &snapshots[1]], job.max_delete)?;
+    }
+    reporter.planned(&plan);
+
+    let tally = if job.dry_run {
+        Tally::of(&plan)
+    } else {
+        let executor = Executor { endpoints, observer: reporter, workers: workers() };
+        let outcome = executor.apply(&plan, &db)?;
+        problems.extend(outcome.problems);
+        outcome.tally
+    };
+    let mut summary = Summary {
+        source: urls[0].clone(),
+        destination: urls[1].clone(),
+        mode: job.mode,
+        dry_run: job.dry_run,
+        tally,
+        conflicts: plan.conflicts,
+        problems,
+        warnings,
+        seconds: started.elapsed().as_secs_f64(),
+        exit_code: 0,
+    };
+    summary.exit_code = summary.exit().code();
+    Ok(summary)
+}
+
+/// Leaves `path` and everything below it out of the state and both snapshots.
+fn exclude(path: &str, state: &mut State, snapshots: &mut [Snapshot; 2]) {
+    let doomed: Vec<String> = inside(state, path).map(|(k, _)| k.clone()).collect();
+    for key in doomed.iter().map(String::as_str).chain([path]) {
+        state.remove(key);
+    }
+    for snapshot in snapshots.iter_mut() {
+        let doomed: Vec<String> = inside(snapshot, path).map(|(k, _)| k.clone()).collect();
+        for key in doomed.iter().map(String::as_str).chain([path]) {
+            snapshot.remove(key);
+        }
+    }
+}
+
+/// Hashes the requested files into the snapshots, on a few threads. A file that cannot be
+/// hashed keeps no hash: the planner then assumes it changed.
+fn hash_into(wanted: &[(Side, String)], endpoints: [&dyn Endpoint; 2], snapshots: &mut [Snapshot; 2]) {
+    if wanted.is_empty() {
+        return;
+    }
+    let chunk = wanted.len().div_ceil(workers());
+    let hashed: Vec<(Side, &String, blake3::Hash)> = std::thread::scope(|scope| {
+        let snapshots = &*snapshots;
+        let handles: Vec<_> = wanted
+            .chunks(chunk)
+            .map(|part| {
+                scope.spawn(move || {
+                    part.iter()
+                        .filter_map(|(side, path)| {
+                            let entry = snapshots[side.index()].get(path)?;
+                            let hash = endpoints[side.index()].hash(path, entry).ok()?;
+                            Some((*side, path, blake3::Hash::from_bytes(hash)))
+                        })
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        handles.into_iter().flat_map(|h| h.join().expect("hash thread panicked")).collect()
+    });
+    for (side, path, hash) in hashed {
+        if let Some(entry) = snapshots[side.index()].get_mut(path) {
+            entry.hash = Some(*hash.as_bytes());
+        }
+    }
+}
