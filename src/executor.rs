@@ -27,7 +27,7 @@ impl std::fmt::Display for Problem {
 /// What happened, as it happens (progress bars, verbose lines, the log file).
 pub trait Observer: Sync {
     fn applied(&self, _action: &Action) {}
-    fn failed(&self, _action: &Action, _problem: &Problem) {}
+    fn problem(&self, _problem: &Problem) {}
 }
 
 /// Counts of what was done.
@@ -106,7 +106,7 @@ impl Executor<'_> {
                 }
                 Err(err) => {
                     let problem = Problem { path: action.path().to_string(), message: describe(action, &err) };
-                    self.observer.failed(action, &problem);
+                    self.observer.problem(&problem);
                     outcome.problems.push(problem);
                 }
             }

@@ -131,7 +131,7 @@ impl Observer for Console {
         }
     }
 
-    fn failed(&self, _action: &Action, problem: &Problem) {
+    fn problem(&self, problem: &Problem) {
         self.log(&format!("problem {problem}"));
         self.complain(&format!("problem: {problem}"));
     }

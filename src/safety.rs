@@ -9,14 +9,18 @@ use crate::plan::Plan;
 /// delete more than `max_delete` percent of a side's files.
 pub fn check(plan: &Plan, state: &State, sides: [&Snapshot; 2], max_delete: u8) -> Result<()> {
     let recorded_files = state.values().filter(|r| r.kind == Kind::File).count();
-    for (side, snapshot) in Side::BOTH.into_iter().zip(sides) {
-        let files = snapshot.values().filter(|e| e.kind == Kind::File).count();
-        if files == 0 && recorded_files > 0 {
+    let files = sides.map(|snapshot| snapshot.values().filter(|e| e.kind == Kind::File).count());
+    // An emptied side first: it explains the mass deletion it would cause on the other.
+    for side in Side::BOTH {
+        if files[side.index()] == 0 && recorded_files > 0 {
             return Err(Error::Safety(format!(
                 "the {side} holds no files but the state says it held {recorded_files} (an unmounted drive?); \
                  use --force if that is intended"
             )));
         }
+    }
+    for side in Side::BOTH {
+        let files = files[side.index()];
         let deletions = plan.deletions(side);
         if deletions > 0 && deletions * 100 > usize::from(max_delete) * files {
             return Err(Error::Safety(format!(

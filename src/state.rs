@@ -113,6 +113,15 @@ impl StateDb {
         StateWriter { db: self, batch: sled::Batch::default(), pending: 0 }
     }
 
+    /// Drops the records of these paths at once.
+    pub fn forget_all(&self, paths: &[String]) -> Result<()> {
+        let mut writer = self.writer();
+        for path in paths {
+            writer.forget(path)?;
+        }
+        writer.commit()
+    }
+
     pub fn flush(&self) -> Result<()> {
         self.db.flush().map(|_| ()).map_err(|e| sled_error(&self.path, e))
     }

@@ -146,7 +146,9 @@ pub fn sync(job: &Job, reporter: &dyn Reporter) -> Result<Summary> {
         *snapshot = found;
         for issue in issues {
             if issue.unreadable {
-                problems.push(Problem { path: issue.path.clone(), message: format!("{side}: {}", issue.message) });
+                let problem = Problem { path: issue.path.clone(), message: format!("{side}: {}", issue.message) };
+                reporter.problem(&problem);
+                problems.push(problem);
             } else {
                 let message = format!("{side}: {}: {}", issue.path, issue.message);
                 reporter.warning(&message);
@@ -166,7 +168,19 @@ pub fn sync(job: &Job, reporter: &dyn Reporter) -> Result<Summary> {
     for problem in &problems {
         exclude(&problem.path, &mut state, &mut snapshots);
     }
-    state.retain(|path, record| !job.filter.hides(path, record.kind));
+    // An ignored path is invisible, its record too. The record is dropped, not just hidden:
+    // kept, it would turn a delete made while the path was ignored into a deletion on the
+    // other side once the rule is lifted. Without it the path is merged afresh.
+    let hidden: Vec<String> =
+        state.iter().filter(|(path, record)| job.filter.hides(path, record.kind)).map(|(p, _)| p.clone()).collect();
+    if !hidden.is_empty() {
+        for path in &hidden {
+            state.remove(path);
+        }
+        if !job.dry_run {
+            db.forget_all(&hidden)?;
+        }
+    }
 
     let options =
         PlanOptions { conflict_stamp: chrono::Local::now().format("%Y%m%d-%H%M%S").to_string(), ..job.options.clone() };

@@ -323,3 +323,58 @@ impl Read for CheckedReader {
         Ok(n)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn endpoint() -> (tempfile::TempDir, LocalEndpoint) {
+        let dir = tempfile::tempdir().unwrap();
+        let endpoint = LocalEndpoint::new(dir.path().to_path_buf(), "t");
+        (dir, endpoint)
+    }
+
+    #[test]
+    fn a_file_growing_while_read_fails_the_read() {
+        let (dir, ep) = endpoint();
+        fs::write(dir.path().join("f"), vec![1u8; 10_000]).unwrap();
+        let entry = ep.stat("f").unwrap().unwrap();
+        let mut reader = ep.open("f", &entry).unwrap();
+        let mut buf = [0u8; 4096];
+        reader.read_exact(&mut buf).unwrap();
+        OpenOptions::new().append(true).open(dir.path().join("f")).unwrap().write_all(b"more").unwrap();
+        let err = io::copy(&mut reader, &mut io::sink()).unwrap_err();
+        assert!(err.to_string().contains("changed while being read"), "{err}");
+    }
+
+    #[test]
+    fn a_write_that_fails_leaves_neither_temp_file_nor_target() {
+        let (dir, ep) = endpoint();
+        struct Broken;
+        impl Read for Broken {
+            fn read(&mut self, _: &mut [u8]) -> io::Result<usize> {
+                Err(io::Error::other("source went away"))
+            }
+        }
+        assert!(ep.write("x", &mut Broken, 0, None).is_err());
+        assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 0);
+    }
+
+    #[test]
+    fn write_refuses_a_target_that_appeared_since_the_scan() {
+        let (dir, ep) = endpoint();
+        fs::write(dir.path().join("x"), "someone else's").unwrap();
+        let err = ep.write("x", &mut &b"mine"[..], 0, None).unwrap_err();
+        assert!(err.to_string().contains("changed since the scan"), "{err}");
+        assert_eq!(fs::read_to_string(dir.path().join("x")).unwrap(), "someone else's");
+    }
+
+    #[test]
+    fn write_reports_what_the_filesystem_stored() {
+        let (_dir, ep) = endpoint();
+        let mtime = 1_600_000_000_123_456_789;
+        let written = ep.write("x", &mut &b"data"[..], mtime, None).unwrap();
+        assert_eq!(written, ep.stat("x").unwrap().unwrap());
+        assert_eq!((written.size, written.mtime), (4, mtime));
+    }
+}
