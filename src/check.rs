@@ -40,6 +40,12 @@ impl FileCheck {
         Ok(FileCheck { path: path.to_string(), content })
     }
 
+    /// For a check file inside the root: a pattern that hides exactly it from the pair.
+    pub fn ignore_pattern(&self) -> Option<String> {
+        let relative = self.path.trim_start_matches("./");
+        (!std::path::Path::new(&self.path).is_absolute()).then(|| format!("^{}$", regex::escape(relative)))
+    }
+
     /// Judges what was read of the check file (`None`: it does not exist).
     pub fn judge(&self, side: Side, found: Option<&[u8]>) -> Result<()> {
         let fail = |reason: String| Err(Error::Check { side, reason });

@@ -19,9 +19,6 @@ use crate::sync::{sync, Job};
     about = "Keeps pairs of folders in sync: one-way simple, one-way clone, or two-way"
 )]
 pub struct Args {
-    /// Config file (default: $PAIRSYNC_CONFIG, then $XDG_CONFIG_HOME/pairsync/pairsync.toml).
-    #[arg(short = 'C', long = "config", global = true, value_name = "CONFIG")]
-    pub config: Option<PathBuf>,
     /// Where each pair's state database lives (default: $PAIRSYNC_STATE_DIR, then
     /// $XDG_STATE_HOME/pairsync).
     #[arg(long, global = true, value_name = "DIR")]
@@ -32,7 +29,7 @@ pub struct Args {
     /// Print only errors and problems.
     #[arg(short, long, global = true)]
     pub quiet: bool,
-    /// Print one JSON summary object.
+    /// Print one JSON summary object on stdout, and nothing else there.
     #[arg(long, global = true)]
     pub json: bool,
     #[command(subcommand)]
@@ -113,8 +110,12 @@ pub fn job(args: &SyncArgs, state_dir_flag: Option<PathBuf>) -> Result<Job> {
         .map(|p| ("--ignore", p.as_str()))
         .chain(args.ignore_source.iter().map(|p| ("--ignore-source", p.as_str())))
         .chain(args.ignore_destination.iter().map(|p| ("--ignore-destination", p.as_str())));
-    let filter = Filter::new(patterns, !args.no_recursive)?;
     let check = |flag: &str, spec: &Option<String>| spec.as_deref().map(|s| FileCheck::parse(flag, s)).transpose();
+    let checks = [check("--check-source", &args.check_source)?, check("--check-destination", &args.check_destination)?];
+    // A check file inside a root marks the drive; it is not data to sync (nor, in clone mode,
+    // an extra to delete).
+    let markers: Vec<String> = checks.iter().flatten().filter_map(FileCheck::ignore_pattern).collect();
+    let filter = Filter::new(patterns.chain(markers.iter().map(|m| ("file check", m.as_str()))), !args.no_recursive)?;
     Ok(Job {
         source: args.source.clone(),
         destination: args.destination.clone(),
@@ -126,7 +127,7 @@ pub fn job(args: &SyncArgs, state_dir_flag: Option<PathBuf>) -> Result<Job> {
             ..PlanOptions::default()
         },
         filter,
-        checks: [check("--check-source", &args.check_source)?, check("--check-destination", &args.check_destination)?],
+        checks,
         max_delete: args.max_delete,
         force: args.force,
         dry_run: args.dry_run,

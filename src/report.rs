@@ -124,7 +124,7 @@ impl Observer for Console {
             bar.inc(entry.size);
         }
         if action.touches_a_side() {
-            if self.verbosity == Verbosity::Verbose {
+            if self.verbosity == Verbosity::Verbose && !self.json {
                 self.say(&action.to_string());
             }
             self.log(&action.to_string());

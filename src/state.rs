@@ -69,7 +69,7 @@ impl StateDb {
     pub fn open(state_dir: &Path, id: &str, source_url: &str, destination_url: &str) -> Result<(StateDb, Opened)> {
         let path = state_dir.join("pairs").join(id);
         let existed = path.exists();
-        let (db, mut opened) = match open_sled(&path) {
+        let (db, opened) = match open_sled(&path) {
             Ok(db) => (db, if existed { Opened::Existing } else { Opened::New }),
             Err(why) => {
                 let moved_to = path.with_extension(format!("corrupt-{}", chrono::Local::now().format("%Y%m%d-%H%M%S")));
@@ -79,11 +79,6 @@ impl StateDb {
             }
         };
         let meta = db.open_tree("meta").map_err(|e| sled_error(&path, e))?;
-        let stored_format = meta.get("format").map_err(|e| sled_error(&path, e))?;
-        if stored_format.as_deref().is_some_and(|f| f != [FORMAT]) && opened == Opened::Existing {
-            db.clear().map_err(|e| sled_error(&path, e))?;
-            opened = Opened::Reset { moved_to: path.clone(), why: "unknown record format; starting afresh".into() };
-        }
         for (key, value) in
             [("format", &[FORMAT][..]), ("source", source_url.as_bytes()), ("destination", destination_url.as_bytes())]
         {
@@ -163,13 +158,19 @@ impl StateWriter<'_> {
     }
 }
 
+/// Opens the database, refusing one whose records are in a format this build cannot read.
 fn open_sled(path: &Path) -> std::result::Result<sled::Db, String> {
     let config = sled::Config::new().path(path).cache_capacity(CACHE_BYTES).flush_every_ms(Some(1000));
     // sled reports most corruption as an error, but may panic on a mangled file.
-    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| config.open())) {
-        Ok(Ok(db)) => Ok(db),
-        Ok(Err(e)) => Err(e.to_string()),
-        Err(_) => Err("the database panicked while opening".into()),
+    let db = match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| config.open())) {
+        Ok(Ok(db)) => db,
+        Ok(Err(e)) => return Err(e.to_string()),
+        Err(_) => return Err("the database panicked while opening".into()),
+    };
+    let format = db.open_tree("meta").and_then(|meta| meta.get("format")).map_err(|e| e.to_string())?;
+    match format {
+        Some(f) if f != [FORMAT] => Err(format!("record format {f:?} is not {FORMAT}")),
+        _ => Ok(db),
     }
 }
 

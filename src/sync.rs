@@ -118,10 +118,16 @@ pub fn sync(job: &Job, reporter: &dyn Reporter) -> Result<Summary> {
             .map_err(|e| Error::Safety(format!("the {side} root {} is missing or unreadable: {e}", endpoint.url())))?;
     }
 
+    let mut warnings = Vec::new();
+    let mut warn = |message: String| {
+        reporter.warning(&message);
+        warnings.push(message);
+    };
+
     let _lock = PairLock::acquire(&job.state_dir, &id)?;
     let (db, opened) = StateDb::open(&job.state_dir, &id, &urls[0], &urls[1])?;
     if let Opened::Reset { moved_to, why } = &opened {
-        reporter.warning(&format!(
+        warn(format!(
             "state database could not be read ({why}); moved to {} and starting afresh (a merge, no deletions)",
             moved_to.display()
         ));
@@ -135,10 +141,9 @@ pub fn sync(job: &Job, reporter: &dyn Reporter) -> Result<Summary> {
     });
     let (mut state, bad_records) = loaded?;
     if bad_records > 0 {
-        reporter.warning(&format!("{bad_records} unreadable state records dropped; those paths are compared afresh"));
+        warn(format!("{bad_records} unreadable state records dropped; those paths are compared afresh"));
     }
     let mut problems = Vec::new();
-    let mut warnings = Vec::new();
     let mut snapshots: [Snapshot; 2] = Default::default();
     for ((side, scan), snapshot) in Side::BOTH.into_iter().zip(scans).zip(&mut snapshots) {
         let Scan { snapshot: found, issues, leftovers } =
@@ -150,15 +155,13 @@ pub fn sync(job: &Job, reporter: &dyn Reporter) -> Result<Summary> {
                 reporter.problem(&problem);
                 problems.push(problem);
             } else {
-                let message = format!("{side}: {}: {}", issue.path, issue.message);
-                reporter.warning(&message);
-                warnings.push(message);
+                warn(format!("{side}: {}: {}", issue.path, issue.message));
             }
         }
         if !job.dry_run {
             for leftover in leftovers {
                 if let Err(e) = endpoints[side.index()].remove_leftover(&leftover) {
-                    reporter.warning(&format!("{side}: cannot remove leftover temp file {leftover}: {e}"));
+                    warn(format!("{side}: cannot remove leftover temp file {leftover}: {e}"));
                 }
             }
         }

@@ -378,8 +378,12 @@ fn a_non_utf8_name_is_skipped_with_a_warning_naming_it() {
 }
 
 /// Runs the binary without the capabilities that let root read anything, so that a file
-/// with mode 000 is really unreadable even when the tests run as root.
+/// with mode 000 is really unreadable even when the tests run as root (as CI does).
 fn without_read_override() -> Command {
+    let me = tempfile::tempfile().unwrap().metadata().unwrap();
+    if std::os::unix::fs::MetadataExt::uid(&me) != 0 {
+        return Command::new(env!("CARGO_BIN_EXE_pairsync"));
+    }
     let mut command = Command::new("setpriv");
     command.args([
         "--bounding-set=-dac_override,-dac_read_search",
@@ -414,4 +418,28 @@ fn an_unreadable_folder_is_left_out_not_taken_for_deleted() {
     assert_eq!(run.code, 1, "{run}");
     assert!(run.stderr.contains("locked"), "{run}");
     assert_eq!(env.read(D, "locked/x"), "x", "the destination copy must survive");
+}
+
+#[test]
+fn clone_never_deletes_nor_copies_the_check_file() {
+    // Regression: a relative --check-destination marker was an "extra" that clone deleted,
+    // so the next run found no marker and refused the drive.
+    let env = TestEnv::new();
+    env.put(S, "a", "1").put(D, ".disk-id", "usb-7");
+    for _ in 0..2 {
+        env.sync_ok(&["--mode", "clone", "--check-destination", ".disk-id=usb-7", "--force"]);
+    }
+    env.assert_tree(D, &[(".disk-id", "usb-7"), ("a", "1")]);
+    env.assert_tree(S, &[("a", "1")]);
+}
+
+#[test]
+fn json_output_is_only_json_even_when_verbose() {
+    let env = TestEnv::new();
+    env.put(S, "a", "1");
+    let run = env.sync_ok(&["--json", "-v"]);
+    let summary: serde_json::Value =
+        serde_json::from_str(&run.stdout).unwrap_or_else(|e| panic!("stdout is not one JSON object: {e}\n{run}"));
+    assert_eq!(summary["copied"], 1, "{run}");
+    assert_eq!(summary["exit_code"], 0, "{run}");
 }
