@@ -169,7 +169,7 @@ impl Executor<'_> {
             Action::Copy { from, path, entry, replaces } => {
                 let reader = self.endpoint(*from).open(path, entry)?;
                 let mut reader = HashingReader::new(reader);
-                let written = self.endpoint(from.other()).write(path, &mut reader, entry.mtime, replaces.as_ref())?;
+                let written = self.endpoint(from.other()).write(path, &mut reader, entry, replaces.as_ref())?;
                 let hash = reader.hash();
                 let (s, d) = match from {
                     Side::Source => (entry, &written),

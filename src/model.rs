@@ -62,15 +62,17 @@ pub struct Entry {
     pub mtime: Mtime,
     /// Filled in only when the planner asked for it (see [`crate::plan::hash_requests`]).
     pub hash: Option<Hash>,
+    /// Unix permission bits, where the endpoint has them; given to the copy, never compared.
+    pub mode: Option<u32>,
 }
 
 impl Entry {
     pub fn file(size: u64, mtime: Mtime) -> Entry {
-        Entry { kind: Kind::File, size, mtime, hash: None }
+        Entry { kind: Kind::File, size, mtime, hash: None, mode: None }
     }
 
     pub fn dir() -> Entry {
-        Entry { kind: Kind::Dir, size: 0, mtime: 0, hash: None }
+        Entry { kind: Kind::Dir, size: 0, mtime: 0, hash: None, mode: None }
     }
 
     pub fn is_dir(&self) -> bool {

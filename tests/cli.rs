@@ -53,14 +53,17 @@ fn second_run_is_a_no_op() {
 }
 
 #[test]
-fn copies_keep_mtime_and_bytes() {
+fn copies_keep_bytes_mtime_and_permissions() {
+    use std::os::unix::fs::PermissionsExt;
     let env = TestEnv::new();
     let bytes: Vec<u8> = (0..=255u8).cycle().take(100_000).collect();
     fs::write(env.src.join("bin.dat"), &bytes).unwrap();
+    fs::set_permissions(env.src.join("bin.dat"), fs::Permissions::from_mode(0o751)).unwrap();
     env.set_mtime(S, "bin.dat", 1_500_000_000);
     env.sync_ok(&[]);
     assert_eq!(fs::read(env.dst.join("bin.dat")).unwrap(), bytes);
     assert_eq!(env.mtime(D, "bin.dat"), 1_500_000_000);
+    assert_eq!(fs::metadata(env.dst.join("bin.dat")).unwrap().permissions().mode() & 0o7777, 0o751);
 }
 
 #[test]

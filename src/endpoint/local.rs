@@ -4,6 +4,7 @@
 use std::collections::HashSet;
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read, Write};
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
@@ -107,7 +108,7 @@ fn entry_of(meta: &fs::Metadata) -> Option<Entry> {
     if ft.is_dir() {
         Some(Entry::dir())
     } else if ft.is_file() {
-        Some(Entry::file(meta.len(), mtime_of(meta)))
+        Some(Entry { mode: Some(meta.permissions().mode() & 0o7777), ..Entry::file(meta.len(), mtime_of(meta)) })
     } else {
         None
     }
@@ -189,7 +190,7 @@ impl Endpoint for LocalEndpoint {
                 } else if !filter.ignores(&rel, Kind::File) {
                     match entry.metadata() {
                         Ok(meta) => {
-                            snapshot.insert(rel, Entry::file(meta.len(), mtime_of(&meta)));
+                            snapshot.insert(rel, entry_of(&meta).expect("a regular file"));
                         }
                         Err(err) => issues.push(ScanIssue {
                             path: rel,
@@ -219,7 +220,7 @@ impl Endpoint for LocalEndpoint {
         Ok(Box::new(CheckedReader { file, expect: *expect, read: 0 }))
     }
 
-    fn write(&self, path: &str, data: &mut dyn Read, mtime: Mtime, replaces: Option<&Entry>) -> io::Result<Entry> {
+    fn write(&self, path: &str, data: &mut dyn Read, like: &Entry, replaces: Option<&Entry>) -> io::Result<Entry> {
         self.check_parents(path)?;
         self.expect_current(path, replaces)?;
         let temp = self.temp_name(path);
@@ -235,7 +236,10 @@ impl Endpoint for LocalEndpoint {
                 }
                 file.write_all(&buf[..n])?;
             }
-            file.set_modified(system_time(mtime))?;
+            file.set_modified(system_time(like.mtime))?;
+            if let Some(mode) = like.mode {
+                file.set_permissions(fs::Permissions::from_mode(mode))?;
+            }
             let meta = file.metadata()?;
             drop(file);
             // The target may have changed while we copied: check again right before the rename.
@@ -244,7 +248,7 @@ impl Endpoint for LocalEndpoint {
             Ok(meta)
         })();
         match written {
-            Ok(meta) => Ok(Entry::file(meta.len(), mtime_of(&meta))),
+            Ok(meta) => Ok(entry_of(&meta).expect("a regular file")),
             Err(err) => {
                 let _ = fs::remove_file(&temp_path);
                 Err(err)
@@ -356,7 +360,7 @@ mod tests {
                 Err(io::Error::other("source went away"))
             }
         }
-        assert!(ep.write("x", &mut Broken, 0, None).is_err());
+        assert!(ep.write("x", &mut Broken, &Entry::file(1, 0), None).is_err());
         assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 0);
     }
 
@@ -364,7 +368,7 @@ mod tests {
     fn write_refuses_a_target_that_appeared_since_the_scan() {
         let (dir, ep) = endpoint();
         fs::write(dir.path().join("x"), "someone else's").unwrap();
-        let err = ep.write("x", &mut &b"mine"[..], 0, None).unwrap_err();
+        let err = ep.write("x", &mut &b"mine"[..], &Entry::file(4, 0), None).unwrap_err();
         assert!(err.to_string().contains("changed since the scan"), "{err}");
         assert_eq!(fs::read_to_string(dir.path().join("x")).unwrap(), "someone else's");
     }
@@ -373,8 +377,9 @@ mod tests {
     fn write_reports_what_the_filesystem_stored() {
         let (_dir, ep) = endpoint();
         let mtime = 1_600_000_000_123_456_789;
-        let written = ep.write("x", &mut &b"data"[..], mtime, None).unwrap();
+        let like = Entry { mode: Some(0o751), ..Entry::file(4, mtime) };
+        let written = ep.write("x", &mut &b"data"[..], &like, None).unwrap();
         assert_eq!(written, ep.stat("x").unwrap().unwrap());
-        assert_eq!((written.size, written.mtime), (4, mtime));
+        assert_eq!((written.size, written.mtime, written.mode), (4, mtime, Some(0o751)));
     }
 }

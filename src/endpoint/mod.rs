@@ -9,7 +9,7 @@ pub mod local;
 use std::io::{self, Read};
 
 use crate::filter::Filter;
-use crate::model::{Entry, Hash, Mtime, Snapshot};
+use crate::model::{Entry, Hash, Snapshot};
 
 /// Something a scan could not take in, with its relative path (lossy, for display).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -46,10 +46,11 @@ pub trait Endpoint: Send + Sync {
     /// turns out not to be `expect` (size or mtime) by the end of the read.
     fn open(&self, path: &str, expect: &Entry) -> io::Result<Box<dyn Read + Send + '_>>;
 
-    /// Writes `data` to `path` atomically (temp name in the same folder, then rename) with
-    /// mtime `mtime`; `replaces` is what the plan saw there. Returns the entry as the endpoint
-    /// now reports it (its own mtime precision). No partial file is ever visible at `path`.
-    fn write(&self, path: &str, data: &mut dyn Read, mtime: Mtime, replaces: Option<&Entry>) -> io::Result<Entry>;
+    /// Writes `data` to `path` atomically (temp name in the same folder, then rename) with the
+    /// mtime and permissions of `like` (the file copied); `replaces` is what the plan saw there.
+    /// Returns the entry as the endpoint now reports it (its own mtime precision). No partial
+    /// file is ever visible at `path`.
+    fn write(&self, path: &str, data: &mut dyn Read, like: &Entry, replaces: Option<&Entry>) -> io::Result<Entry>;
 
     /// Creates a folder; its parent exists. Succeeds if a folder is already there.
     fn mkdir(&self, path: &str) -> io::Result<()>;
