@@ -216,6 +216,53 @@ fn known_equal(a: &Entry, b: &Entry) -> Option<bool> {
     }
 }
 
+/// One path with what each side and the state hold there: the unit every planning pass walks.
+#[derive(Clone, Copy)]
+struct Row<'a> {
+    path: &'a str,
+    sides: [Option<&'a Entry>; 2],
+    record: Option<&'a StateRecord>,
+}
+
+impl<'a> Row<'a> {
+    fn entry(&self, side: Side) -> Option<&'a Entry> {
+        self.sides[side.index()]
+    }
+
+    /// How `side`'s entry compares with the record.
+    fn change(&self, side: Side) -> Change {
+        let entry = self.entry(side);
+        let Some(record) = self.record else {
+            return if entry.is_some() { Change::Created } else { Change::Absent };
+        };
+        match entry {
+            None => Change::Deleted,
+            Some(e) if e.kind != record.kind => Change::Modified,
+            Some(e) if e.kind == Kind::Dir => Change::Unchanged,
+            Some(e) => {
+                let hash = record_hash(record, self.sides[0], self.sides[1]);
+                file_change(e, record.side(side), hash)
+            }
+        }
+    }
+
+    /// A file deleted on `side` since the record while the other side kept it unchanged:
+    /// maybe the old name of a rename made on `side`.
+    fn deleted_on(&self, side: Side) -> bool {
+        self.record.is_some_and(|r| r.kind == Kind::File)
+            && self.entry(side).is_none()
+            && self.entry(side.other()).is_some_and(|e| e.kind == Kind::File)
+            && self.change(side.other()).is_unchanged()
+    }
+
+    /// A file created on `side` (no record, absent on the other side): maybe a new name.
+    fn created_on(&self, side: Side) -> bool {
+        self.record.is_none()
+            && self.entry(side).is_some_and(|e| e.kind == Kind::File)
+            && self.entry(side.other()).is_none()
+    }
+}
+
 struct Inputs<'a> {
     mode: Mode,
     state: &'a State,
@@ -228,40 +275,26 @@ impl<'a> Inputs<'a> {
         self.sides[side.index()].get(path)
     }
 
-    /// Files and folders of both snapshots and the state, in sorted order, each once.
-    fn paths(&self) -> Vec<&'a str> {
-        type Keys<'k> = std::iter::Peekable<Box<dyn Iterator<Item = &'k str> + 'k>>;
-        let peekable = |it: Box<dyn Iterator<Item = &'a str> + 'a>| -> Keys<'a> { it.peekable() };
-        let mut iters = [
-            peekable(Box::new(self.state.keys().map(String::as_str))),
-            peekable(Box::new(self.sides[0].keys().map(String::as_str))),
-            peekable(Box::new(self.sides[1].keys().map(String::as_str))),
-        ];
-        let mut merged = Vec::with_capacity(self.state.len().max(self.sides[0].len()));
-        while let Some(next) = iters.iter_mut().filter_map(|it| it.peek().copied()).min() {
-            for it in iters.iter_mut() {
-                it.next_if_eq(&next);
-            }
-            merged.push(next);
+    /// Every path of both snapshots and the state, once, in sorted order: one linear merge
+    /// of the three sorted maps, so that no pass has to look a path up.
+    fn rows(&self) -> Vec<Row<'a>> {
+        let mut state = self.state.iter().peekable();
+        let mut source = self.sides[0].iter().peekable();
+        let mut destination = self.sides[1].iter().peekable();
+        let mut rows = Vec::with_capacity(self.state.len().max(self.sides[0].len()));
+        loop {
+            let next =
+                [state.peek().map(|(k, _)| k), source.peek().map(|(k, _)| k), destination.peek().map(|(k, _)| k)]
+                    .into_iter()
+                    .flatten()
+                    .min();
+            let Some(path) = next.map(|p| p.as_str()) else { break };
+            let record = state.next_if(|(k, _)| *k == path).map(|(_, r)| r);
+            let s = source.next_if(|(k, _)| *k == path).map(|(_, e)| e);
+            let d = destination.next_if(|(k, _)| *k == path).map(|(_, e)| e);
+            rows.push(Row { path, sides: [s, d], record });
         }
-        merged
-    }
-
-    /// How `side`'s entry at `path` compares with the record.
-    fn change(&self, side: Side, path: &str) -> Change {
-        let entry = self.entry(side, path);
-        let Some(record) = self.state.get(path) else {
-            return if entry.is_some() { Change::Created } else { Change::Absent };
-        };
-        match entry {
-            None => Change::Deleted,
-            Some(e) if e.kind != record.kind => Change::Modified,
-            Some(e) if e.kind == Kind::Dir => Change::Unchanged,
-            Some(e) => {
-                let hash = record_hash(record, self.entry(Side::Source, path), self.entry(Side::Destination, path));
-                file_change(e, record.side(side), hash)
-            }
-        }
+        rows
     }
 
     /// Two files with no usable record: equal when the content is known equal, or (without
@@ -273,29 +306,6 @@ impl<'a> Inputs<'a> {
         !self.options.checksum && (a.mtime - b.mtime).abs() <= self.options.modify_window_ns
     }
 
-    /// Files deleted on `side` since the record while the other side kept them unchanged,
-    /// by recorded size: the candidates for a rename made on `side`.
-    fn deleted_by_size(&self, side: Side) -> HashMap<u64, Vec<&'a str>> {
-        let mut by_size: HashMap<u64, Vec<&'a str>> = HashMap::new();
-        for (path, record) in self.state {
-            if record.kind == Kind::File
-                && self.entry(side, path).is_none()
-                && self.entry(side.other(), path).is_some_and(|e| e.kind == Kind::File)
-                && self.change(side.other(), path).is_unchanged()
-            {
-                by_size.entry(record.side(side).size).or_default().push(path);
-            }
-        }
-        by_size
-    }
-
-    /// Files created on `side` (no record, absent on the other side).
-    fn created_files(&self, side: Side) -> impl Iterator<Item = (&'a String, &'a Entry)> + '_ {
-        self.sides[side.index()].iter().filter(move |(path, entry)| {
-            entry.kind == Kind::File && !self.state.contains_key(*path) && self.entry(side.other(), path).is_none()
-        })
-    }
-
     /// Sides on which a rename can be carried over in this mode.
     fn rename_sides(&self) -> &'static [Side] {
         match self.mode {
@@ -304,6 +314,17 @@ impl<'a> Inputs<'a> {
             Mode::Simple => &[],
         }
     }
+}
+
+/// Rows of files deleted on `side` (see [`Row::deleted_on`]), by their recorded size there.
+fn deleted_by_size(rows: &[Row], side: Side) -> HashMap<u64, Vec<usize>> {
+    let mut by_size: HashMap<u64, Vec<usize>> = HashMap::new();
+    for (i, row) in rows.iter().enumerate() {
+        if row.deleted_on(side) {
+            by_size.entry(row.record.expect("deleted rows have a record").side(side).size).or_default().push(i);
+        }
+    }
+    by_size
 }
 
 /// The files whose content hash [`plan`] needs to decide correctly, as (side, path).
@@ -322,32 +343,32 @@ pub fn hash_requests(
     options: &PlanOptions,
 ) -> Vec<(Side, String)> {
     let inputs = Inputs { mode, state, sides: [source, destination], options };
+    let rows = inputs.rows();
     let mut wanted: Vec<(Side, String)> = Vec::new();
-    let mut want = |side: Side, path: &str, entry: Option<&Entry>| {
-        if entry.is_some_and(|e| e.kind == Kind::File && e.hash.is_none()) {
-            wanted.push((side, path.to_string()));
+    let mut want = |side: Side, row: &Row| {
+        if row.entry(side).is_some_and(|e| e.kind == Kind::File && e.hash.is_none()) {
+            wanted.push((side, row.path.to_string()));
         }
     };
-    for path in inputs.paths() {
-        let (s, d) = (source.get(path), destination.get(path));
-        match state.get(path) {
+    for row in &rows {
+        let [s, d] = row.sides;
+        match row.record {
             Some(record) if record.kind == Kind::File => {
                 let mut changed = [false; 2];
                 for side in Side::BOTH {
-                    let Some(e) = inputs.entry(side, path).filter(|e| e.kind == Kind::File) else { continue };
+                    let Some(e) = row.entry(side).filter(|e| e.kind == Kind::File) else { continue };
                     let seen = record.side(side);
                     changed[side.index()] = e.size != seen.size || e.mtime != seen.mtime;
                     if e.size == seen.size && (options.checksum || e.mtime != seen.mtime) {
-                        want(side, path, Some(e));
+                        want(side, row);
                         if record.hash.is_none() {
-                            let other = side.other();
-                            want(other, path, inputs.entry(other, path));
+                            want(side.other(), row);
                         }
                     }
                 }
                 if changed == [true, true] && s.zip(d).is_some_and(|(s, d)| s.size == d.size) {
-                    want(Side::Source, path, s);
-                    want(Side::Destination, path, d);
+                    want(Side::Source, row);
+                    want(Side::Destination, row);
                 }
             }
             _ => {
@@ -357,24 +378,24 @@ pub fn hash_requests(
                         && a.size == b.size
                         && (options.checksum || (a.mtime - b.mtime).abs() > options.modify_window_ns)
                     {
-                        want(Side::Source, path, s);
-                        want(Side::Destination, path, d);
+                        want(Side::Source, row);
+                        want(Side::Destination, row);
                     }
                 }
             }
         }
     }
     for &side in inputs.rename_sides() {
-        let deleted = inputs.deleted_by_size(side);
+        let deleted = deleted_by_size(&rows, side);
         if deleted.is_empty() {
             continue;
         }
-        for (path, entry) in inputs.created_files(side) {
-            if let Some(candidates) = deleted.get(&entry.size) {
-                want(side, path, Some(entry));
-                for old in candidates {
-                    if state[*old].hash.is_none() {
-                        want(side.other(), old, inputs.entry(side.other(), old));
+        for row in rows.iter().filter(|row| row.created_on(side)) {
+            if let Some(candidates) = deleted.get(&row.entry(side).expect("created").size) {
+                want(side, row);
+                for &old in candidates {
+                    if rows[old].record.is_some_and(|r| r.hash.is_none()) {
+                        want(side.other(), &rows[old]);
                     }
                 }
             }
@@ -414,8 +435,8 @@ struct Planner<'a> {
     inputs: Inputs<'a>,
     phases: Phases,
     conflicts: Vec<Conflict>,
-    /// Paths already settled by rename detection.
-    handled: HashSet<&'a str>,
+    /// Rows already settled by rename detection.
+    handled: Vec<bool>,
     subtrees: HashMap<String, Subtree>,
     /// Folders with something created or modified below them, per side.
     dirty: [HashSet<&'a str>; 2],
@@ -429,23 +450,23 @@ struct Planner<'a> {
 /// [`hash_requests`] asked for.
 pub fn plan(mode: Mode, state: &State, source: &Snapshot, destination: &Snapshot, options: &PlanOptions) -> Plan {
     let inputs = Inputs { mode, state, sides: [source, destination], options };
+    let rows = inputs.rows();
     let mut planner = Planner {
         inputs,
         phases: Phases::default(),
         conflicts: Vec::new(),
-        handled: HashSet::new(),
+        handled: vec![false; rows.len()],
         subtrees: HashMap::new(),
         dirty: [HashSet::new(), HashSet::new()],
         taken: HashSet::new(),
     };
-    let paths = planner.inputs.paths();
     if mode == Mode::TwoWay {
-        planner.mark_dirty(&paths);
+        planner.mark_dirty(&rows);
     }
-    planner.carry_renames();
-    for path in paths {
-        if !planner.handled.contains(path) {
-            planner.visit(path);
+    planner.carry_renames(&rows);
+    for (i, row) in rows.iter().enumerate() {
+        if !planner.handled[i] {
+            planner.visit(row);
         }
     }
     planner.keep_parents();
@@ -457,11 +478,11 @@ impl<'a> Planner<'a> {
         self.inputs.entry(side, path)
     }
 
-    fn mark_dirty(&mut self, paths: &[&'a str]) {
-        for &path in paths {
+    fn mark_dirty(&mut self, rows: &[Row<'a>]) {
+        for row in rows {
             for side in Side::BOTH {
-                if matches!(self.inputs.change(side, path), Change::Created | Change::Modified) {
-                    for dir in ancestors(path) {
+                if matches!(row.change(side), Change::Created | Change::Modified) {
+                    for dir in ancestors(row.path) {
                         if !self.dirty[side.index()].insert(dir) {
                             break;
                         }
@@ -473,18 +494,18 @@ impl<'a> Planner<'a> {
 
     /// A file deleted on one side and a new file with the same content there is a rename:
     /// carry it as a rename on the other side instead of a delete and a copy.
-    fn carry_renames(&mut self) {
+    fn carry_renames(&mut self, rows: &[Row<'a>]) {
         for &side in self.inputs.rename_sides() {
-            let deleted = self.inputs.deleted_by_size(side);
+            let deleted = deleted_by_size(rows, side);
             if deleted.is_empty() {
                 continue;
             }
             let other = side.other();
-            let mut by_hash: HashMap<Hash, Vec<&'a str>> = HashMap::new();
+            let mut by_hash: HashMap<Hash, Vec<usize>> = HashMap::new();
             for old in deleted.into_values().flatten() {
-                let record = &self.inputs.state[old];
+                let row = &rows[old];
                 if let Some(hash) =
-                    record_hash(record, self.entry(Side::Source, old), self.entry(Side::Destination, old))
+                    record_hash(row.record.expect("deleted rows have a record"), row.sides[0], row.sides[1])
                 {
                     by_hash.entry(hash).or_default().push(old);
                 }
@@ -492,21 +513,22 @@ impl<'a> Planner<'a> {
             for candidates in by_hash.values_mut() {
                 candidates.sort_unstable_by(|a, b| b.cmp(a)); // pop() takes the first in path order
             }
-            let created: Vec<_> = self.inputs.created_files(side).collect();
-            for (new, entry) in created {
+            // (A row created on one side can never be one the other side's pass settled.)
+            for (new, row) in rows.iter().enumerate().filter(|(_, row)| row.created_on(side)) {
+                let entry = row.entry(side).expect("created");
                 let Some(old) = entry.hash.and_then(|h| by_hash.get_mut(&h)).and_then(Vec::pop) else {
                     continue;
                 };
-                let moved = *self.entry(other, old).expect("rename candidate exists on the other side");
+                let moved = *rows[old].entry(other).expect("rename candidate exists on the other side");
                 self.phases.moves.push(Action::Rename {
                     side: other,
-                    from: old.to_string(),
-                    to: new.clone(),
+                    from: rows[old].path.to_string(),
+                    to: row.path.to_string(),
                     entry: moved,
                     counterpart: Some(*entry),
                 });
-                self.handled.insert(old);
-                self.handled.insert(new.as_str());
+                self.handled[old] = true;
+                self.handled[new] = true;
             }
         }
     }
@@ -518,27 +540,26 @@ impl<'a> Planner<'a> {
         ancestors(path).find_map(|dir| self.subtrees.get(dir).copied())
     }
 
-    fn visit(&mut self, path: &'a str) {
-        match (self.subtree(path), self.inputs.mode) {
+    fn visit(&mut self, row: &Row<'a>) {
+        match (self.subtree(row.path), self.inputs.mode) {
             (Some(Subtree::Skip), _) => {}
-            (Some(Subtree::From(side)), _) => self.one_way(path, side, true),
-            (None, Mode::Simple) => self.one_way(path, Side::Source, false),
-            (None, Mode::Clone) => self.one_way(path, Side::Source, true),
-            (None, Mode::TwoWay) => self.two_way(path),
+            (Some(Subtree::From(side)), _) => self.one_way(row, side, true),
+            (None, Mode::Simple) => self.one_way(row, Side::Source, false),
+            (None, Mode::Clone) => self.one_way(row, Side::Source, true),
+            (None, Mode::TwoWay) => self.two_way(row),
         }
     }
 
     /// One-way: make side `from.other()` hold what `from` holds. `mirror` deletes what `from`
     /// lacks and overwrites edits made on the target (clone); without it (simple) nothing on
     /// the target is deleted and a target edit is overwritten only by a new source edit.
-    fn one_way(&mut self, path: &'a str, from: Side, mirror: bool) {
-        let to = from.other();
-        let record = self.inputs.state.get(path);
-        match (self.entry(from, path), self.entry(to, path)) {
-            (None, None) => self.forget(path),
+    fn one_way(&mut self, row: &Row<'a>, from: Side, mirror: bool) {
+        let (path, to, record) = (row.path, from.other(), row.record);
+        match (row.entry(from), row.entry(to)) {
+            (None, None) => self.forget(row),
             (Some(f), None) => self.create(from, path, f),
             (None, Some(t)) if mirror => self.delete(to, path, t),
-            (None, Some(_)) => self.forget(path),
+            (None, Some(_)) => self.forget(row),
             (Some(f), Some(t)) => match (f.kind, t.kind) {
                 (Kind::Dir, Kind::Dir) => {
                     if record.is_none_or(|r| r.kind != Kind::Dir) {
@@ -547,20 +568,18 @@ impl<'a> Planner<'a> {
                 }
                 (Kind::File, Kind::File) => {
                     let (cf, ct) = match record.filter(|r| r.kind == Kind::File) {
-                        Some(_) => (self.inputs.change(from, path), self.inputs.change(to, path)),
-                        None if self.inputs.equal_without_record(f, t) => {
-                            return self.record_pair(path, from, f, t);
-                        }
+                        Some(_) => (row.change(from), row.change(to)),
+                        None if self.inputs.equal_without_record(f, t) => return self.record_pair(row),
                         None => (Change::Modified, Change::Modified),
                     };
                     if cf.is_unchanged() && ct.is_unchanged() {
                         // Neither side's content changed; a touch only refreshes the record.
                         if cf == Change::Touched || ct == Change::Touched {
-                            self.record_pair(path, from, f, t);
+                            self.record_pair(row);
                         }
                     } else if known_equal(f, t) == Some(true) {
                         // Changed, but both now hold the same bytes.
-                        self.record_pair(path, from, f, t);
+                        self.record_pair(row);
                     } else if mirror || cf == Change::Modified {
                         self.copy(from, path, f, Some(*t));
                     }
@@ -587,16 +606,15 @@ impl<'a> Planner<'a> {
         }
     }
 
-    fn two_way(&mut self, path: &'a str) {
-        let (s, d) = (self.entry(Side::Source, path), self.entry(Side::Destination, path));
-        let record = self.inputs.state.get(path);
-        let (cs, cd) = (self.inputs.change(Side::Source, path), self.inputs.change(Side::Destination, path));
+    fn two_way(&mut self, row: &Row<'a>) {
+        let path = row.path;
+        let [s, d] = row.sides;
+        let (cs, cd) = (row.change(Side::Source), row.change(Side::Destination));
         match (s, d) {
-            (None, None) => self.forget(path),
+            (None, None) => self.forget(row),
             (Some(e), None) | (None, Some(e)) => {
-                let (here, there) =
-                    if s.is_some() { (Side::Source, Side::Destination) } else { (Side::Destination, Side::Source) };
-                let (c_here, _) = if s.is_some() { (cs, cd) } else { (cd, cs) };
+                let (here, c_here) = if s.is_some() { (Side::Source, cs) } else { (Side::Destination, cd) };
+                let there = here.other();
                 match c_here {
                     // New on one side only: carry it over.
                     Change::Created => self.create(here, path, e),
@@ -616,14 +634,14 @@ impl<'a> Planner<'a> {
             }
             (Some(s), Some(d)) => match (s.kind, d.kind) {
                 (Kind::Dir, Kind::Dir) => {
-                    if record.is_none_or(|r| r.kind != Kind::Dir) {
+                    if row.record.is_none_or(|r| r.kind != Kind::Dir) {
                         self.record(path, StateRecord::dir());
                     }
                 }
-                (Kind::File, Kind::File) => match record.filter(|r| r.kind == Kind::File) {
-                    None if self.inputs.equal_without_record(s, d) => self.record_pair(path, Side::Source, s, d),
+                (Kind::File, Kind::File) => match row.record.filter(|r| r.kind == Kind::File) {
+                    None if self.inputs.equal_without_record(s, d) => self.record_pair(row),
                     None => {
-                        let reason = if record.is_some() {
+                        let reason = if row.record.is_some() {
                             "a folder was replaced by different files on both sides"
                         } else {
                             "created on both sides with different contents"
@@ -633,50 +651,48 @@ impl<'a> Planner<'a> {
                     Some(_) => match (cs.is_unchanged(), cd.is_unchanged()) {
                         (true, true) => {
                             if cs == Change::Touched || cd == Change::Touched {
-                                self.record_pair(path, Side::Source, s, d);
+                                self.record_pair(row);
                             }
                         }
                         // Changed on one side only: carry it over.
                         (false, true) => self.copy(Side::Source, path, s, Some(*d)),
                         (true, false) => self.copy(Side::Destination, path, d, Some(*s)),
                         // Changed on both: the same edit twice is only recorded.
-                        (false, false) if known_equal(s, d) == Some(true) => self.record_pair(path, Side::Source, s, d),
+                        (false, false) if known_equal(s, d) == Some(true) => self.record_pair(row),
                         (false, false) => self.content_conflict(path, s, d, "changed on both sides"),
                     },
                 },
-                _ => self.type_change(path, s, d, record),
+                _ => self.type_change(row, s, d),
             },
         }
     }
 
     /// One side holds a file and the other a folder.
-    fn type_change(&mut self, path: &'a str, s: &'a Entry, d: &'a Entry, record: Option<&StateRecord>) {
-        let Some(record) = record else {
+    fn type_change(&mut self, row: &Row<'a>, s: &'a Entry, d: &'a Entry) {
+        let path = row.path;
+        let Some(record) = row.record else {
             return self.type_conflict(path, s, d, "a file on one side, a folder on the other");
         };
         // Exactly one side still has the recorded kind; the other replaced it.
         let (changed, kept) =
             if s.kind != record.kind { (Side::Source, Side::Destination) } else { (Side::Destination, Side::Source) };
-        let kept_entry = self.entry(kept, path).expect("both sides have the path");
-        let kept_edited = match kept_entry.kind {
+        let kept_edited = match record.kind {
             Kind::Dir => self.dirty[kept.index()].contains(path),
-            Kind::File => !self.inputs.change(kept, path).is_unchanged(),
+            Kind::File => !row.change(kept).is_unchanged(),
         };
         if kept_edited {
-            let reason = format!(
-                "replaced by a {} on the {changed}, changed on the {kept}",
-                kind_name(self.entry(changed, path).unwrap())
-            );
+            let new_kind = kind_name(row.entry(changed).expect("both sides have the path"));
+            let reason = format!("replaced by a {new_kind} on the {changed}, changed on the {kept}");
             return self.type_conflict(path, s, d, &reason);
         }
         // Only one side changed the type: carry the new type over.
-        self.replace(changed, path);
+        self.replace(changed, path, s, d);
     }
 
     /// Makes side `winner.other()` hold `winner`'s file or folder at `path`, whatever it holds.
-    fn replace(&mut self, winner: Side, path: &'a str) {
+    fn replace(&mut self, winner: Side, path: &str, s: &Entry, d: &Entry) {
         let loser = winner.other();
-        let (w, l) = (*self.entry(winner, path).unwrap(), *self.entry(loser, path).unwrap());
+        let (w, l) = if winner == Side::Source { (*s, *d) } else { (*d, *s) };
         self.subtrees.insert(path.to_string(), Subtree::From(winner));
         self.delete(loser, path, &l);
         match w.kind {
@@ -685,13 +701,13 @@ impl<'a> Planner<'a> {
         }
     }
 
-    fn type_conflict(&mut self, path: &'a str, s: &'a Entry, d: &'a Entry, reason: &str) {
+    fn type_conflict(&mut self, path: &str, s: &Entry, d: &Entry, reason: &str) {
         let (file_side, dir_side) =
             if s.kind == Kind::File { (Side::Source, Side::Destination) } else { (Side::Destination, Side::Source) };
         let resolution = match self.inputs.options.conflict {
             // A folder has no meaningful age, so "newer" keeps both here too.
             ConflictPolicy::KeepBoth | ConflictPolicy::Newer => {
-                let file = *self.entry(file_side, path).unwrap();
+                let file = if file_side == Side::Source { *s } else { *d };
                 let aside = self.set_aside(file_side, path, file);
                 self.mkdir(file_side, path);
                 self.subtrees.insert(path.to_string(), Subtree::From(dir_side));
@@ -699,18 +715,15 @@ impl<'a> Planner<'a> {
             }
             ConflictPolicy::Source | ConflictPolicy::Destination => {
                 let winner = self.policy_winner(s, d);
-                self.replace(winner, path);
-                format!(
-                    "the {winner}'s {} replaces the {}'s",
-                    kind_name(self.entry(winner, path).unwrap()),
-                    winner.other()
-                )
+                self.replace(winner, path, s, d);
+                let kind = kind_name(if winner == Side::Source { s } else { d });
+                format!("the {winner}'s {kind} replaces the {}'s", winner.other())
             }
         };
         self.conflicts.push(Conflict { path: path.to_string(), reason: reason.to_string(), resolution });
     }
 
-    fn content_conflict(&mut self, path: &'a str, s: &'a Entry, d: &'a Entry, reason: &str) {
+    fn content_conflict(&mut self, path: &str, s: &Entry, d: &Entry, reason: &str) {
         let winner = self.policy_winner(s, d);
         let loser = winner.other();
         let (w, l) = if winner == Side::Source { (s, d) } else { (d, s) };
@@ -791,18 +804,19 @@ impl<'a> Planner<'a> {
         self.phases.records.push(Action::Record { path: path.to_string(), record });
     }
 
-    fn record_pair(&mut self, path: &str, first: Side, a: &Entry, b: &Entry) {
-        let (s, d) = if first == Side::Source { (a, b) } else { (b, a) };
-        let hash = self.inputs.state.get(path).and_then(|r| record_hash(r, Some(s), Some(d)));
+    /// Both sides hold the same content: record them as they are now (if that is news).
+    fn record_pair(&mut self, row: &Row) {
+        let (s, d) = (row.sides[0].expect("a file on both sides"), row.sides[1].expect("a file on both sides"));
+        let hash = row.record.and_then(|r| record_hash(r, Some(s), Some(d)));
         let record = StateRecord::synced(s, d, s.hash.or(d.hash).or(hash));
-        if self.inputs.state.get(path) != Some(&record) {
-            self.record(path, record);
+        if row.record != Some(&record) {
+            self.record(row.path, record);
         }
     }
 
-    fn forget(&mut self, path: &str) {
-        if self.inputs.state.contains_key(path) {
-            self.phases.records.push(Action::Forget { path: path.to_string() });
+    fn forget(&mut self, row: &Row) {
+        if row.record.is_some() {
+            self.phases.records.push(Action::Forget { path: row.path.to_string() });
         }
     }
 

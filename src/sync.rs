@@ -43,7 +43,17 @@ pub struct Summary {
     pub problems: Vec<Problem>,
     pub warnings: Vec<String>,
     pub seconds: f64,
+    /// Seconds spent scanning (both sides and the state, at once), planning (with hashing),
+    /// and applying.
+    pub phases: Phases,
     pub exit_code: u8,
+}
+
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct Phases {
+    pub scan: f64,
+    pub plan: f64,
+    pub apply: f64,
 }
 
 impl Summary {
@@ -134,11 +144,18 @@ pub fn sync(job: &Job, reporter: &dyn Reporter) -> Result<Summary> {
     }
 
     // Scan both sides and load the state at the same time.
+    let mut phases = Phases::default();
+    let mut clock = Instant::now();
+    let mut lap = |phase: &mut f64| {
+        *phase = clock.elapsed().as_secs_f64();
+        clock = Instant::now();
+    };
     let (scans, loaded) = std::thread::scope(|scope| {
         let handles = endpoints.map(|endpoint| scope.spawn(|| endpoint.scan(&job.filter)));
         let loaded = db.load();
         (handles.map(|h| h.join().expect("scan thread panicked")), loaded)
     });
+    lap(&mut phases.scan);
     let (mut state, bad_records) = loaded?;
     if bad_records > 0 {
         warn(format!("{bad_records} unreadable state records dropped; those paths are compared afresh"));
@@ -194,6 +211,7 @@ pub fn sync(job: &Job, reporter: &dyn Reporter) -> Result<Summary> {
         safety::check(&plan, &state, [&snapshots[0], &snapshots[1]], job.max_delete)?;
     }
     reporter.planned(&plan);
+    lap(&mut phases.plan);
 
     let tally = if job.dry_run {
         Tally::of(&plan)
@@ -203,6 +221,7 @@ pub fn sync(job: &Job, reporter: &dyn Reporter) -> Result<Summary> {
         problems.extend(outcome.problems);
         outcome.tally
     };
+    lap(&mut phases.apply);
     let mut summary = Summary {
         source: urls[0].clone(),
         destination: urls[1].clone(),
@@ -213,6 +232,7 @@ pub fn sync(job: &Job, reporter: &dyn Reporter) -> Result<Summary> {
         problems,
         warnings,
         seconds: started.elapsed().as_secs_f64(),
+        phases,
         exit_code: 0,
     };
     summary.exit_code = summary.exit().code();
