@@ -56,7 +56,7 @@ impl Tally {
 
     pub fn of(plan: &Plan) -> Tally {
         let mut tally = Tally::default();
-        plan.actions.iter().for_each(|a| tally.add(a));
+        plan.actions().for_each(|a| tally.add(a));
         tally
     }
 }
@@ -112,16 +112,14 @@ impl Executor<'_> {
             }
             Ok(())
         };
-        let actions = &plan.actions;
-        let mut i = 0;
-        while i < actions.len() {
-            let copies = actions[i..].iter().take_while(|a| matches!(a, Action::Copy { .. })).count();
-            if copies > 1 && self.workers > 1 {
-                self.copy_in_parallel(&actions[i..i + copies], &mut settle)?;
-                i += copies;
+        for phase in plan.phases() {
+            let all_copies = phase.iter().all(|a| matches!(a, Action::Copy { .. }));
+            if all_copies && phase.len() > 1 && self.workers > 1 {
+                self.copy_in_parallel(phase, &mut settle)?;
             } else {
-                settle(&actions[i], self.run(&actions[i]))?;
-                i += 1;
+                for action in phase {
+                    settle(action, self.run(action))?;
+                }
             }
         }
         writer.commit()?;
@@ -169,7 +167,7 @@ impl Executor<'_> {
             Action::Copy { from, path, entry, replaces } => {
                 let reader = self.endpoint(*from).open(path, entry)?;
                 let mut reader = HashingReader::new(reader);
-                let written = self.endpoint(from.other()).write(path, &mut reader, entry, replaces.as_ref())?;
+                let written = self.endpoint(from.other()).write(path, &mut reader, entry, replaces.as_deref())?;
                 let hash = reader.hash();
                 let (s, d) = match from {
                     Side::Source => (entry, &written),
@@ -187,7 +185,7 @@ impl Executor<'_> {
             }
             Action::Rename { side, from, to, entry, counterpart } => {
                 let moved = self.endpoint(*side).rename(from, to, entry)?;
-                let Some(there) = counterpart else { return Ok(vec![]) };
+                let Some(there) = counterpart.as_deref() else { return Ok(vec![]) };
                 let (s, d): (&Entry, &Entry) = match side {
                     Side::Source => (&moved, there),
                     Side::Destination => (there, &moved),

@@ -66,7 +66,8 @@ impl Default for PlanOptions {
 pub enum Action {
     /// Copy the file `path` of side `from` to the same path on the other side. `entry` is the
     /// file as scanned (it must still be so when read); `replaces` is what the target holds now.
-    Copy { from: Side, path: String, entry: Entry, replaces: Option<Entry> },
+    /// (Rarely present, so boxed: a plan may hold a hundred thousand copies.)
+    Copy { from: Side, path: String, entry: Entry, replaces: Option<Box<Entry>> },
     /// Create the folder `path` on `side`.
     Mkdir { side: Side, path: String },
     /// Remove the file or (empty) folder `path` from `side`; it must still be `entry`.
@@ -74,7 +75,7 @@ pub enum Action {
     /// Rename `from` to `to` on `side`. With a `counterpart` (the other side's entry at `to`)
     /// this carries a rename made on the other side and records `to` as synced; without one it
     /// sets a conflicting file aside.
-    Rename { side: Side, from: String, to: String, entry: Entry, counterpart: Option<Entry> },
+    Rename { side: Side, from: String, to: String, entry: Box<Entry>, counterpart: Option<Box<Entry>> },
     /// Both sides already agree: only the state record changes.
     Record { path: String, record: StateRecord },
     /// Neither side has the path any more: drop its state record.
@@ -133,24 +134,35 @@ impl fmt::Display for Conflict {
     }
 }
 
+/// The actions to run, in order, and the conflicts met. Actions are kept by phase (see
+/// `Phases`) rather than copied into one list, which would hold them twice at the peak.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Plan {
-    pub actions: Vec<Action>,
+    phases: Vec<Vec<Action>>,
     pub conflicts: Vec<Conflict>,
 }
 
 impl Plan {
+    /// Every action, in the order they must run.
+    pub fn actions(&self) -> impl Iterator<Item = &Action> {
+        self.phases.iter().flatten()
+    }
+
+    /// The actions by phase: each phase runs after the one before; copies form one phase.
+    pub fn phases(&self) -> &[Vec<Action>] {
+        &self.phases
+    }
+
     /// Number of files (not folders) the plan deletes on `side`.
     pub fn deletions(&self, side: Side) -> usize {
-        self.actions
-            .iter()
+        self.actions()
             .filter(|a| matches!(a, Action::Delete { side: s, entry, .. } if *s == side && !entry.is_dir()))
             .count()
     }
 
     /// True when applying the plan would change neither side.
     pub fn is_noop(&self) -> bool {
-        !self.actions.iter().any(Action::touches_a_side)
+        !self.actions().any(|a| a.touches_a_side())
     }
 }
 
@@ -524,8 +536,8 @@ impl<'a> Planner<'a> {
                     side: other,
                     from: rows[old].path.to_string(),
                     to: row.path.to_string(),
-                    entry: moved,
-                    counterpart: Some(*entry),
+                    entry: Box::new(moved),
+                    counterpart: Some(Box::new(*entry)),
                 });
                 self.handled[old] = true;
                 self.handled[new] = true;
@@ -770,7 +782,7 @@ impl<'a> Planner<'a> {
             side,
             from: path.to_string(),
             to: aside.clone(),
-            entry,
+            entry: Box::new(entry),
             counterpart: None,
         });
         self.phases.copies.push(Action::Copy { from: side, path: aside.clone(), entry, replaces: None });
@@ -785,6 +797,7 @@ impl<'a> Planner<'a> {
     }
 
     fn copy(&mut self, from: Side, path: &str, entry: &Entry, replaces: Option<Entry>) {
+        let replaces = replaces.map(Box::new);
         self.phases.copies.push(Action::Copy { from, path: path.to_string(), entry: *entry, replaces });
     }
 
@@ -882,8 +895,8 @@ impl<'a> Planner<'a> {
         mkdirs.sort_by(|a, b| a.path().cmp(b.path()));
         mkdirs.dedup();
         delete_dirs.sort_by(|a, b| b.path().cmp(a.path()));
-        let actions = [set_aside, delete_files, mkdirs, moves, delete_dirs, copies, records].concat();
-        Plan { actions, conflicts: self.conflicts }
+        let phases = [set_aside, delete_files, mkdirs, moves, delete_dirs, copies, records];
+        Plan { phases: phases.into_iter().filter(|p| !p.is_empty()).collect(), conflicts: self.conflicts }
     }
 }
 

@@ -153,13 +153,13 @@ impl Reporter for Console {
             }
         }
         if self.dry_run && !self.json && self.verbosity > Verbosity::Quiet {
-            for action in plan.actions.iter().filter(|a| a.touches_a_side() || self.verbosity == Verbosity::Verbose) {
+            for action in plan.actions().filter(|a| a.touches_a_side() || self.verbosity == Verbosity::Verbose) {
                 self.say(&format!("would {action}"));
             }
         }
         if let Some(bar) = &self.progress {
             let bytes: u64 =
-                plan.actions.iter().map(|a| if let Action::Copy { entry, .. } = a { entry.size } else { 0 }).sum();
+                plan.actions().map(|a| if let Action::Copy { entry, .. } = a { entry.size } else { 0 }).sum();
             if bytes > 0 {
                 bar.set_length(bytes);
                 bar.set_style(

@@ -110,7 +110,7 @@ impl StateDb {
                 bad += 1;
             }
         }
-        Ok((records.into_iter().collect(), bad))
+        Ok((State::from_unique(records), bad))
     }
 
     pub fn writer(&self) -> StateWriter<'_> {
@@ -336,7 +336,7 @@ mod tests {
         let (state, bad) = db.load().unwrap();
         assert_eq!(bad, 0);
         assert_eq!(state.keys().collect::<Vec<_>>(), ["d", "d/e/z", "x"]);
-        assert_eq!(state["x"].hash, Some([1; 32]));
+        assert_eq!(state.get("x").unwrap().hash, Some([1; 32]));
     }
 
     #[test]

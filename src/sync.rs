@@ -212,6 +212,8 @@ pub fn sync(job: &Job, reporter: &dyn Reporter) -> Result<Summary> {
     }
     reporter.planned(&plan);
     lap(&mut phases.plan);
+    // Applying needs only the plan: free the rest before the copies start.
+    drop((state, snapshots));
 
     let tally = if job.dry_run {
         Tally::of(&plan)

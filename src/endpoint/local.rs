@@ -14,7 +14,7 @@ use filetime::FileTime;
 
 use super::{changed_since_scan, changed_while_copying, Endpoint, Scan, ScanIssue};
 use crate::filter::Filter;
-use crate::model::{ancestors, Entry, Kind, Mtime};
+use crate::model::{ancestors, Entry, Kind, Mtime, Snapshot};
 
 pub struct LocalEndpoint {
     root: PathBuf,
@@ -211,8 +211,7 @@ impl Endpoint for LocalEndpoint {
                 }
             }
         }
-        // Collecting builds the map in bulk (sorted once), far cheaper than one insert per file.
-        Ok(Scan { snapshot: found.into_iter().collect(), issues, leftovers })
+        Ok(Scan { snapshot: Snapshot::from_unique(found), issues, leftovers })
     }
 
     fn stat(&self, path: &str) -> io::Result<Option<Entry>> {
@@ -230,13 +229,13 @@ impl Endpoint for LocalEndpoint {
 
     fn write(&self, path: &str, data: &mut dyn Read, like: &Entry, replaces: Option<&Entry>) -> io::Result<Entry> {
         self.check_parents(path)?;
-        self.expect_current(path, replaces)?;
         let temp = self.temp_name(path);
         let temp_path = self.full(&temp);
         // create_new: O_EXCL never follows a symlink planted at the temp name.
         let mut file = OpenOptions::new().write(true).create_new(true).open(&temp_path)?;
         let written = (|| {
-            let mut buf = vec![0u8; 256 * 1024];
+            // On the stack: a heap buffer this size is an mmap and fresh page faults per file.
+            let mut buf = [0u8; 64 * 1024];
             loop {
                 let n = data.read(&mut buf)?;
                 if n == 0 {
@@ -250,7 +249,8 @@ impl Endpoint for LocalEndpoint {
             }
             let meta = file.metadata()?;
             drop(file);
-            // The target may have changed while we copied: check again right before the rename.
+            // Compare, then mutate: the target must still be what the plan saw, checked right
+            // before the rename (after the copy, which may have taken a while).
             self.expect_current(path, replaces)?;
             fs::rename(&temp_path, self.full(path))?;
             Ok(meta)
