@@ -75,12 +75,12 @@ impl StateDb {
     pub fn open(state_dir: &Path, id: &str, source_url: &str, destination_url: &str) -> Result<(StateDb, Opened)> {
         let path = state_dir.join("pairs").join(id);
         let existed = path.exists();
-        let (db, opened) = match open_sled(&path) {
+        let (db, opened) = match open_sled(&path)? {
             Ok(db) => (db, if existed { Opened::Existing } else { Opened::New }),
             Err(why) => {
                 let moved_to = path.with_extension(format!("corrupt-{}", chrono::Local::now().format("%Y%m%d-%H%M%S")));
                 fs::rename(&path, &moved_to).map_err(|e| state_error(&path, e))?;
-                let db = open_sled(&path).map_err(|e| Error::State { path: path.clone(), message: e })?;
+                let db = open_sled(&path)?.map_err(|e| Error::State { path: path.clone(), message: e })?;
                 (db, Opened::Reset { moved_to, why })
             }
         };
@@ -202,19 +202,37 @@ fn split(path: &str) -> (&str, &str) {
     }
 }
 
-fn open_sled(path: &Path) -> std::result::Result<sled::Db, String> {
+/// How long a database held by sled's own lock is waited for before the run gives up.
+const LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Opens the database. `Ok(Err(why))`: it is unreadable (corrupt, or in a format this build
+/// cannot read) and may be moved aside. `Err`: it could not be opened for another reason
+/// (permissions, a lock that did not go away): a good database is never taken for a bad one.
+fn open_sled(path: &Path) -> Result<std::result::Result<sled::Db, String>> {
     let config = sled::Config::new().path(path).cache_capacity(CACHE_BYTES).flush_every_ms(Some(1000));
-    // sled reports most corruption as an error, but may panic on a mangled file.
-    let db = match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| config.open())) {
-        Ok(Ok(db)) => db,
-        Ok(Err(e)) => return Err(e.to_string()),
-        Err(_) => return Err("the database panicked while opening".into()),
+    let started = std::time::Instant::now();
+    let db = loop {
+        // sled reports most corruption as an error, but may panic on a mangled file.
+        match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| config.open())) {
+            Ok(Ok(db)) => break db,
+            // With the pair lock held, sled's lock can only be held by the handle of an earlier
+            // run in this process (the daemon) whose background threads are still closing it.
+            Ok(Err(sled::Error::Io(e))) if e.to_string().contains("could not acquire lock") => {
+                if started.elapsed() > LOCK_WAIT {
+                    return Err(Error::Locked(path.to_path_buf()));
+                }
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+            Ok(Err(sled::Error::Io(e))) => return Err(state_error(path, e)),
+            Ok(Err(e)) => return Ok(Err(e.to_string())),
+            Err(_) => return Ok(Err("the database panicked while opening".into())),
+        }
     };
-    let format = db.open_tree("meta").and_then(|meta| meta.get("format")).map_err(|e| e.to_string())?;
-    match format {
+    let format = db.open_tree("meta").and_then(|meta| meta.get("format")).map_err(|e| sled_error(path, e))?;
+    Ok(match format {
         Some(f) if f != [FORMAT] => Err(format!("record format {f:?} is not {FORMAT}")),
         _ => Ok(db),
-    }
+    })
 }
 
 fn state_error(path: &Path, e: impl std::fmt::Display) -> Error {
