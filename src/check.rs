@@ -33,7 +33,8 @@ impl FileCheck {
             None => None,
             // Multi-line: `echo disk-1 > marker` leaves a newline that `^disk-1$` must accept.
             Some(p) => Some(RegexBuilder::new(p).multi_line(true).build().map_err(|e| {
-                let why = e.to_string().lines().last().unwrap_or_default().trim().to_string();
+                let why =
+                    e.to_string().lines().last().unwrap_or_default().trim().trim_start_matches("error: ").to_string();
                 Error::Usage(format!("{flag} {spec:?}: invalid content regex: {why}"))
             })?),
         };

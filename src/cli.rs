@@ -7,10 +7,11 @@ use clap::{Args as ClapArgs, Parser, Subcommand};
 use crate::check::FileCheck;
 use crate::error::{Error, Result};
 use crate::exit::ExitCode;
-use crate::filter::Filter;
+use crate::items::RunOptions;
 use crate::plan::{ConflictPolicy, Mode, PlanOptions};
 use crate::report::{Console, Verbosity};
 use crate::sync::{sync, Job};
+use crate::{commands, daemon};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -19,6 +20,10 @@ use crate::sync::{sync, Job};
     about = "Keeps pairs of folders in sync: one-way simple, one-way clone, or two-way"
 )]
 pub struct Args {
+    /// The config file holding the items (default: $PAIRSYNC_CONFIG, then
+    /// $XDG_CONFIG_HOME/pairsync/pairsync.toml).
+    #[arg(short = 'C', long = "config", global = true, value_name = "CONFIG")]
+    pub config: Option<PathBuf>,
     /// Where each pair's state database lives (default: $PAIRSYNC_STATE_DIR, then
     /// $XDG_STATE_HOME/pairsync).
     #[arg(long, global = true, value_name = "DIR")]
@@ -40,6 +45,109 @@ pub struct Args {
 pub enum Command {
     /// Sync SOURCE and DESTINATION once.
     Sync(SyncArgs),
+    /// List the items: group, mode, source -> destination, schedule, last run, next run.
+    List,
+    /// List the groups and their items.
+    Groups,
+    /// Show every field of an item.
+    Show { name: String },
+    /// Add an item to the config file.
+    Add(ItemArgs),
+    /// Change fields of an item (only those given).
+    Edit(ItemArgs),
+    /// Copy an item under a new name.
+    Copy { name: String, new: String },
+    /// Delete an item (its sync state is kept unless --purge-state).
+    Delete {
+        name: String,
+        /// Also delete the pair's state database and the item's last-run record.
+        #[arg(long)]
+        purge_state: bool,
+    },
+    /// Sync items now ("Sync Now"); the exit code is the worst of the runs.
+    Run {
+        names: Vec<String>,
+        /// Every item of this group.
+        #[arg(long, value_name = "G", conflicts_with = "all")]
+        group: Option<String>,
+        /// Every item.
+        #[arg(long)]
+        all: bool,
+    },
+    /// Print an item's log.
+    Logs {
+        name: String,
+        /// Keep printing lines as they are written.
+        #[arg(short, long)]
+        follow: bool,
+        /// How many of the last lines to print.
+        #[arg(short = 'n', long, default_value_t = 20)]
+        lines: usize,
+    },
+    /// Run every scheduled item at its due time, until SIGTERM or SIGINT.
+    Daemon,
+    /// Print a shell completion script.
+    Completions { shell: clap_complete::Shell },
+}
+
+/// The fields of an item, as flags: all are needed by `add` (source and destination at least),
+/// and those given are changed by `edit`.
+#[derive(Debug, ClapArgs)]
+pub struct ItemArgs {
+    pub name: String,
+    /// A local folder, or ftp://[user@]host[:port]/dir (ftps:// for explicit TLS).
+    #[arg(long, value_name = "S")]
+    pub source: Option<String>,
+    /// A local folder, or ftp://[user@]host[:port]/dir (ftps:// for explicit TLS).
+    #[arg(long, value_name = "D")]
+    pub destination: Option<String>,
+    #[arg(long, value_enum)]
+    pub mode: Option<Mode>,
+    /// Sync only the files directly in the two folders.
+    #[arg(long, conflicts_with = "recursive")]
+    pub no_recursive: bool,
+    /// Sync the whole trees (the default; undoes --no-recursive).
+    #[arg(long)]
+    pub recursive: bool,
+    /// Ignore paths matching RE on both sides (replaces both sides' lists when editing).
+    #[arg(long, value_name = "RE")]
+    pub ignore: Vec<String>,
+    #[arg(long, value_name = "RE")]
+    pub ignore_source: Vec<String>,
+    #[arg(long, value_name = "RE")]
+    pub ignore_destination: Vec<String>,
+    /// File check of the source side: PATH[=REGEX] ("" removes it).
+    #[arg(long, value_name = "PATH[=REGEX]")]
+    pub check_source: Option<String>,
+    /// File check of the destination side: PATH[=REGEX] ("" removes it).
+    #[arg(long, value_name = "PATH[=REGEX]")]
+    pub check_destination: Option<String>,
+    #[arg(long, value_enum)]
+    pub conflict: Option<ConflictPolicy>,
+    #[arg(long, value_name = "PCT", value_parser = clap::value_parser!(u8).range(0..=100))]
+    pub max_delete: Option<u8>,
+    /// A label shared by several items ("" removes it).
+    #[arg(long, value_name = "G")]
+    pub group: Option<String>,
+    /// When the daemon runs the item, e.g. "mon-fri every 15m", "daily at 02:30" ("" removes it).
+    #[arg(long, value_name = "SPEC")]
+    pub schedule: Option<String>,
+    #[arg(long, value_name = "TEXT")]
+    pub description: Option<String>,
+    /// The item's log file (default: <state dir>/logs/NAME.log).
+    #[arg(long, value_name = "FILE")]
+    pub log: Option<PathBuf>,
+    /// Also sync live when the daemon runs (watch mode).
+    #[arg(long, conflicts_with = "no_watch")]
+    pub watch: bool,
+    #[arg(long)]
+    pub no_watch: bool,
+    /// Name of an environment variable holding the source's FTP password.
+    #[arg(long, value_name = "VAR")]
+    pub source_password_env: Option<String>,
+    /// Name of an environment variable holding the destination's FTP password.
+    #[arg(long, value_name = "VAR")]
+    pub destination_password_env: Option<String>,
 }
 
 #[derive(Debug, ClapArgs)]
@@ -112,10 +220,7 @@ pub fn job(args: &SyncArgs, state_dir_flag: Option<PathBuf>) -> Result<Job> {
         .chain(args.ignore_destination.iter().map(|p| ("--ignore-destination", p.as_str())));
     let check = |flag: &str, spec: &Option<String>| spec.as_deref().map(|s| FileCheck::parse(flag, s)).transpose();
     let checks = [check("--check-source", &args.check_source)?, check("--check-destination", &args.check_destination)?];
-    // A check file inside a root marks the drive; it is not data to sync (nor, in clone mode,
-    // an extra to delete).
-    let markers: Vec<String> = checks.iter().flatten().filter_map(FileCheck::ignore_pattern).collect();
-    let filter = Filter::new(patterns.chain(markers.iter().map(|m| ("file check", m.as_str()))), !args.no_recursive)?;
+    let filter = crate::items::pair_filter(patterns, &checks, !args.no_recursive)?;
     Ok(Job {
         source: args.source.clone(),
         destination: args.destination.clone(),
@@ -153,27 +258,66 @@ pub fn run(args: Args) -> ExitCode {
         (_, true) => Verbosity::Verbose,
         _ => Verbosity::Normal,
     };
-    match args.command {
-        Command::Sync(sync_args) => {
-            let console = match Console::new(verbosity, args.json, sync_args.dry_run, sync_args.log.as_deref()) {
-                Ok(console) => console,
-                Err(e) => {
-                    let log = sync_args.log.unwrap_or_default();
-                    eprintln!("pairsync: --log {}: {e}", log.display());
-                    return ExitCode::Usage;
-                }
-            };
-            console.started(&sync_args.source, &sync_args.destination);
-            match job(&sync_args, args.state_dir).and_then(|job| sync(&job, &console)) {
-                Ok(summary) => {
-                    console.finished(&summary);
-                    summary.exit()
-                }
-                Err(error) => {
-                    console.stopped(&error);
-                    error.exit_code()
-                }
-            }
+    let quiet = verbosity == Verbosity::Quiet;
+    let (config, json) = (args.config, args.json);
+    let state = || state_dir(args.state_dir.clone());
+    let done = |result: Result<()>| result.map(|()| ExitCode::Synced);
+    let result = match args.command {
+        Command::Sync(sync_args) => return run_sync(sync_args, args.state_dir, verbosity, json),
+        Command::List => state().and_then(|state| done(commands::list(config, &state, json, quiet))),
+        Command::Groups => done(commands::groups(config, quiet)),
+        Command::Show { name } => state().and_then(|state| done(commands::show(config, &state, &name, quiet))),
+        Command::Add(item) => done(commands::add(config, &item, quiet)),
+        Command::Edit(item) => done(commands::edit(config, &item, quiet)),
+        Command::Copy { name, new } => done(commands::copy(config, &name, &new, quiet)),
+        Command::Delete { name, purge_state } => {
+            state().and_then(|state| done(commands::delete(config, &state, &name, purge_state, quiet)))
+        }
+        Command::Run { names, group, all } => state().and_then(|state| {
+            let options = RunOptions { verbosity, json, prefixed: false, stop: None };
+            commands::run(config, &state, (&names, group.as_deref(), all), &options)
+        }),
+        Command::Logs { name, follow, lines } => {
+            state().and_then(|state| done(commands::logs(config, &state, &name, lines, follow)))
+        }
+        Command::Daemon => state().and_then(|state| daemon::run(config, &state, verbosity)),
+        Command::Completions { shell } => {
+            clap_complete::generate(
+                shell,
+                &mut <Args as clap::CommandFactory>::command(),
+                "pairsync",
+                &mut std::io::stdout(),
+            );
+            Ok(ExitCode::Synced)
+        }
+    };
+    match result {
+        Ok(code) => code,
+        Err(error) => {
+            eprintln!("pairsync: {error}");
+            error.exit_code()
+        }
+    }
+}
+
+fn run_sync(sync_args: SyncArgs, state_dir_flag: Option<PathBuf>, verbosity: Verbosity, json: bool) -> ExitCode {
+    let console = match Console::new(verbosity, json, sync_args.dry_run, sync_args.log.as_deref()) {
+        Ok(console) => console,
+        Err(e) => {
+            let log = sync_args.log.unwrap_or_default();
+            eprintln!("pairsync: --log {}: {e}", log.display());
+            return ExitCode::Usage;
+        }
+    };
+    console.started(&sync_args.source, &sync_args.destination);
+    match job(&sync_args, state_dir_flag).and_then(|job| sync(&job, &console)) {
+        Ok(summary) => {
+            console.finished(&summary);
+            summary.exit()
+        }
+        Err(error) => {
+            console.stopped(&error);
+            error.exit_code()
         }
     }
 }

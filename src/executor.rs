@@ -28,6 +28,11 @@ impl std::fmt::Display for Problem {
 pub trait Observer: Sync {
     fn applied(&self, _action: &Action) {}
     fn problem(&self, _problem: &Problem) {}
+    /// Asked before each action: true stops the run there (a signal). What was applied stays
+    /// applied and recorded; the rest is done by the next run.
+    fn should_stop(&self) -> bool {
+        false
+    }
 }
 
 /// Counts of what was done.
@@ -65,6 +70,8 @@ impl Tally {
 pub struct Outcome {
     pub tally: Tally,
     pub problems: Vec<Problem>,
+    /// The run was asked to stop before the plan was done.
+    pub interrupted: bool,
 }
 
 enum StateChange {
@@ -118,12 +125,19 @@ impl Executor<'_> {
                 self.copy_in_parallel(phase, &mut settle)?;
             } else {
                 for action in phase {
+                    if self.observer.should_stop() {
+                        break;
+                    }
                     settle(action, self.run(action))?;
                 }
+            }
+            if self.observer.should_stop() {
+                break;
             }
         }
         writer.commit()?;
         db.flush()?;
+        outcome.interrupted = self.observer.should_stop();
         Ok(outcome)
     }
 
@@ -139,6 +153,9 @@ impl Executor<'_> {
                 let tx = tx.clone();
                 let next = &next;
                 scope.spawn(move || loop {
+                    if self.observer.should_stop() {
+                        break;
+                    }
                     let i = next.fetch_add(1, Ordering::Relaxed);
                     let Some(action) = copies.get(i) else { break };
                     if tx.send((i, self.run(action))).is_err() {

@@ -19,11 +19,16 @@ pub struct Filter {
 
 impl Filter {
     /// Compiles the patterns; `flag` names where each came from, for the error message.
-    pub fn new<'a>(patterns: impl IntoIterator<Item = (&'a str, &'a str)>, recursive: bool) -> Result<Filter> {
+    pub fn new<F: AsRef<str>, P: AsRef<str>>(
+        patterns: impl IntoIterator<Item = (F, P)>,
+        recursive: bool,
+    ) -> Result<Filter> {
         let mut all = Vec::new();
         for (flag, pattern) in patterns {
+            let (flag, pattern) = (flag.as_ref(), pattern.as_ref());
             if let Err(err) = regex::Regex::new(pattern) {
-                let first = err.to_string().lines().last().unwrap_or_default().trim().to_string();
+                let first =
+                    err.to_string().lines().last().unwrap_or_default().trim().trim_start_matches("error: ").to_string();
                 return Err(Error::Usage(format!("{flag} {pattern:?}: invalid regex: {first}")));
             }
             all.push(pattern.to_string());
@@ -85,7 +90,7 @@ mod tests {
 
     #[test]
     fn not_recursive_keeps_only_top_level_files() {
-        let f = Filter::new([], false).unwrap();
+        let f = Filter::new([("", ""); 0], false).unwrap();
         assert!(!f.ignores("a.txt", Kind::File));
         assert!(f.ignores("d", Kind::Dir));
         assert!(f.hides("d/a.txt", Kind::File));

@@ -19,14 +19,19 @@
 
 pub mod check;
 pub mod cli;
+pub mod commands;
+pub mod config;
+pub mod daemon;
 pub mod endpoint;
 pub mod error;
 pub mod executor;
 pub mod exit;
 pub mod filter;
+pub mod items;
 pub mod model;
 pub mod plan;
 pub mod report;
 pub mod safety;
+pub mod schedule;
 pub mod state;
 pub mod sync;

@@ -4,7 +4,8 @@
 use std::fs::{File, OpenOptions};
 use std::io::{IsTerminal, Write};
 use std::path::Path;
-use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 
 use indicatif::{HumanBytes, ProgressBar, ProgressStyle};
 
@@ -25,18 +26,50 @@ pub struct Console {
     dry_run: bool,
     progress: Option<ProgressBar>,
     log: Option<Mutex<File>>,
+    /// Set by a signal handler: the run stops after the current file.
+    stop: Option<Arc<AtomicBool>>,
+    /// Put before every printed line: the item's name, when several items run.
+    prefix: String,
+}
+
+/// A log file over this size is moved to `NAME.1` (replacing the older one) when opened.
+pub const LOG_CAP: u64 = 4 * 1024 * 1024;
+
+/// Opens a log for appending, rotating it first if it grew past [`LOG_CAP`].
+pub fn open_log(path: &Path) -> std::io::Result<File> {
+    if std::fs::metadata(path).is_ok_and(|m| m.len() >= LOG_CAP) {
+        let mut rotated = path.as_os_str().to_owned();
+        rotated.push(".1");
+        std::fs::rename(path, rotated)?;
+    }
+    if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+        std::fs::create_dir_all(parent)?;
+    }
+    OpenOptions::new().create(true).append(true).open(path)
 }
 
 impl Console {
     /// `log`: a file to append timestamped lines to.
     pub fn new(verbosity: Verbosity, json: bool, dry_run: bool, log: Option<&Path>) -> std::io::Result<Console> {
         let log = match log {
-            Some(path) => Some(Mutex::new(OpenOptions::new().create(true).append(true).open(path)?)),
+            Some(path) => Some(Mutex::new(open_log(path)?)),
             None => None,
         };
         let progress = (verbosity == Verbosity::Normal && !json && !dry_run && std::io::stderr().is_terminal())
             .then(ProgressBar::hidden);
-        Ok(Console { verbosity, json, dry_run, progress, log })
+        Ok(Console { verbosity, json, dry_run, progress, log, stop: None, prefix: String::new() })
+    }
+
+    /// Stops runs after the current file once `flag` is set.
+    pub fn with_stop(mut self, flag: Arc<AtomicBool>) -> Console {
+        self.stop = Some(flag);
+        self
+    }
+
+    /// Prefixes printed lines with `name: `.
+    pub fn with_prefix(mut self, name: &str) -> Console {
+        self.prefix = format!("{name}: ");
+        self
     }
 
     pub fn log(&self, line: &str) {
@@ -48,16 +81,18 @@ impl Console {
 
     /// Plain output, hidden behind the progress bar while it is drawn.
     fn say(&self, line: &str) {
+        let prefix = &self.prefix;
         match &self.progress {
-            Some(bar) => bar.suspend(|| println!("{line}")),
-            None => println!("{line}"),
+            Some(bar) => bar.suspend(|| println!("{prefix}{line}")),
+            None => println!("{prefix}{line}"),
         }
     }
 
     fn complain(&self, line: &str) {
+        let prefix = &self.prefix;
         match &self.progress {
-            Some(bar) => bar.suspend(|| eprintln!("pairsync: {line}")),
-            None => eprintln!("pairsync: {line}"),
+            Some(bar) => bar.suspend(|| eprintln!("pairsync: {prefix}{line}")),
+            None => eprintln!("pairsync: {prefix}{line}"),
         }
     }
 
@@ -75,7 +110,7 @@ impl Console {
             let object = serde_json::json!({ "error": error.to_string(), "exit_code": error.exit_code().code() });
             println!("{object}");
         }
-        eprintln!("pairsync: {error}");
+        eprintln!("pairsync: {}{error}", self.prefix);
     }
 
     pub fn finished(&self, summary: &Summary) {
@@ -87,7 +122,7 @@ impl Console {
         if self.json {
             println!("{}", serde_json::to_string(summary).expect("summary serializes"));
         } else if self.verbosity > Verbosity::Quiet {
-            println!("pairsync: {line}");
+            println!("pairsync: {}{line}", self.prefix);
         }
     }
 }
@@ -95,8 +130,9 @@ impl Console {
 pub fn summary_line(s: &Summary) -> String {
     let t = &s.tally;
     let (copied, deleted) = if s.dry_run { ("would copy", "would delete") } else { ("copied", "deleted") };
+    let stopped = if s.interrupted { " (stopped by a signal; the next run finishes)" } else { "" };
     format!(
-        "{} -> {} ({}): {copied} {} ({}), {deleted} {}, renamed {}, {} conflicts, {} problems in {:.2} s",
+        "{} -> {} ({}): {copied} {} ({}), {deleted} {}, renamed {}, {} conflicts, {} problems in {:.2} s{stopped}",
         s.source,
         s.destination,
         mode_name(s.mode),
@@ -119,6 +155,10 @@ fn mode_name(mode: crate::plan::Mode) -> &'static str {
 }
 
 impl Observer for Console {
+    fn should_stop(&self) -> bool {
+        self.stop.as_ref().is_some_and(|flag| flag.load(Ordering::Relaxed))
+    }
+
     fn applied(&self, action: &Action) {
         if let (Some(bar), Action::Copy { entry, .. }) = (&self.progress, action) {
             bar.inc(entry.size);

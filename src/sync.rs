@@ -46,6 +46,8 @@ pub struct Summary {
     /// Seconds spent scanning (both sides and the state, at once), planning (with hashing),
     /// and applying.
     pub phases: Phases,
+    /// Stopped by a signal before the plan was done; the next run does the rest.
+    pub interrupted: bool,
     pub exit_code: u8,
 }
 
@@ -92,9 +94,10 @@ fn local_root(flag: &str, given: &str) -> Result<PathBuf> {
     }
 }
 
-pub fn sync(job: &Job, reporter: &dyn Reporter) -> Result<Summary> {
-    let started = Instant::now();
-    let roots = [local_root("SOURCE", &job.source)?, local_root("DESTINATION", &job.destination)?];
+/// The pair's two roots, canonical where they exist; refuses the same folder twice and one
+/// root inside the other.
+pub fn roots(source: &str, destination: &str) -> Result<[PathBuf; 2]> {
+    let roots = [local_root("SOURCE", source)?, local_root("DESTINATION", destination)?];
     if roots[0] == roots[1] {
         return Err(Error::Usage(format!("source and destination are the same folder: {}", roots[0].display())));
     }
@@ -107,6 +110,18 @@ pub fn sync(job: &Job, reporter: &dyn Reporter) -> Result<Summary> {
             )));
         }
     }
+    Ok(roots)
+}
+
+/// The id of the pair of these roots (its state database's name).
+pub fn pair_of(source: &str, destination: &str) -> Result<String> {
+    let roots = roots(source, destination)?;
+    Ok(pair_id(&roots[0].display().to_string(), &roots[1].display().to_string()))
+}
+
+pub fn sync(job: &Job, reporter: &dyn Reporter) -> Result<Summary> {
+    let started = Instant::now();
+    let roots = roots(&job.source, &job.destination)?;
     let urls = [roots[0].display().to_string(), roots[1].display().to_string()];
     let id = pair_id(&urls[0], &urls[1]);
     let tag = &id[..8];
@@ -215,12 +230,14 @@ pub fn sync(job: &Job, reporter: &dyn Reporter) -> Result<Summary> {
     // Applying needs only the plan: free the rest before the copies start.
     drop((state, snapshots));
 
+    let mut interrupted = false;
     let tally = if job.dry_run {
         Tally::of(&plan)
     } else {
         let executor = Executor { endpoints, observer: reporter, workers: workers() };
         let outcome = executor.apply(&plan, &db)?;
         problems.extend(outcome.problems);
+        interrupted = outcome.interrupted;
         outcome.tally
     };
     lap(&mut phases.apply);
@@ -235,6 +252,7 @@ pub fn sync(job: &Job, reporter: &dyn Reporter) -> Result<Summary> {
         warnings,
         seconds: started.elapsed().as_secs_f64(),
         phases,
+        interrupted,
         exit_code: 0,
     };
     summary.exit_code = summary.exit().code();

@@ -1,0 +1,130 @@
+//! The daemon: runs every scheduled item at its due time in local time, each run on its own
+//! thread and never two runs of one item at once. SIGTERM and SIGINT let the running syncs
+//! finish their current file and commit their state, then it exits 0; SIGHUP rereads the config.
+
+use std::collections::{HashMap, HashSet};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{mpsc, Arc};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use chrono::{DateTime, Local};
+use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
+
+use crate::commands;
+use crate::config::Item;
+use crate::error::{Error, Result};
+use crate::exit::ExitCode;
+use crate::items::{self, RunOptions};
+use crate::report::Verbosity;
+use crate::schedule::Schedule;
+
+enum Event {
+    Signal(i32),
+    Finished(String, ExitCode),
+}
+
+/// The wall clock is looked at again at least this often: the monotonic clock a wait is
+/// measured on stands still while the machine sleeps, and the wall clock may be set.
+const MAX_WAIT: Duration = Duration::from_secs(30);
+
+struct Scheduled {
+    item: Item,
+    schedule: Schedule,
+    due: DateTime<Local>,
+}
+
+fn scheduled(config_flag: Option<PathBuf>, quiet: bool, now: &DateTime<Local>) -> Result<Vec<Scheduled>> {
+    let config = commands::load(config_flag, quiet)?;
+    let items = config.items().map_err(items::config_error)?;
+    let mut out = Vec::new();
+    for item in items {
+        let Some(spec) = item.schedule.as_deref() else { continue };
+        let schedule: Schedule =
+            spec.parse().map_err(|e: crate::schedule::ScheduleError| Error::Usage(e.to_string()))?;
+        let due = schedule.next_after(now);
+        out.push(Scheduled { item, schedule, due });
+    }
+    Ok(out)
+}
+
+pub fn run(config_flag: Option<PathBuf>, state_dir: &Path, verbosity: Verbosity) -> Result<ExitCode> {
+    let quiet = verbosity == Verbosity::Quiet;
+    let say = |line: &str| {
+        if !quiet {
+            println!("pairsync daemon: {line}");
+        }
+    };
+    let mut items = scheduled(config_flag.clone(), quiet, &Local::now())?;
+    let (tx, rx) = mpsc::channel::<Event>();
+    let mut signals = signal_hook::iterator::Signals::new([SIGTERM, SIGINT, SIGHUP])
+        .map_err(|e| Error::Usage(format!("cannot handle signals: {e}")))?;
+    let signal_handle = signals.handle();
+    let signal_tx = tx.clone();
+    let signal_thread = std::thread::spawn(move || {
+        for signal in signals.forever() {
+            if signal_tx.send(Event::Signal(signal)).is_err() {
+                break;
+            }
+        }
+    });
+    say(&format!("started; {} scheduled items", items.len()));
+    for s in &items {
+        say(&format!("{}: next run {}", s.item.name, s.due.format("%Y-%m-%d %H:%M:%S %:z")));
+    }
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let options = RunOptions { verbosity, json: false, prefixed: true, stop: Some(stop.clone()) };
+    let mut running: HashSet<String> = HashSet::new();
+    let mut workers: HashMap<String, JoinHandle<()>> = HashMap::new();
+    loop {
+        let now = Local::now();
+        for s in items.iter_mut().filter(|s| s.due <= now) {
+            // A run missed while the machine slept (or while the previous run went on) happens
+            // once: the next due time is counted from now, not from the one missed.
+            s.due = s.schedule.next_after(&now);
+            if running.contains(&s.item.name) {
+                say(&format!("{}: still running, this run is skipped", s.item.name));
+                continue;
+            }
+            say(&format!("{}: run", s.item.name));
+            running.insert(s.item.name.clone());
+            let (item, options, tx, state_dir) = (s.item.clone(), options.clone(), tx.clone(), state_dir.to_path_buf());
+            let handle = std::thread::spawn(move || {
+                let code = items::run(&item, &state_dir, &options);
+                let _ = tx.send(Event::Finished(item.name.clone(), code));
+            });
+            if let Some(old) = workers.insert(s.item.name.clone(), handle) {
+                let _ = old.join();
+            }
+        }
+        let next = items.iter().map(|s| s.due).min();
+        let wait = next.map_or(MAX_WAIT, |due| (due - Local::now()).to_std().unwrap_or(Duration::ZERO).min(MAX_WAIT));
+        match rx.recv_timeout(wait) {
+            Ok(Event::Signal(SIGHUP)) => match scheduled(config_flag.clone(), quiet, &Local::now()) {
+                Ok(reloaded) => {
+                    items = reloaded;
+                    say(&format!("config reread; {} scheduled items", items.len()));
+                }
+                Err(e) => eprintln!("pairsync daemon: config not reread, keeping the old one: {e}"),
+            },
+            Ok(Event::Signal(_)) => break,
+            Ok(Event::Finished(name, code)) => {
+                running.remove(&name);
+                say(&format!("{name}: finished (exit {})", code.code()));
+            }
+            Err(mpsc::RecvTimeoutError::Timeout) => {}
+            Err(mpsc::RecvTimeoutError::Disconnected) => break,
+        }
+    }
+    say("stopping: letting running syncs finish their current file");
+    stop.store(true, Ordering::Relaxed);
+    for (_, handle) in workers {
+        let _ = handle.join();
+    }
+    signal_handle.close();
+    let _ = signal_thread.join();
+    say("stopped");
+    Ok(ExitCode::Synced)
+}

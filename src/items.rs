@@ -1,0 +1,160 @@
+//! Named items (the seed's "Sync Now"): an item of the config file run as a pair, its log
+//! file, and its last-run record, which `list` shows.
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+
+use crate::check::FileCheck;
+use crate::config::{EndpointKind, Item, SideConfig};
+use crate::error::{Error, Result};
+use crate::exit::ExitCode;
+use crate::filter::Filter;
+use crate::plan::PlanOptions;
+use crate::report::{summary_line, Console, Verbosity};
+use crate::sync::{sync, Job};
+
+/// The endpoint of a side as `sync` takes it: a folder path, or an FTP URL without password.
+pub fn endpoint(side: &SideConfig) -> String {
+    match side.kind {
+        EndpointKind::Directory => side.directory.clone(),
+        EndpointKind::Ftp => {
+            let scheme = if side.tls { "ftps" } else { "ftp" };
+            let user = side.username.as_deref().map(|u| format!("{u}@")).unwrap_or_default();
+            let server = side.server.as_deref().unwrap_or_default();
+            let dir = side.directory.trim_start_matches('/');
+            format!("{scheme}://{user}{server}/{dir}")
+        }
+    }
+}
+
+/// Where an item logs: its `log` field, or `<state dir>/logs/<name>.log`.
+pub fn log_path(item: &Item, state_dir: &Path) -> PathBuf {
+    item.log.clone().unwrap_or_else(|| state_dir.join("logs").join(format!("{}.log", item.name)))
+}
+
+/// The filter of a pair: its ignore patterns (each with the flag or field it came from), and
+/// the check files inside its roots, which mark a drive and are never synced.
+pub fn pair_filter<'a>(
+    patterns: impl Iterator<Item = (&'a str, &'a str)>,
+    checks: &[Option<FileCheck>; 2],
+    recursive: bool,
+) -> Result<Filter> {
+    let markers = checks.iter().flatten().filter_map(FileCheck::ignore_pattern);
+    Filter::new(patterns.map(|(f, p)| (f, p.to_string())).chain(markers.map(|m| ("file check", m))), recursive)
+}
+
+/// The job that runs `item`.
+pub fn job(item: &Item, state_dir: &Path) -> Result<Job> {
+    let check = |side: &SideConfig, field: &str| {
+        side.check.as_deref().map(|spec| FileCheck::parse(&format!("item {:?}: {field}", item.name), spec)).transpose()
+    };
+    let checks = [check(&item.source, "source.check")?, check(&item.destination, "destination.check")?];
+    let patterns = item
+        .source
+        .ignore
+        .iter()
+        .map(|p| ("source.ignore", p.as_str()))
+        .chain(item.destination.ignore.iter().map(|p| ("destination.ignore", p.as_str())));
+    Ok(Job {
+        source: endpoint(&item.source),
+        destination: endpoint(&item.destination),
+        mode: item.mode,
+        options: PlanOptions { conflict: item.conflict, ..PlanOptions::default() },
+        filter: pair_filter(patterns, &checks, item.recursive)?,
+        checks,
+        max_delete: item.max_delete,
+        force: false,
+        dry_run: false,
+        state_dir: state_dir.to_path_buf(),
+    })
+}
+
+/// How an item's last run ended, kept in `<state dir>/items/<name>.json`.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct LastRun {
+    /// Local time, RFC 3339.
+    pub started: String,
+    pub seconds: f64,
+    pub exit_code: u8,
+    /// The summary line, or why the run was skipped.
+    pub result: String,
+}
+
+fn last_run_path(state_dir: &Path, name: &str) -> PathBuf {
+    state_dir.join("items").join(format!("{name}.json"))
+}
+
+pub fn last_run(state_dir: &Path, name: &str) -> Option<LastRun> {
+    let text = std::fs::read_to_string(last_run_path(state_dir, name)).ok()?;
+    serde_json::from_str(&text).ok()
+}
+
+/// Writes the record atomically (temp file, then rename).
+fn record_last_run(state_dir: &Path, name: &str, run: &LastRun) -> std::io::Result<()> {
+    let path = last_run_path(state_dir, name);
+    std::fs::create_dir_all(path.parent().expect("under the state dir"))?;
+    let temp = path.with_extension(format!("json.{}.tmp", std::process::id()));
+    std::fs::write(&temp, serde_json::to_vec(run).expect("serializes"))?;
+    std::fs::rename(&temp, &path)
+}
+
+/// Forgets an item's last run (`delete --purge-state`).
+pub fn forget_last_run(state_dir: &Path, name: &str) {
+    let _ = std::fs::remove_file(last_run_path(state_dir, name));
+}
+
+/// How `run` and the daemon print and stop a run.
+#[derive(Clone)]
+pub struct RunOptions {
+    pub verbosity: Verbosity,
+    pub json: bool,
+    /// Prefix printed lines with the item's name (several items in one command).
+    pub prefixed: bool,
+    pub stop: Option<Arc<AtomicBool>>,
+}
+
+/// Syncs an item now: logs to its log file, records its last run, returns its exit code.
+pub fn run(item: &Item, state_dir: &Path, options: &RunOptions) -> ExitCode {
+    let log = log_path(item, state_dir);
+    let console = match Console::new(options.verbosity, options.json, false, Some(&log)) {
+        Ok(console) => console,
+        Err(e) => {
+            eprintln!("pairsync: {}: log file {}: {e}", item.name, log.display());
+            return ExitCode::Usage;
+        }
+    };
+    let console = if options.prefixed { console.with_prefix(&item.name) } else { console };
+    let console = match &options.stop {
+        Some(flag) => console.with_stop(flag.clone()),
+        None => console,
+    };
+    let (source, destination) = (endpoint(&item.source), endpoint(&item.destination));
+    console.started(&format!("item {} {source}", item.name), &destination);
+    let started = chrono::Local::now();
+    let (exit, result) = match job(item, state_dir).and_then(|job| sync(&job, &console)) {
+        Ok(summary) => {
+            console.finished(&summary);
+            (summary.exit(), summary_line(&summary))
+        }
+        Err(error) => {
+            console.stopped(&error);
+            (error.exit_code(), error.to_string())
+        }
+    };
+    let record = LastRun {
+        started: started.to_rfc3339_opts(chrono::SecondsFormat::Secs, false),
+        seconds: (chrono::Local::now() - started).num_milliseconds() as f64 / 1000.0,
+        exit_code: exit.code(),
+        result,
+    };
+    if let Err(e) = record_last_run(state_dir, &item.name, &record) {
+        console.log(&format!("warning cannot record the last run: {e}"));
+    }
+    exit
+}
+
+/// A config error as a usage error (exit 2), its message unchanged.
+pub fn config_error(e: crate::config::ConfigError) -> Error {
+    Error::Usage(e.to_string())
+}

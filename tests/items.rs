@@ -1,0 +1,230 @@
+//! End-to-end: named items, groups, Sync Now, logs and the daemon, through the real binary.
+
+mod util;
+
+use std::fs;
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use util::{Side::Destination as D, Side::Source as S, TestEnv};
+
+/// A TestEnv with a config file path in it.
+struct Items {
+    env: TestEnv,
+    config: PathBuf,
+}
+
+impl Items {
+    fn new() -> Items {
+        let env = TestEnv::new();
+        let config = env.root.join("conf/pairsync.toml");
+        Items { env, config }
+    }
+
+    fn cmd(&self, args: &[&str]) -> util::Run {
+        let mut all = vec!["-C", self.config.to_str().unwrap()];
+        all.extend_from_slice(args);
+        self.env.run(&all)
+    }
+
+    #[track_caller]
+    fn ok(&self, args: &[&str]) -> util::Run {
+        let run = self.cmd(args);
+        self.env.expect(&run, 0);
+        run
+    }
+
+    fn add(&self, name: &str, extra: &[&str]) {
+        let (src, dst) = (self.env.src.to_str().unwrap(), self.env.dst.to_str().unwrap());
+        let mut args = vec!["add", name, "--source", src, "--destination", dst];
+        args.extend_from_slice(extra);
+        self.ok(&args);
+    }
+}
+
+#[test]
+fn add_list_show_run_and_logs() {
+    let it = Items::new();
+    it.env.put(S, "a.txt", "a");
+    it.add("docs", &["--group", "work", "--schedule", "mon-fri every 15m", "--description", "Work documents"]);
+    let list = it.ok(&["list"]);
+    let lines: Vec<&str> = list.stdout.lines().collect();
+    assert!(lines[0].starts_with("NAME") && lines[0].contains("NEXT RUN"), "{list}");
+    assert!(lines[1].starts_with("docs") && lines[1].contains("work") && lines[1].contains("never"), "{list}");
+
+    let run = it.ok(&["run", "docs"]);
+    assert!(run.stdout.contains("copied 1"), "{run}");
+    assert_eq!(it.env.read(D, "a.txt"), "a");
+    let list = it.ok(&["list"]);
+    assert!(list.stdout.lines().nth(1).unwrap().contains(" ok "), "{list}");
+
+    let show = it.ok(&["show", "docs"]);
+    for want in [
+        "description:  Work documents",
+        "group:        work",
+        "schedule:     mon-fri every 15m",
+        "mode:         two-way",
+    ] {
+        assert!(show.stdout.contains(want), "missing {want:?}\n{show}");
+    }
+    let logs = it.ok(&["logs", "docs", "--lines", "2"]);
+    assert_eq!(logs.stdout.lines().count(), 2, "{logs}");
+    assert!(logs.stdout.contains("copy   source -> destination: a.txt"), "{logs}");
+    assert!(logs.stdout.lines().last().unwrap().contains(" end ") && logs.stdout.contains("(exit 0)"), "{logs}");
+}
+
+#[test]
+fn edits_keep_the_users_comments_and_copy_delete_work() {
+    let it = Items::new();
+    it.add("docs", &[]);
+    let text = fs::read_to_string(&it.config).unwrap();
+    fs::write(&it.config, format!("# my pairs, do not touch this line\n{text}")).unwrap();
+    it.ok(&["edit", "docs", "--mode", "clone", "--max-delete", "10"]);
+    it.ok(&["copy", "docs", "docs-copy"]);
+    let text = fs::read_to_string(&it.config).unwrap();
+    assert!(text.starts_with("# my pairs, do not touch this line\n"), "{text}");
+    assert!(text.contains("mode = \"clone\"") && text.contains("max_delete = 10"), "{text}");
+    assert!(text.contains("name = \"docs-copy\""), "{text}");
+    it.ok(&["delete", "docs"]);
+    let groups = it.ok(&["groups"]);
+    assert_eq!(groups.stdout.trim(), "(no group): docs-copy", "{groups}");
+}
+
+#[test]
+fn run_by_group_returns_the_worst_exit_code() {
+    let it = Items::new();
+    it.env.put(S, "a", "1");
+    it.add("good", &["--group", "nightly"]);
+    // A USB drive that is not plugged in: the file check fails, exit 3, nothing written.
+    let (src, usb) = (it.env.src.to_str().unwrap(), it.env.root.join("usb"));
+    fs::create_dir(&usb).unwrap();
+    it.ok(&[
+        "add",
+        "usb",
+        "--source",
+        src,
+        "--destination",
+        usb.to_str().unwrap(),
+        "--group",
+        "nightly",
+        "--check-destination",
+        ".disk=usb-1",
+    ]);
+    let run = it.cmd(&["run", "--group", "nightly"]);
+    it.env.expect(&run, 3);
+    assert!(run.stdout.contains("good: ") && run.stderr.contains("usb: file check"), "{run}");
+    assert!(fs::read_dir(&usb).unwrap().next().is_none());
+    let logs = it.ok(&["logs", "usb"]);
+    assert!(logs.stdout.contains("skipped: file check of the destination not satisfied"), "{logs}");
+    let list = it.ok(&["list"]);
+    assert!(list.stdout.contains("check failed (3)"), "{list}");
+}
+
+#[test]
+fn bad_item_input_exits_2_naming_the_culprit() {
+    let it = Items::new();
+    it.add("docs", &[]);
+    let (src, dst) = (it.env.src.to_str().unwrap(), it.env.dst.to_str().unwrap());
+    let cases: Vec<(Vec<&str>, &str)> = vec![
+        (vec!["run", "nosuch"], "no item named \"nosuch\""),
+        (vec!["show", "nosuch"], "nosuch"),
+        (vec!["add", "docs", "--source", src, "--destination", dst], "docs"),
+        (vec!["add", "x", "--source", src], "--source and --destination are required"),
+        (vec!["add", "x", "--source", src, "--destination", dst, "--schedule", "sometimes"], "sometimes"),
+        (vec!["add", "x", "--source", src, "--destination", dst, "--ignore", "(("], "invalid regex"),
+        (vec!["add", "x", "--source", "ftp://bob:secret@host/dir", "--destination", dst], "password in the URL"),
+        (vec!["run", "--group", "none"], "no item is in group"),
+        (vec!["run"], "--group G or --all"),
+    ];
+    for (args, culprit) in cases {
+        let run = it.cmd(&args);
+        assert_eq!(run.code, 2, "{run}");
+        assert!(run.stderr.contains(culprit), "stderr must name {culprit:?}\n{run}");
+        assert!(!run.stderr.contains("secret"), "a password was echoed\n{run}");
+    }
+    // A broken file: exit 2 with the file and line.
+    fs::write(&it.config, "[[item]]\nname = \"a\"\nmode = 7\n").unwrap();
+    let run = it.cmd(&["list"]);
+    assert_eq!(run.code, 2, "{run}");
+    assert!(run.stderr.contains("pairsync.toml:3"), "{run}");
+}
+
+#[test]
+fn a_password_never_shows_and_a_readable_file_is_warned_about() {
+    let it = Items::new();
+    fs::create_dir_all(it.config.parent().unwrap()).unwrap();
+    fs::write(
+        &it.config,
+        "[[item]]\nname = \"ftp\"\n[item.source]\ndirectory = \"/srv\"\n[item.destination]\ntype = \"ftp\"\nserver = \"h\"\nusername = \"u\"\npassword = \"hunter2\"\ndirectory = \"/d\"\n",
+    )
+    .unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    fs::set_permissions(&it.config, fs::Permissions::from_mode(0o644)).unwrap();
+    for args in [&["list"][..], &["show", "ftp"], &["run", "ftp"], &["logs", "ftp"]] {
+        let run = it.cmd(args);
+        let all = format!("{}{}", run.stdout, run.stderr);
+        assert!(!all.contains("hunter2"), "password printed by {args:?}\n{run}");
+    }
+    let run = it.cmd(&["list"]);
+    assert!(run.stderr.contains("holds a password") && run.stderr.contains("chmod 600"), "{run}");
+    let show = it.ok(&["show", "ftp"]);
+    assert!(show.stdout.contains("password:   (set in the config file)"), "{show}");
+}
+
+#[test]
+fn completions_are_generated() {
+    let it = Items::new();
+    let run = it.ok(&["completions", "bash"]);
+    assert!(
+        run.stdout.contains("_pairsync") && run.stdout.contains("daemon"),
+        "{}",
+        &run.stdout[..200.min(run.stdout.len())]
+    );
+}
+
+/// Polls `cond` every 50 ms until it holds or `limit` passes.
+fn wait_for(limit: Duration, mut cond: impl FnMut() -> bool) -> bool {
+    let start = Instant::now();
+    while start.elapsed() < limit {
+        if cond() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    cond()
+}
+
+#[test]
+fn daemon_runs_a_scheduled_item_and_stops_cleanly_on_sigterm() {
+    let it = Items::new();
+    it.env.put(S, "first", "1");
+    it.add("live", &["--schedule", "every 1s"]);
+    let mut daemon = Command::new(env!("CARGO_BIN_EXE_pairsync"))
+        .args(["-C", it.config.to_str().unwrap(), "daemon"])
+        .env("HOME", &it.env.home)
+        .env("PAIRSYNC_STATE_DIR", &it.env.state)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let synced = wait_for(Duration::from_secs(10), || it.env.exists(D, "first"));
+    // A second change is picked up by a later scheduled run.
+    it.env.put(D, "second", "2");
+    let synced_back = synced && wait_for(Duration::from_secs(10), || it.env.exists(S, "second"));
+    let pid = daemon.id().to_string();
+    let killed = Command::new("kill").args(["-TERM", &pid]).status().unwrap().success();
+    let stopped_at = Instant::now();
+    let exited = wait_for(Duration::from_secs(10), || daemon.try_wait().unwrap().is_some());
+    if !exited {
+        daemon.kill().unwrap();
+    }
+    let out = daemon.wait_with_output().unwrap();
+    let (stdout, stderr) = (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    let context = format!("--- stdout\n{stdout}--- stderr\n{stderr}\n{}", it.env.trees());
+    assert!(synced && synced_back, "the daemon did not run the item\n{context}");
+    assert!(killed && exited, "the daemon did not stop on SIGTERM\n{context}");
+    assert!(stopped_at.elapsed() < Duration::from_secs(5), "stopping took too long\n{context}");
+    assert_eq!(out.status.code(), Some(0), "{context}");
+    assert!(stdout.contains("stopped"), "{context}");
+}
