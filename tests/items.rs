@@ -228,3 +228,106 @@ fn daemon_runs_a_scheduled_item_and_stops_cleanly_on_sigterm() {
     assert_eq!(out.status.code(), Some(0), "{context}");
     assert!(stdout.contains("stopped"), "{context}");
 }
+
+#[test]
+fn delete_keeps_state_unless_purged() {
+    let it = Items::new();
+    it.env.put(S, "a", "1");
+    it.add("docs", &[]);
+    it.ok(&["run", "docs"]);
+    let pairs = it.env.state.join("pairs");
+    let databases = || fs::read_dir(&pairs).unwrap().filter(|e| e.as_ref().unwrap().path().is_dir()).count();
+    it.add("again", &[]);
+    it.ok(&["delete", "docs"]);
+    assert_eq!(databases(), 1, "delete without --purge-state must keep the pair's state");
+    it.ok(&["delete", "again", "--purge-state"]);
+    assert_eq!(databases(), 0, "--purge-state must remove the pair's state");
+    assert!(!it.env.state.join("items/again.json").exists());
+}
+
+#[test]
+fn a_log_over_its_cap_is_rotated_once() {
+    let it = Items::new();
+    it.env.put(S, "a", "1");
+    it.add("docs", &[]);
+    let log = it.env.state.join("logs/docs.log");
+    fs::create_dir_all(log.parent().unwrap()).unwrap();
+    let big = "x".repeat(1024) + "\n";
+    fs::write(&log, big.repeat(4 * 1024 + 1)).unwrap();
+    it.ok(&["run", "docs"]);
+    let rotated = fs::metadata(it.env.state.join("logs/docs.log.1")).unwrap().len();
+    assert!(rotated > 4 * 1024 * 1024, "the old log must move to docs.log.1");
+    let fresh = fs::read_to_string(&log).unwrap();
+    assert!(fresh.lines().count() < 10 && fresh.contains(" end "), "{fresh}");
+}
+
+#[test]
+fn logs_follow_prints_lines_as_they_are_written() {
+    let it = Items::new();
+    it.env.put(S, "a", "1");
+    it.add("docs", &[]);
+    it.ok(&["run", "docs"]);
+    let mut follow = Command::new(env!("CARGO_BIN_EXE_pairsync"))
+        .args(["-C", it.config.to_str().unwrap(), "logs", "docs", "--follow", "--lines", "1"])
+        .env("PAIRSYNC_STATE_DIR", &it.env.state)
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stdout = follow.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        use std::io::BufRead;
+        for line in std::io::BufReader::new(stdout).lines() {
+            if tx.send(line.unwrap()).is_err() {
+                break;
+            }
+        }
+    });
+    let first = rx.recv_timeout(Duration::from_secs(10)).unwrap();
+    it.env.put(S, "b", "2");
+    it.ok(&["run", "docs"]);
+    let mut seen = vec![first];
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !seen.iter().any(|l| l.contains("copy   source -> destination: b")) && Instant::now() < deadline {
+        if let Ok(line) = rx.recv_timeout(Duration::from_millis(200)) {
+            seen.push(line);
+        }
+    }
+    follow.kill().unwrap();
+    let _ = follow.wait();
+    assert!(seen.iter().any(|l| l.contains("copy   source -> destination: b")), "{seen:#?}");
+}
+
+#[test]
+fn sigterm_during_a_long_run_stops_after_the_current_file_and_the_next_run_finishes() {
+    let it = Items::new();
+    let chunk = "y".repeat(32 * 1024);
+    for d in 0..20 {
+        for f in 0..100 {
+            it.env.put(S, &format!("d{d}/f{f}"), &chunk);
+        }
+    }
+    it.add("big", &["--schedule", "every 1s"]);
+    let mut daemon = Command::new(env!("CARGO_BIN_EXE_pairsync"))
+        .args(["-C", it.config.to_str().unwrap(), "daemon"])
+        .env("PAIRSYNC_STATE_DIR", &it.env.state)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let started = wait_for(Duration::from_secs(20), || it.env.dst.join("d0").exists());
+    Command::new("kill").args(["-TERM", &daemon.id().to_string()]).status().unwrap();
+    let exited = wait_for(Duration::from_secs(10), || daemon.try_wait().unwrap().is_some());
+    if !exited {
+        daemon.kill().unwrap();
+    }
+    let out = daemon.wait_with_output().unwrap();
+    let context = format!("{}\n{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(started && exited, "{context}");
+    assert_eq!(out.status.code(), Some(0), "{context}");
+    let temps = util::tree_of(&it.env.dst).into_keys().filter(|p| p.contains(".pairsync-")).count();
+    assert_eq!(temps, 0, "no temp file may remain\n{context}");
+    // Whatever was copied is whole; the next run completes the rest.
+    it.ok(&["run", "big"]);
+    it.env.assert_same();
+}
