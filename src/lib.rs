@@ -21,6 +21,7 @@ pub mod check;
 pub mod cli;
 pub mod commands;
 pub mod config;
+pub mod credentials;
 pub mod daemon;
 pub mod endpoint;
 pub mod error;

@@ -1,0 +1,155 @@
+//! Credentials of an FTP side: the item's `password`, the environment variable named by its
+//! `password_env`, or the netrc file ($NETRC, else ~/.netrc), in that order.
+//!
+//! A password is held in a [`Secret`], whose Debug and Display print `***`: it can reach no
+//! message, log line or listing by accident. Errors name where a password was looked for,
+//! never what it is.
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use crate::config::SideConfig;
+
+/// A password. Only [`Secret::expose`] gives the text, for the login itself.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(text: impl Into<String>) -> Secret {
+        Secret(text.into())
+    }
+
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("***")
+    }
+}
+
+impl fmt::Display for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("***")
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Credentials {
+    pub user: String,
+    pub password: Secret,
+}
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum CredentialError {
+    #[error("password_env names {0}, which is not set")]
+    MissingEnv(String),
+    #[error("{0}: cannot be read or parsed (line numbers aside, its content is never shown)")]
+    BadNetrc(PathBuf),
+}
+
+/// The netrc file: $NETRC, else ~/.netrc.
+pub fn netrc_path(env: &dyn Fn(&str) -> Option<String>) -> Option<PathBuf> {
+    env("NETRC")
+        .filter(|v| !v.is_empty())
+        .map(PathBuf::from)
+        .or_else(|| env("HOME").map(|h| Path::new(&h).join(".netrc")))
+}
+
+/// The user and password to log in to `side` with. Without any password: the item's user (or
+/// `anonymous`) with the conventional anonymous password.
+pub fn resolve(
+    side: &SideConfig,
+    env: &dyn Fn(&str) -> Option<String>,
+    netrc: Option<&Path>,
+) -> Result<Credentials, CredentialError> {
+    let user = side.username.clone();
+    if let Some(password) = &side.password {
+        return Ok(Credentials { user: user.unwrap_or_else(|| "anonymous".into()), password: Secret::new(password) });
+    }
+    if let Some(var) = &side.password_env {
+        let password = env(var).ok_or_else(|| CredentialError::MissingEnv(var.clone()))?;
+        return Ok(Credentials { user: user.unwrap_or_else(|| "anonymous".into()), password: Secret::new(password) });
+    }
+    if let Some(path) = netrc.filter(|p| p.exists()) {
+        let parsed = netrc::Netrc::from_file(path).map_err(|_| CredentialError::BadNetrc(path.to_path_buf()))?;
+        let host = side.server.as_deref().unwrap_or_default();
+        let host = host.rsplit_once(':').map_or(host, |(h, _)| h);
+        let entry = parsed.hosts.get(host).or_else(|| parsed.hosts.get("default"));
+        if let Some(entry) = entry.filter(|e| user.as_deref().is_none_or(|u| u == e.login)) {
+            return Ok(Credentials { user: entry.login.clone(), password: Secret::new(&entry.password) });
+        }
+    }
+    Ok(Credentials { user: user.unwrap_or_else(|| "anonymous".into()), password: Secret::new("anonymous@") })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::EndpointKind;
+
+    fn ftp(user: Option<&str>) -> SideConfig {
+        SideConfig {
+            kind: EndpointKind::Ftp,
+            server: Some("files.example.com:2121".into()),
+            username: user.map(str::to_string),
+            ..SideConfig::directory("/d")
+        }
+    }
+
+    fn no_env(_: &str) -> Option<String> {
+        None
+    }
+
+    #[test]
+    fn the_config_password_comes_first_then_the_environment() {
+        let mut side = ftp(Some("bob"));
+        side.password = Some("in-file".into());
+        side.password_env = Some("PW".into());
+        let env = |k: &str| (k == "PW").then(|| "from-env".to_string());
+        assert_eq!(resolve(&side, &env, None).unwrap().password.expose(), "in-file");
+        side.password = None;
+        assert_eq!(resolve(&side, &env, None).unwrap().password.expose(), "from-env");
+        assert_eq!(resolve(&side, &no_env, None), Err(CredentialError::MissingEnv("PW".into())));
+    }
+
+    #[test]
+    fn netrc_is_matched_by_host_without_port_then_default() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("netrc");
+        std::fs::write(
+            &path,
+            "machine files.example.com login bob password s3cret\ndefault login anon password guest\n",
+        )
+        .unwrap();
+        let got = resolve(&ftp(None), &no_env, Some(&path)).unwrap();
+        assert_eq!((got.user.as_str(), got.password.expose()), ("bob", "s3cret"));
+        // A user named in the item that the netrc entry is not for gets nothing from it.
+        let got = resolve(&ftp(Some("carol")), &no_env, Some(&path)).unwrap();
+        assert_eq!((got.user.as_str(), got.password.expose()), ("carol", "anonymous@"));
+        let mut other = ftp(None);
+        other.server = Some("elsewhere".into());
+        let got = resolve(&other, &no_env, Some(&path)).unwrap();
+        assert_eq!((got.user.as_str(), got.password.expose()), ("anon", "guest"));
+    }
+
+    #[test]
+    fn a_secret_never_prints() {
+        let creds = Credentials { user: "bob".into(), password: Secret::new("hunter2") };
+        assert!(!format!("{creds:?} {}", creds.password).contains("hunter2"));
+    }
+
+    #[test]
+    fn netrc_path_prefers_the_environment() {
+        let env = |k: &str| match k {
+            "NETRC" => Some("/etc/my-netrc".to_string()),
+            "HOME" => Some("/home/a".to_string()),
+            _ => None,
+        };
+        assert_eq!(netrc_path(&env), Some(PathBuf::from("/etc/my-netrc")));
+        let env = |k: &str| (k == "HOME").then(|| "/home/a".to_string());
+        assert_eq!(netrc_path(&env), Some(PathBuf::from("/home/a/.netrc")));
+    }
+}
