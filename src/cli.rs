@@ -152,9 +152,10 @@ pub struct ItemArgs {
 
 #[derive(Debug, ClapArgs)]
 pub struct SyncArgs {
-    /// A local folder.
+    /// A local folder, or ftp://[user@]host[:port]/dir (ftps:// for explicit TLS; the password
+    /// comes from ~/.netrc).
     pub source: String,
-    /// A local folder.
+    /// A local folder, or ftp://[user@]host[:port]/dir (ftps:// for explicit TLS).
     pub destination: String,
     /// simple: copy new and changed files, never delete; clone: exact mirror; two-way: carry
     /// changes both ways.
@@ -237,6 +238,7 @@ pub fn job(args: &SyncArgs, state_dir_flag: Option<PathBuf>) -> Result<Job> {
         force: args.force,
         dry_run: args.dry_run,
         state_dir: state_dir(state_dir_flag)?,
+        auth: Default::default(),
     })
 }
 

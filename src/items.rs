@@ -7,12 +7,13 @@ use std::sync::Arc;
 
 use crate::check::FileCheck;
 use crate::config::{EndpointKind, Item, SideConfig};
+use crate::credentials::Secret;
 use crate::error::{Error, Result};
 use crate::exit::ExitCode;
 use crate::filter::Filter;
 use crate::plan::PlanOptions;
 use crate::report::{summary_line, Console, Verbosity};
-use crate::sync::{sync, Job};
+use crate::sync::{sync, Auth, Job};
 
 /// The endpoint of a side as `sync` takes it: a folder path, or an FTP URL without password.
 pub fn endpoint(side: &SideConfig) -> String {
@@ -44,6 +45,10 @@ pub fn pair_filter<'a>(
     Filter::new(patterns.map(|(f, p)| (f, p.to_string())).chain(markers.map(|m| ("file check", m))), recursive)
 }
 
+fn auth(side: &SideConfig) -> Auth {
+    Auth { password: side.password.as_ref().map(Secret::new), password_env: side.password_env.clone() }
+}
+
 /// The job that runs `item`.
 pub fn job(item: &Item, state_dir: &Path) -> Result<Job> {
     let check = |side: &SideConfig, field: &str| {
@@ -67,6 +72,7 @@ pub fn job(item: &Item, state_dir: &Path) -> Result<Job> {
         force: false,
         dry_run: false,
         state_dir: state_dir.to_path_buf(),
+        auth: [auth(&item.source), auth(&item.destination)],
     })
 }
 

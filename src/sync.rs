@@ -4,6 +4,9 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use crate::check::{FileCheck, CHECK_FILE_LIMIT};
+use crate::config::{EndpointKind, SideConfig};
+use crate::credentials::{self, Secret};
+use crate::endpoint::ftp::{self, FtpOptions, FtpUrl};
 use crate::endpoint::local::LocalEndpoint;
 use crate::endpoint::{Endpoint, Scan};
 use crate::error::{Error, Result};
@@ -28,6 +31,8 @@ pub struct Job {
     pub force: bool,
     pub dry_run: bool,
     pub state_dir: PathBuf,
+    /// Where FTP sides get their passwords (besides the URL and ~/.netrc).
+    pub auth: [Auth; 2],
 }
 
 /// What a sync did (or, with `dry_run`, would do).
@@ -79,35 +84,64 @@ fn workers() -> usize {
     std::thread::available_parallelism().map_or(2, |n| n.get()).clamp(2, 4)
 }
 
-/// A side given on the command line: a local path, canonical when it exists.
-fn local_root(flag: &str, given: &str) -> Result<PathBuf> {
+/// One side of a pair as given: a local folder, or an FTP/FTPS URL.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Root {
+    /// Canonical when it exists.
+    Local(PathBuf),
+    Ftp(FtpUrl),
+}
+
+impl Root {
+    /// The side as a URL: for messages, and (both sides) for the pair id. No password.
+    pub fn url(&self) -> String {
+        match self {
+            Root::Local(path) => path.display().to_string(),
+            Root::Ftp(url) => url.display(url.user.as_deref().unwrap_or("anonymous")),
+        }
+    }
+}
+
+/// Where an FTP side's password comes from, before ~/.netrc: given outright, or the name of an
+/// environment variable holding it.
+#[derive(Debug, Clone, Default)]
+pub struct Auth {
+    pub password: Option<Secret>,
+    pub password_env: Option<String>,
+}
+
+/// A side given on the command line or in an item; a password in a URL is returned apart.
+fn root_of(flag: &str, given: &str) -> Result<(Root, Option<String>)> {
     if given.starts_with("ftp://") || given.starts_with("ftps://") {
-        return Err(Error::Usage(format!("{flag} {given}: FTP endpoints are not supported by this build yet")));
+        let (url, password) = FtpUrl::parse(given).map_err(|e| Error::Usage(format!("{flag}: {e}")))?;
+        return Ok((Root::Ftp(url), password));
     }
     if given.is_empty() {
         return Err(Error::Usage(format!("{flag}: empty path")));
     }
     let path = Path::new(given);
-    match path.canonicalize() {
-        Ok(path) => Ok(path),
-        Err(_) => std::path::absolute(path).map_err(|e| Error::Usage(format!("{flag} {given}: {e}"))),
-    }
+    let root = match path.canonicalize() {
+        Ok(path) => path,
+        Err(_) => std::path::absolute(path).map_err(|e| Error::Usage(format!("{flag} {given}: {e}")))?,
+    };
+    Ok((Root::Local(root), None))
 }
 
-/// The pair's two roots, canonical where they exist; refuses the same folder twice and one
-/// root inside the other.
-pub fn roots(source: &str, destination: &str) -> Result<[PathBuf; 2]> {
-    let roots = [local_root("SOURCE", source)?, local_root("DESTINATION", destination)?];
-    if roots[0] == roots[1] {
-        return Err(Error::Usage(format!("source and destination are the same folder: {}", roots[0].display())));
+/// The pair's two roots; refuses the same folder twice and one local root inside the other.
+pub fn roots(source: &str, destination: &str) -> Result<[(Root, Option<String>); 2]> {
+    let roots = [root_of("SOURCE", source)?, root_of("DESTINATION", destination)?];
+    if roots[0].0.url() == roots[1].0.url() {
+        return Err(Error::Usage(format!("source and destination are the same folder: {}", roots[0].0.url())));
     }
-    for (inner, outer) in [(&roots[0], &roots[1]), (&roots[1], &roots[0])] {
-        if inner.starts_with(outer) {
-            return Err(Error::Usage(format!(
-                "{} is inside {}: one root inside the other would sync into itself",
-                inner.display(),
-                outer.display()
-            )));
+    if let (Root::Local(a), Root::Local(b)) = (&roots[0].0, &roots[1].0) {
+        for (inner, outer) in [(a, b), (b, a)] {
+            if inner.starts_with(outer) {
+                return Err(Error::Usage(format!(
+                    "{} is inside {}: one root inside the other would sync into itself",
+                    inner.display(),
+                    outer.display()
+                )));
+            }
         }
     }
     Ok(roots)
@@ -115,18 +149,55 @@ pub fn roots(source: &str, destination: &str) -> Result<[PathBuf; 2]> {
 
 /// The id of the pair of these roots (its state database's name).
 pub fn pair_of(source: &str, destination: &str) -> Result<String> {
-    let roots = roots(source, destination)?;
-    Ok(pair_id(&roots[0].display().to_string(), &roots[1].display().to_string()))
+    let [(a, _), (b, _)] = roots(source, destination)?;
+    Ok(pair_id(&a.url(), &b.url()))
+}
+
+/// Opens one side. For FTP: credentials (the URL's password, `auth`, then ~/.netrc), then a
+/// login; a server that cannot be reached or refuses the login is [`Error::Unreachable`].
+fn open_endpoint(root: &Root, auth: &Auth, tag: &str) -> Result<Box<dyn Endpoint>> {
+    let url = match root {
+        Root::Local(path) => return Ok(Box::new(LocalEndpoint::new(path.clone(), tag))),
+        Root::Ftp(url) => url,
+    };
+    let side = SideConfig {
+        kind: EndpointKind::Ftp,
+        server: Some(format!("{}:{}", url.host, url.port)),
+        username: url.user.clone(),
+        password: auth.password.as_ref().map(|p| p.expose().to_string()),
+        password_env: auth.password_env.clone(),
+        tls: url.tls,
+        ..SideConfig::directory(url.dir.clone())
+    };
+    let env = |name: &str| std::env::var(name).ok();
+    let netrc = credentials::netrc_path(&env);
+    let credentials = credentials::resolve(&side, &env, netrc.as_deref())
+        .map_err(|e| Error::Usage(format!("{}: {e}", root.url())))?;
+    let options = FtpOptions { tag: tag.to_string(), ..FtpOptions::default() };
+    ftp::open(url.clone(), credentials, options).map_err(|e| Error::Unreachable(e.to_string()))
 }
 
 pub fn sync(job: &Job, reporter: &dyn Reporter) -> Result<Summary> {
     let started = Instant::now();
-    let roots = roots(&job.source, &job.destination)?;
-    let urls = [roots[0].display().to_string(), roots[1].display().to_string()];
+    let [(source, source_pw), (destination, destination_pw)] = roots(&job.source, &job.destination)?;
+    let urls = [source.url(), destination.url()];
     let id = pair_id(&urls[0], &urls[1]);
     let tag = &id[..8];
-    let endpoints = [LocalEndpoint::new(roots[0].clone(), tag), LocalEndpoint::new(roots[1].clone(), tag)];
-    let endpoints: [&dyn Endpoint; 2] = [&endpoints[0], &endpoints[1]];
+    let mut early_warnings = Vec::new();
+    let mut auths = job.auth.clone();
+    for (side, (password, auth)) in Side::BOTH.into_iter().zip([source_pw, destination_pw].into_iter().zip(&mut auths))
+    {
+        if let Some(password) = password {
+            early_warnings.push(format!(
+                "the {side} URL holds a password; it works, but ~/.netrc or an item's password_env keeps it out of \
+                 shell history and process lists"
+            ));
+            auth.password.get_or_insert(Secret::new(password));
+        }
+    }
+    let opened = [open_endpoint(&source, &auths[0], tag)?, open_endpoint(&destination, &auths[1], tag)?];
+    let endpoints: [&dyn Endpoint; 2] = [opened[0].as_ref(), opened[1].as_ref()];
+    let workers = workers().max(endpoints[0].parallelism()).max(endpoints[1].parallelism());
 
     // A wrong or missing drive is recognized before anything else looks at it.
     for (side, check) in Side::BOTH.into_iter().zip(&job.checks) {
@@ -138,9 +209,10 @@ pub fn sync(job: &Job, reporter: &dyn Reporter) -> Result<Summary> {
         }
     }
     for (side, endpoint) in Side::BOTH.into_iter().zip(endpoints) {
-        endpoint
-            .check_root()
-            .map_err(|e| Error::Safety(format!("the {side} root {} is missing or unreadable: {e}", endpoint.url())))?;
+        endpoint.check_root().map_err(|e| match e.kind() {
+            std::io::ErrorKind::NotConnected => Error::Unreachable(format!("the {side} {}: {e}", endpoint.url())),
+            _ => Error::Safety(format!("the {side} root {} is missing or unreadable: {e}", endpoint.url())),
+        })?;
     }
 
     let mut warnings = Vec::new();
@@ -148,6 +220,9 @@ pub fn sync(job: &Job, reporter: &dyn Reporter) -> Result<Summary> {
         reporter.warning(&message);
         warnings.push(message);
     };
+    for message in early_warnings {
+        warn(message);
+    }
 
     let _lock = PairLock::acquire(&job.state_dir, &id)?;
     let (db, opened) = StateDb::open(&job.state_dir, &id, &urls[0], &urls[1])?;
@@ -234,7 +309,7 @@ pub fn sync(job: &Job, reporter: &dyn Reporter) -> Result<Summary> {
     let tally = if job.dry_run {
         Tally::of(&plan)
     } else {
-        let executor = Executor { endpoints, observer: reporter, workers: workers() };
+        let executor = Executor { endpoints, observer: reporter, workers };
         let outcome = executor.apply(&plan, &db)?;
         problems.extend(outcome.problems);
         interrupted = outcome.interrupted;

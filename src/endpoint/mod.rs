@@ -4,6 +4,8 @@
 //! that mutate take what the plan saw (`expect`/`replaces`) and refuse with
 //! [`changed_since_scan`] when the target is no longer that: compare, then mutate.
 
+pub mod ftp;
+pub mod ftp_listing;
 pub mod local;
 
 use std::io::{self, Read};
@@ -32,8 +34,14 @@ pub trait Endpoint: Send + Sync {
     /// The endpoint as a URL for messages and the pair id (never with a password).
     fn url(&self) -> String;
 
-    /// Errors when the root is missing, not a folder, or unreadable.
+    /// Errors when the root is missing, not a folder, or unreadable; `NotConnected` when the
+    /// endpoint cannot be reached or refused the login.
     fn check_root(&self) -> io::Result<()>;
+
+    /// How many transfers this endpoint takes at once (its connections); 1 unless it says more.
+    fn parallelism(&self) -> usize {
+        1
+    }
 
     /// Lists the tree below the root, without following symlinks, skipping what `filter`
     /// ignores and this pair's temp files (reported as leftovers).

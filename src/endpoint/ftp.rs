@@ -1,0 +1,682 @@
+//! An FTP or FTPS (explicit TLS) directory, through suppaftp's blocking client.
+//!
+//! - Binary transfer type, always (suppaftp starts in ASCII, which corrupts files); FEAT read
+//!   once per connection; UTF8 switched on when offered; EPSV where offered, else PASV with the
+//!   NAT workaround; connect and read timeouts.
+//! - Listing: MLSD, one request per folder; LIST where the server has no MLSD, its times then
+//!   being minute-precision. Parsing is ours (`ftp_listing`): a name that could escape the root
+//!   is rejected, and a folder with a line that did not parse is left out of the run, so nothing
+//!   is ever deleted on the strength of a line that was not understood.
+//! - Writes: upload to a temp name in the target folder, set its mtime (MFMT or SITE UTIME
+//!   where offered), then RNFR/RNTO (DELE + RNTO where the server refuses to overwrite). What
+//!   the server reports afterwards is what is recorded, so servers that cannot set mtimes or
+//!   live in another time zone never cause a second transfer.
+//! - Faults: a dropped connection is re-established, with bounded retries and backoff; a
+//!   server answering 421 (too many connections) is retried later; a file that keeps failing
+//!   is a problem for that path. Up to `connections` connections at once.
+
+use std::collections::VecDeque;
+use std::io::{self, Read, Write};
+use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::Duration;
+
+use suppaftp::types::FileType;
+use suppaftp::{FtpError, ImplFtpStream, Mode, Status, TlsStream};
+
+use super::ftp_listing::{self, Listing};
+use super::{changed_since_scan, Endpoint, Scan, ScanIssue};
+use crate::credentials::Credentials;
+use crate::filter::Filter;
+use crate::model::{Entry, Kind, Mtime, Snapshot};
+
+/// Where an FTP side is: `ftp[s]://[user@]host[:port]/dir`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FtpUrl {
+    pub tls: bool,
+    pub user: Option<String>,
+    pub host: String,
+    pub port: u16,
+    /// Absolute, without a trailing '/' (the server's root is "").
+    pub dir: String,
+}
+
+impl FtpUrl {
+    /// Parses the URL; a password in it is returned apart (never kept in the URL).
+    pub fn parse(url: &str) -> Result<(FtpUrl, Option<String>), String> {
+        let (tls, rest) = if let Some(rest) = url.strip_prefix("ftp://") {
+            (false, rest)
+        } else if let Some(rest) = url.strip_prefix("ftps://") {
+            (true, rest)
+        } else {
+            return Err("not an ftp:// or ftps:// URL".into());
+        };
+        let (authority, dir) = rest.split_once('/').unwrap_or((rest, ""));
+        let (userinfo, hostport) = match authority.rsplit_once('@') {
+            Some((u, h)) => (Some(u), h),
+            None => (None, authority),
+        };
+        let (user, password) = match userinfo.map(|u| u.split_once(':').map_or((u, None), |(u, p)| (u, Some(p)))) {
+            Some((u, p)) => (Some(u.to_string()).filter(|u| !u.is_empty()), p.map(str::to_string)),
+            None => (None, None),
+        };
+        let (host, port) = match hostport.rsplit_once(':') {
+            Some((h, p)) => (h, p.parse::<u16>().map_err(|_| format!("bad port {p:?}"))?),
+            None => (hostport, 21),
+        };
+        if host.is_empty() {
+            return Err("no server in the URL".into());
+        }
+        let dir = format!("/{}", dir.trim_matches('/'));
+        let dir = if dir == "/" { String::new() } else { dir };
+        if dir.split('/').any(|c| c == "." || c == "..") {
+            return Err("'.' and '..' are not allowed in the folder".into());
+        }
+        Ok((FtpUrl { tls, user, host: host.to_string(), port, dir }, password))
+    }
+
+    /// The URL without password, for messages and the pair id.
+    pub fn display(&self, user: &str) -> String {
+        let scheme = if self.tls { "ftps" } else { "ftp" };
+        format!("{scheme}://{user}@{}:{}{}/", self.host, self.port, self.dir)
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct FtpOptions {
+    /// Connections at most (parallel transfers).
+    pub connections: usize,
+    pub connect_timeout: Duration,
+    pub read_timeout: Duration,
+    /// Tries of one operation when the connection drops.
+    pub retries: u32,
+    /// Temp file tag (the pair's), as for local endpoints.
+    pub tag: String,
+}
+
+impl Default for FtpOptions {
+    fn default() -> Self {
+        FtpOptions {
+            connections: 4,
+            connect_timeout: Duration::from_secs(15),
+            read_timeout: Duration::from_secs(60),
+            retries: 3,
+            tag: "00000000".into(),
+        }
+    }
+}
+
+/// What a connection learned from FEAT.
+#[derive(Debug, Clone, Copy, Default)]
+struct Features {
+    mlsd: bool,
+    mfmt: bool,
+    site_utime: bool,
+}
+
+struct Conn<T: TlsStream> {
+    ftp: ImplFtpStream<T>,
+    features: Features,
+}
+
+type Connect<T> = dyn Fn() -> Result<ImplFtpStream<T>, FtpError> + Send + Sync;
+
+/// Connections to one server, at most `limit` at once.
+struct Pool<T: TlsStream> {
+    idle: Mutex<(VecDeque<Conn<T>>, usize)>,
+    freed: Condvar,
+    limit: usize,
+}
+
+pub struct FtpEndpoint<T: TlsStream> {
+    url: FtpUrl,
+    shown: String,
+    credentials: Credentials,
+    options: FtpOptions,
+    connect: Box<Connect<T>>,
+    pool: Pool<T>,
+    counter: AtomicU64,
+}
+
+/// An FTP error as an io::Error. Connection-level failures keep `NotConnected`, which `sync`
+/// reports as "unreachable" (exit 6).
+fn io_error(e: FtpError) -> io::Error {
+    match e {
+        FtpError::ConnectionError(e) => io::Error::new(io::ErrorKind::NotConnected, e.to_string()),
+        FtpError::UnexpectedResponse(r) => {
+            let text = String::from_utf8_lossy(&r.body).trim().to_string();
+            let code = r.status.code();
+            let kind = if code == 550 { io::ErrorKind::NotFound } else { io::ErrorKind::Other };
+            io::Error::new(kind, format!("server answered {code} {text}"))
+        }
+        other => io::Error::other(other.to_string()),
+    }
+}
+
+fn is_connection_error(e: &FtpError) -> bool {
+    match e {
+        FtpError::ConnectionError(_) | FtpError::BadResponse => true,
+        FtpError::UnexpectedResponse(r) => r.status.code() == 421,
+        _ => false,
+    }
+}
+
+fn mtime_of_mfmt(mtime: Mtime) -> String {
+    let secs = mtime.div_euclid(1_000_000_000);
+    chrono::DateTime::from_timestamp(secs, 0).map(|t| t.format("%Y%m%d%H%M%S").to_string()).unwrap_or_default()
+}
+
+/// Opens the endpoint: a plain or TLS connection factory, then one connection to learn the
+/// server is there and the login works.
+pub fn open(url: FtpUrl, credentials: Credentials, options: FtpOptions) -> io::Result<Box<dyn Endpoint>> {
+    let addr: SocketAddr = (url.host.as_str(), url.port)
+        .to_socket_addrs()
+        .map_err(|e| io::Error::new(io::ErrorKind::NotConnected, format!("cannot resolve {}: {e}", url.host)))?
+        .next()
+        .ok_or_else(|| io::Error::new(io::ErrorKind::NotConnected, format!("no address for {}", url.host)))?;
+    let (connect_timeout, read_timeout) = (options.connect_timeout, options.read_timeout);
+    let tcp = move || -> Result<TcpStream, FtpError> {
+        let stream = TcpStream::connect_timeout(&addr, connect_timeout).map_err(FtpError::ConnectionError)?;
+        stream.set_read_timeout(Some(read_timeout)).map_err(FtpError::ConnectionError)?;
+        stream.set_write_timeout(Some(read_timeout)).map_err(FtpError::ConnectionError)?;
+        Ok(stream)
+    };
+    if url.tls {
+        let connector = tls_connector()?;
+        let host = url.host.clone();
+        let connect = move || -> Result<suppaftp::RustlsFtpStream, FtpError> {
+            let ftp = suppaftp::RustlsFtpStream::connect_with_stream(tcp()?)?;
+            ftp.into_secure(suppaftp::RustlsConnector::from(connector.clone()), &host)
+        };
+        Ok(Box::new(FtpEndpoint::new(url, credentials, options, Box::new(connect))?))
+    } else {
+        let connect = move || suppaftp::FtpStream::connect_with_stream(tcp()?);
+        Ok(Box::new(FtpEndpoint::new(url, credentials, options, Box::new(connect))?))
+    }
+}
+
+/// TLS with the system's trusted certificates: the server's certificate is always verified.
+fn tls_connector() -> io::Result<Arc<rustls::ClientConfig>> {
+    let mut roots = rustls::RootCertStore::empty();
+    let found = rustls_native_certs::load_native_certs();
+    for cert in found.certs {
+        let _ = roots.add(cert);
+    }
+    if roots.is_empty() {
+        return Err(io::Error::other("no trusted CA certificates found on this system for FTPS"));
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| io::Error::other(e.to_string()))?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    Ok(Arc::new(config))
+}
+
+impl<T: TlsStream + Send + 'static> FtpEndpoint<T> {
+    fn new(url: FtpUrl, credentials: Credentials, options: FtpOptions, connect: Box<Connect<T>>) -> io::Result<Self> {
+        let shown = url.display(&credentials.user);
+        let endpoint = FtpEndpoint {
+            pool: Pool {
+                idle: Mutex::new((VecDeque::new(), 0)),
+                freed: Condvar::new(),
+                limit: options.connections.max(1),
+            },
+            url,
+            shown,
+            credentials,
+            options,
+            connect,
+            counter: AtomicU64::new(0),
+        };
+        // Log in once now: an unreachable server or a refused login stops the run (exit 6).
+        let conn = endpoint
+            .new_conn()
+            .map_err(|e| io::Error::new(io::ErrorKind::NotConnected, format!("{}: {}", endpoint.shown, io_error(e))))?;
+        endpoint.give_back(conn);
+        Ok(endpoint)
+    }
+
+    fn new_conn(&self) -> Result<Conn<T>, FtpError> {
+        let mut ftp = (self.connect)()?;
+        ftp.login(self.credentials.user.as_str(), self.credentials.password.expose())?;
+        ftp.transfer_type(FileType::Binary)?;
+        let feat = ftp.feat().unwrap_or_default();
+        let has = |name: &str| feat.keys().any(|k| k.eq_ignore_ascii_case(name));
+        if has("UTF8") {
+            let _ = ftp.opts("UTF8", Some("ON"));
+        }
+        if has("EPSV") {
+            ftp.set_mode(Mode::ExtendedPassive);
+        } else {
+            ftp.set_mode(Mode::Passive);
+            ftp.set_passive_nat_workaround(true);
+        }
+        let site_utime = feat.iter().any(|(k, v)| {
+            k.eq_ignore_ascii_case("SITE") && v.as_deref().is_some_and(|v| v.to_ascii_uppercase().contains("UTIME"))
+        });
+        let features = Features { mlsd: has("MLST") || has("MLSD"), mfmt: has("MFMT"), site_utime };
+        Ok(Conn { ftp, features })
+    }
+
+    /// A connection: an idle one, a new one while under the limit, or the next one freed.
+    fn take(&self) -> Result<Conn<T>, FtpError> {
+        let mut guard = self.pool.idle.lock().unwrap();
+        loop {
+            if let Some(conn) = guard.0.pop_front() {
+                return Ok(conn);
+            }
+            if guard.1 < self.pool.limit {
+                guard.1 += 1;
+                drop(guard);
+                return self.new_conn().inspect_err(|_| self.forget_one());
+            }
+            guard = self.pool.freed.wait(guard).unwrap();
+        }
+    }
+
+    fn give_back(&self, conn: Conn<T>) {
+        let mut guard = self.pool.idle.lock().unwrap();
+        if guard.1 == 0 {
+            guard.1 = 1; // the first connection, made by new()
+        }
+        guard.0.push_back(conn);
+        self.pool.freed.notify_one();
+    }
+
+    /// A connection was dropped: make room for a new one.
+    fn forget_one(&self) {
+        let mut guard = self.pool.idle.lock().unwrap();
+        guard.1 = guard.1.saturating_sub(1);
+        self.pool.freed.notify_one();
+    }
+
+    /// Runs `op` on a connection, replacing the connection and retrying (with backoff) when it
+    /// dropped or the server had too many connections.
+    fn with_conn<R>(&self, mut op: impl FnMut(&mut Conn<T>) -> Result<R, FtpError>) -> io::Result<R> {
+        let mut attempt = 0;
+        loop {
+            let mut conn = match self.take() {
+                Ok(conn) => conn,
+                Err(e) if is_connection_error(&e) && attempt < self.options.retries => {
+                    attempt += 1;
+                    std::thread::sleep(Duration::from_millis(250 << attempt));
+                    continue;
+                }
+                Err(e) => return Err(io_error(e)),
+            };
+            match op(&mut conn) {
+                Ok(value) => {
+                    self.give_back(conn);
+                    return Ok(value);
+                }
+                Err(e) if is_connection_error(&e) => {
+                    drop(conn);
+                    self.forget_one();
+                    if attempt >= self.options.retries {
+                        return Err(io_error(e));
+                    }
+                    attempt += 1;
+                    std::thread::sleep(Duration::from_millis(250 << attempt));
+                }
+                Err(e) => {
+                    self.give_back(conn);
+                    return Err(io_error(e));
+                }
+            }
+        }
+    }
+
+    fn full(&self, rel: &str) -> String {
+        if rel.is_empty() {
+            if self.url.dir.is_empty() {
+                "/".into()
+            } else {
+                self.url.dir.clone()
+            }
+        } else {
+            format!("{}/{rel}", self.url.dir)
+        }
+    }
+
+    fn list(conn: &mut Conn<T>, path: &str) -> Result<Listing, FtpError> {
+        if conn.features.mlsd {
+            Ok(ftp_listing::parse_mlsd(&conn.ftp.mlsd(Some(path))?))
+        } else {
+            Ok(ftp_listing::parse_list(&conn.ftp.list(Some(path))?, chrono::Utc::now()))
+        }
+    }
+
+    /// The entry at `rel` as the server reports it now: MLST where offered, else the listing
+    /// of its folder.
+    fn stat_rel(&self, rel: &str) -> io::Result<Option<Entry>> {
+        let (parent, name) = match rel.rfind('/') {
+            Some(i) => (&rel[..i], &rel[i + 1..]),
+            None => ("", rel),
+        };
+        let folder = self.full(parent);
+        self.with_conn(|conn| match Self::list(conn, &folder) {
+            Ok(listing) => Ok(listing.entries.into_iter().find(|l| l.name == name).map(|l| l.entry)),
+            Err(FtpError::UnexpectedResponse(r)) if r.status.code() == 550 => Ok(None),
+            Err(e) => Err(e),
+        })
+    }
+
+    fn expect(&self, rel: &str, expect: Option<&Entry>) -> io::Result<()> {
+        match (self.stat_rel(rel)?, expect) {
+            (None, None) => Ok(()),
+            (Some(_), None) => Err(changed_since_scan("something appeared there")),
+            (None, Some(_)) => Err(changed_since_scan("it disappeared")),
+            (Some(now), Some(then)) if now.is_dir() && then.is_dir() => Ok(()),
+            (Some(now), Some(then)) if now.same_metadata(then) => Ok(()),
+            (Some(_), Some(_)) => Err(changed_since_scan("size or mtime differ")),
+        }
+    }
+
+    fn temp_name(&self, rel: &str) -> String {
+        let n = self.counter.fetch_add(1, Ordering::Relaxed);
+        let name = format!(".pairsync-{}-{}-{n}.tmp", self.options.tag, std::process::id());
+        match rel.rfind('/') {
+            Some(i) => format!("{}/{name}", &rel[..i]),
+            None => name,
+        }
+    }
+}
+
+impl<T: TlsStream + Send + 'static> Endpoint for FtpEndpoint<T> {
+    fn url(&self) -> String {
+        self.shown.clone()
+    }
+
+    fn parallelism(&self) -> usize {
+        self.pool.limit
+    }
+
+    fn check_root(&self) -> io::Result<()> {
+        let root = self.full("");
+        self.with_conn(|conn| conn.ftp.cwd(&root).map(|_| ()))
+    }
+
+    fn scan(&self, filter: &Filter) -> io::Result<Scan> {
+        let mut found: Vec<(String, Entry)> = Vec::new();
+        let mut issues = Vec::new();
+        let mut leftovers = Vec::new();
+        let mut folders = vec![String::new()];
+        let own_prefix = format!(".pairsync-{}-", self.options.tag);
+        while let Some(dir) = folders.pop() {
+            let path = self.full(&dir);
+            let listing = match self.with_conn(|conn| Self::list(conn, &path)) {
+                Ok(listing) => listing,
+                Err(e) if dir.is_empty() => return Err(e),
+                Err(e) => {
+                    issues.push(ScanIssue { path: dir, message: format!("cannot list: {e}"), unreadable: true });
+                    continue;
+                }
+            };
+            let join = |name: &str| if dir.is_empty() { name.to_string() } else { format!("{dir}/{name}") };
+            for rejected in &listing.rejected {
+                issues.push(ScanIssue {
+                    path: join(&rejected.name_lossy),
+                    message: format!("name from the server rejected: {}; skipped", rejected.reason),
+                    unreadable: false,
+                });
+            }
+            if let Some(line) = listing.unparsed.first() {
+                // Never delete on the strength of a line that did not parse: leave the folder out.
+                issues.push(ScanIssue {
+                    path: dir.clone(),
+                    message: format!(
+                        "{} listing line(s) did not parse (first: {:?}); folder left out",
+                        listing.unparsed.len(),
+                        line.chars().take(120).collect::<String>()
+                    ),
+                    unreadable: true,
+                });
+                if !dir.is_empty() {
+                    continue;
+                }
+            }
+            for name in &listing.symlinks {
+                issues.push(ScanIssue {
+                    path: join(name),
+                    message: "symbolic link, not followed; skipped".into(),
+                    unreadable: false,
+                });
+            }
+            for listed in listing.entries {
+                let rel = join(&listed.name);
+                match listed.entry.kind {
+                    Kind::Dir => {
+                        if !filter.ignores(&rel, Kind::Dir) {
+                            found.push((rel.clone(), listed.entry));
+                            folders.push(rel);
+                        }
+                    }
+                    Kind::File => {
+                        if listed.name.starts_with(".pairsync-") && listed.name.ends_with(".tmp") {
+                            if listed.name.starts_with(&own_prefix) {
+                                leftovers.push(rel);
+                            }
+                        } else if !filter.ignores(&rel, Kind::File) {
+                            found.push((rel, listed.entry));
+                        }
+                    }
+                }
+            }
+        }
+        Ok(Scan { snapshot: Snapshot::from_unique(found), issues, leftovers })
+    }
+
+    fn stat(&self, path: &str) -> io::Result<Option<Entry>> {
+        self.stat_rel(path)
+    }
+
+    fn open(&self, path: &str, expect: &Entry) -> io::Result<Box<dyn Read + Send + '_>> {
+        let full = self.full(path);
+        let mut conn = self.take().map_err(io_error)?;
+        match conn.ftp.retr_as_stream(&full) {
+            Ok(stream) => Ok(Box::new(FtpReader {
+                endpoint: self,
+                conn: Some(conn),
+                stream: Some(stream),
+                read: 0,
+                expect: *expect,
+            })),
+            Err(e) => {
+                if is_connection_error(&e) {
+                    self.forget_one();
+                } else {
+                    self.give_back(conn);
+                }
+                Err(io_error(e))
+            }
+        }
+    }
+
+    fn write(&self, path: &str, data: &mut dyn Read, like: &Entry, replaces: Option<&Entry>) -> io::Result<Entry> {
+        let temp = self.temp_name(path);
+        let (temp_full, target_full) = (self.full(&temp), self.full(path));
+        // Upload on one connection; the data is streamed once, so this is not retried: a failed
+        // upload is a problem for this path, retried by the next run.
+        let mut conn = self.take().map_err(io_error)?;
+        let uploaded = (|| -> Result<(), FtpError> {
+            let mut stream = conn.ftp.put_with_stream(&temp_full)?;
+            let mut buf = [0u8; 64 * 1024];
+            loop {
+                let n = data.read(&mut buf).map_err(FtpError::ConnectionError)?;
+                if n == 0 {
+                    break;
+                }
+                stream.write_all(&buf[..n]).map_err(FtpError::ConnectionError)?;
+            }
+            stream.finish()
+        })();
+        match uploaded {
+            Ok(()) => self.give_back(conn),
+            Err(e) => {
+                if is_connection_error(&e) {
+                    drop(conn);
+                    self.forget_one();
+                } else {
+                    self.give_back(conn);
+                }
+                let _ = self.with_conn(|c| c.ftp.rm(&temp_full));
+                return Err(io_error(e));
+            }
+        }
+        let stamp = mtime_of_mfmt(like.mtime);
+        let finished = (|| -> io::Result<()> {
+            self.with_conn(|conn| {
+                if conn.features.mfmt {
+                    let _ = conn.ftp.custom_command(format!("MFMT {stamp} {temp_full}"), &[Status::File]);
+                } else if conn.features.site_utime {
+                    let _ = conn.ftp.site(format!("UTIME {temp_full} {stamp} {stamp} {stamp} UTC"));
+                }
+                Ok(())
+            })?;
+            // Compare, then mutate: the target must still be what the plan saw.
+            self.expect(path, replaces)?;
+            self.with_conn(|conn| match conn.ftp.rename(&temp_full, &target_full) {
+                Err(FtpError::UnexpectedResponse(_)) if replaces.is_some() => {
+                    // Some servers refuse to rename over an existing file.
+                    conn.ftp.rm(&target_full)?;
+                    conn.ftp.rename(&temp_full, &target_full)
+                }
+                other => other,
+            })
+        })();
+        if let Err(e) = finished {
+            let _ = self.with_conn(|c| c.ftp.rm(&temp_full));
+            return Err(e);
+        }
+        self.stat_rel(path)?.ok_or_else(|| changed_since_scan("the uploaded file vanished"))
+    }
+
+    fn mkdir(&self, path: &str) -> io::Result<()> {
+        let full = self.full(path);
+        match self.with_conn(|conn| conn.ftp.mkdir(&full)) {
+            Ok(()) => Ok(()),
+            Err(e) => match self.stat_rel(path)? {
+                Some(entry) if entry.is_dir() => Ok(()),
+                _ => Err(e),
+            },
+        }
+    }
+
+    fn remove(&self, path: &str, expect: &Entry) -> io::Result<()> {
+        self.expect(path, Some(expect))?;
+        let full = self.full(path);
+        if expect.is_dir() {
+            self.with_conn(|conn| conn.ftp.rmdir(&full))
+        } else {
+            self.with_conn(|conn| conn.ftp.rm(&full))
+        }
+    }
+
+    fn rename(&self, from: &str, to: &str, expect: &Entry) -> io::Result<Entry> {
+        self.expect(from, Some(expect))?;
+        self.expect(to, None)?;
+        let (from_full, to_full) = (self.full(from), self.full(to));
+        self.with_conn(|conn| conn.ftp.rename(&from_full, &to_full))?;
+        self.stat_rel(to)?.ok_or_else(|| changed_since_scan("renamed file vanished"))
+    }
+
+    fn read_check_file(&self, path: &str, limit: usize) -> io::Result<Option<Vec<u8>>> {
+        let full = if path.starts_with('/') { path.to_string() } else { self.full(path) };
+        let result = self.with_conn(|conn| {
+            let mut stream = conn.ftp.retr_as_stream(&full)?;
+            let mut bytes = Vec::new();
+            (&mut stream).take(limit as u64).read_to_end(&mut bytes).map_err(FtpError::ConnectionError)?;
+            if bytes.len() < limit {
+                stream.finish()?;
+            } else {
+                conn.ftp.abort(stream)?;
+            }
+            Ok(bytes)
+        });
+        match result {
+            Ok(bytes) => Ok(Some(bytes)),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    fn remove_leftover(&self, path: &str) -> io::Result<()> {
+        let full = self.full(path);
+        self.with_conn(|conn| conn.ftp.rm(&full))
+    }
+}
+
+/// A download: reads the data connection, then finishes the transfer and hands the control
+/// connection back. Fails if the file turned out another size than the plan saw.
+struct FtpReader<'a, T: TlsStream + Send + 'static> {
+    endpoint: &'a FtpEndpoint<T>,
+    conn: Option<Conn<T>>,
+    stream: Option<suppaftp::TransferStream<T>>,
+    read: u64,
+    expect: Entry,
+}
+
+impl<T: TlsStream + Send + 'static> Read for FtpReader<'_, T> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let Some(stream) = self.stream.as_mut() else { return Ok(0) };
+        let n = stream.read(buf)?;
+        self.read += n as u64;
+        if n == 0 {
+            let stream = self.stream.take().expect("present");
+            stream.finish().map_err(io_error)?;
+            if let Some(conn) = self.conn.take() {
+                self.endpoint.give_back(conn);
+            }
+            if self.read != self.expect.size {
+                return Err(super::changed_while_copying());
+            }
+        }
+        Ok(n)
+    }
+}
+
+impl<T: TlsStream + Send + 'static> Drop for FtpReader<'_, T> {
+    fn drop(&mut self) {
+        if let Some(stream) = self.stream.take() {
+            // An abandoned download: its connection is in an unknown state, so it is closed.
+            drop(stream);
+            drop(self.conn.take());
+            self.endpoint.forget_one();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls_parse_and_keep_the_password_apart() {
+        let (url, pw) = FtpUrl::parse("ftp://bob:pw@files.example.com:2121/backups/alice/").unwrap();
+        assert_eq!(pw.as_deref(), Some("pw"));
+        assert_eq!(
+            url,
+            FtpUrl {
+                tls: false,
+                user: Some("bob".into()),
+                host: "files.example.com".into(),
+                port: 2121,
+                dir: "/backups/alice".into()
+            }
+        );
+        assert_eq!(url.display("bob"), "ftp://bob@files.example.com:2121/backups/alice/");
+        let (url, pw) = FtpUrl::parse("ftps://h").unwrap();
+        assert_eq!((url.tls, url.port, url.dir.as_str(), pw), (true, 21, "", None));
+        assert!(FtpUrl::parse("ftp://h/a/../b").is_err());
+        assert!(FtpUrl::parse("ftp://:21/x").is_err());
+        assert!(FtpUrl::parse("ftp://h:port/x").is_err());
+    }
+
+    #[test]
+    fn mfmt_stamps_are_utc_seconds() {
+        assert_eq!(mtime_of_mfmt(1_700_000_000_999_000_000), "20231114221320");
+    }
+}

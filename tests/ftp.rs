@@ -1,0 +1,133 @@
+//! End-to-end against an in-process FTP server (libunftp): every mode with an FTP side.
+
+mod ftp_server;
+mod util;
+
+use std::fs;
+
+use ftp_server::FtpServer;
+use util::{Side::Destination as D, Side::Source as S, TestEnv};
+
+/// A TestEnv whose destination is served over FTP; the server's root is the destination folder,
+/// so the tests look at (and edit) the server's files directly.
+struct Ftp {
+    env: TestEnv,
+    server: FtpServer,
+}
+
+impl Ftp {
+    fn new() -> Ftp {
+        let env = TestEnv::new();
+        let server = FtpServer::start(&env.dst);
+        server.write_netrc(&env.home);
+        Ftp { env, server }
+    }
+
+    /// `pairsync sync FROM TO EXTRA...` where "ftp" stands for the server's root.
+    fn sync(&self, from: &str, to: &str, extra: &[&str]) -> util::Run {
+        let url = self.server.url("");
+        let side = |s: &str| if s == "ftp" { url.clone() } else { self.env.src.to_str().unwrap().to_string() };
+        let (a, b) = (side(from), side(to));
+        let mut args = vec!["sync", a.as_str(), b.as_str()];
+        args.extend_from_slice(extra);
+        self.env.run(&args)
+    }
+
+    #[track_caller]
+    fn ok(&self, from: &str, to: &str, extra: &[&str]) -> serde_json::Value {
+        let mut args = vec!["--json"];
+        args.extend_from_slice(extra);
+        let run = self.sync(from, to, &args);
+        self.env.expect(&run, 0);
+        serde_json::from_str(run.stdout.trim()).unwrap_or_else(|e| panic!("{e}\n{run}"))
+    }
+}
+
+fn binary() -> Vec<u8> {
+    // Every byte value, LF and CR included, so that an ASCII-mode transfer would show.
+    (0..=255u8).cycle().take(70_000).chain(b"\n\r\n\n".iter().copied()).collect()
+}
+
+#[test]
+fn clone_up_is_byte_exact_and_a_rerun_uploads_nothing() {
+    let f = Ftp::new();
+    fs::write(f.env.src.join("bin.dat"), binary()).unwrap();
+    f.env.put(S, "docs/a b.txt", "with a space").put(S, "docs/deep/x", "x");
+    let first = f.ok("src", "ftp", &["--mode", "clone"]);
+    assert_eq!(first["copied"], 3, "{first}");
+    assert_eq!(fs::read(f.env.dst.join("bin.dat")).unwrap(), binary());
+    f.env.assert_same();
+    let again = f.ok("src", "ftp", &["--mode", "clone"]);
+    assert_eq!((again["copied"].as_u64(), again["deleted"].as_u64()), (Some(0), Some(0)), "{again}");
+    // No temp name is left on the server.
+    assert!(!util::tree_of(&f.env.dst).keys().any(|p| p.contains(".pairsync-")), "{}", f.env.trees());
+}
+
+#[test]
+fn clone_down_mirrors_the_server() {
+    let f = Ftp::new();
+    f.env.put(D, "srv/file.txt", "from the server").put(S, "stale.txt", "local extra");
+    fs::write(f.env.dst.join("bin.dat"), binary()).unwrap();
+    let done = f.ok("ftp", "src", &["--mode", "clone", "--force"]);
+    assert_eq!(done["copied"], 2, "{done}");
+    assert_eq!(fs::read(f.env.src.join("bin.dat")).unwrap(), binary());
+    assert!(!f.env.exists(S, "stale.txt"));
+    f.env.assert_same();
+    let again = f.ok("ftp", "src", &["--mode", "clone"]);
+    assert_eq!(again["copied"], 0, "{again}");
+}
+
+#[test]
+fn simple_never_deletes_on_the_server() {
+    let f = Ftp::new();
+    f.env.put(S, "a", "1").put(S, "b", "2").put(D, "server-only", "keep me");
+    f.ok("src", "ftp", &["--mode", "simple"]);
+    f.env.rm(S, "a");
+    f.ok("src", "ftp", &["--mode", "simple"]);
+    f.env.assert_tree(D, &[("a", "1"), ("b", "2"), ("server-only", "keep me")]);
+}
+
+#[test]
+fn two_way_carries_edits_made_on_the_server() {
+    let f = Ftp::new();
+    f.env.put(S, "local.txt", "l1").put(S, "both.txt", "base").put(S, "gone.txt", "g");
+    f.ok("src", "ftp", &[]);
+    // Edits on the server (its files are the destination folder), with distinct mtimes.
+    f.env.put_at(D, "both.txt", "edited on the server", 1_800_000_000);
+    f.env.put(D, "new-on-server.txt", "n");
+    f.env.rm(D, "gone.txt");
+    f.env.put_at(S, "local.txt", "l2, edited locally", 1_800_000_100);
+    let done = f.ok("src", "ftp", &[]);
+    assert_eq!(done["conflicts"].as_array().unwrap().len(), 0, "{done}");
+    f.env.assert_tree(
+        S,
+        &[("both.txt", "edited on the server"), ("local.txt", "l2, edited locally"), ("new-on-server.txt", "n")],
+    );
+    f.env.assert_same();
+    let again = f.ok("src", "ftp", &[]);
+    assert_eq!((again["copied"].as_u64(), again["deleted"].as_u64()), (Some(0), Some(0)), "{again}");
+}
+
+#[test]
+fn an_unreachable_server_or_a_refused_login_exits_6_without_the_password() {
+    let f = Ftp::new();
+    let dead = "ftp://tester@127.0.0.1:1/";
+    let run = f.env.run(&["sync", f.env.src.to_str().unwrap(), dead]);
+    f.env.expect(&run, 6);
+    let wrong = format!("ftp://tester:not-the-password@127.0.0.1:{}/", f.server.port);
+    let run = f.env.run(&["sync", f.env.src.to_str().unwrap(), &wrong]);
+    f.env.expect(&run, 6);
+    assert!(!run.stderr.contains("not-the-password") && !run.stdout.contains("not-the-password"), "{run}");
+    assert!(run.stderr.contains("530") || run.stderr.contains("login"), "{run}");
+}
+
+#[test]
+fn a_file_check_works_on_an_ftp_side() {
+    let f = Ftp::new();
+    f.env.put(S, "a", "1");
+    let run = f.sync("src", "ftp", &["--check-destination", ".disk=backup"]);
+    f.env.expect(&run, 3);
+    f.env.put(D, ".disk", "backup\n");
+    let done = f.ok("src", "ftp", &["--check-destination", ".disk=backup"]);
+    assert_eq!(done["copied"], 1, "{done}");
+}
