@@ -21,11 +21,11 @@ use crate::{commands, daemon};
 )]
 pub struct Args {
     /// The config file holding the items (default: $PAIRSYNC_CONFIG, then
-    /// $XDG_CONFIG_HOME/pairsync/pairsync.toml).
+    /// $XDG_CONFIG_HOME/pairsync/pairsync.toml, then ~/.config/pairsync/pairsync.toml).
     #[arg(short = 'C', long = "config", global = true, value_name = "CONFIG")]
     pub config: Option<PathBuf>,
     /// Where each pair's state database lives (default: $PAIRSYNC_STATE_DIR, then
-    /// $XDG_STATE_HOME/pairsync).
+    /// $XDG_STATE_HOME/pairsync, then ~/.local/state/pairsync).
     #[arg(long, global = true, value_name = "DIR")]
     pub state_dir: Option<PathBuf>,
     /// Print every action.
@@ -66,6 +66,7 @@ pub enum Command {
     },
     /// Sync items now ("Sync Now"); the exit code is the worst of the runs.
     Run {
+        #[arg(conflicts_with_all = ["group", "all"])]
         names: Vec<String>,
         /// Every item of this group.
         #[arg(long, value_name = "G", conflicts_with = "all")]

@@ -73,9 +73,15 @@ pub fn side_from(flag: &str, given: &str) -> Result<SideConfig> {
 
 /// Sets the fields given as flags on `item`.
 fn apply(item: &mut Item, args: &ItemArgs) -> Result<()> {
+    // A new --source/--destination changes where the side is, not its filters, nor (for an FTP
+    // side that stays FTP) where its password comes from.
     let keep_side_fields = |old: &SideConfig, mut new: SideConfig| {
         new.ignore = old.ignore.clone();
         new.check = old.check.clone();
+        if new.kind == EndpointKind::Ftp && old.kind == EndpointKind::Ftp {
+            new.password = old.password.clone();
+            new.password_env = old.password_env.clone();
+        }
         new
     };
     if let Some(s) = &args.source {

@@ -349,18 +349,35 @@ impl<T: TlsStream + Send + 'static> FtpEndpoint<T> {
         }
     }
 
-    /// The entry at `rel` as the server reports it now: MLST where offered, else the listing
-    /// of its folder.
+    /// The entry at `rel` as the server reports it now: MLST (one command, the same facts as
+    /// MLSD) where offered, else the listing of its folder — never SIZE and MDTM, whose precision
+    /// differs from LIST's, so that what is recorded always compares with what a scan sees.
     fn stat_rel(&self, rel: &str) -> io::Result<Option<Entry>> {
         let (parent, name) = match rel.rfind('/') {
             Some(i) => (&rel[..i], &rel[i + 1..]),
             None => ("", rel),
         };
-        let folder = self.full(parent);
-        self.with_conn(|conn| match Self::list(conn, &folder) {
-            Ok(listing) => Ok(listing.entries.into_iter().find(|l| l.name == name).map(|l| l.entry)),
-            Err(FtpError::UnexpectedResponse(r)) if r.status.code() == 550 => Ok(None),
-            Err(e) => Err(e),
+        let (folder, full) = (self.full(parent), self.full(rel));
+        self.with_conn(|conn| {
+            if conn.features.mlsd {
+                return match conn.ftp.mlst(Some(&full)) {
+                    Ok(line) => {
+                        // "fact=v;fact=v; /full/path": parse the facts under a neutral name.
+                        let facts = line.split_once("; ").map_or(line.as_str(), |(facts, _)| facts);
+                        // MLST of a folder may call it the current one: here it is a folder.
+                        let facts = facts.replace("type=cdir", "type=dir").replace("Type=cdir", "Type=dir");
+                        let listing = ftp_listing::parse_mlsd(&[format!("{facts}; x")]);
+                        Ok(listing.entries.into_iter().next().map(|l| l.entry))
+                    }
+                    Err(FtpError::UnexpectedResponse(r)) if r.status.code() == 550 => Ok(None),
+                    Err(e) => Err(e),
+                };
+            }
+            match Self::list(conn, &folder) {
+                Ok(listing) => Ok(listing.entries.into_iter().find(|l| l.name == name).map(|l| l.entry)),
+                Err(FtpError::UnexpectedResponse(r)) if r.status.code() == 550 => Ok(None),
+                Err(e) => Err(e),
+            }
         })
     }
 
