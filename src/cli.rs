@@ -143,6 +143,9 @@ pub struct ItemArgs {
     pub watch: bool,
     #[arg(long)]
     pub no_watch: bool,
+    /// Connections to an FTP side at most (default 4).
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=64))]
+    pub connections: Option<u16>,
     /// Name of an environment variable holding the source's FTP password.
     #[arg(long, value_name = "VAR")]
     pub source_password_env: Option<String>,
@@ -201,6 +204,9 @@ pub struct SyncArgs {
     /// Append a timestamped log of the run to FILE.
     #[arg(long, value_name = "FILE")]
     pub log: Option<PathBuf>,
+    /// Connections to an FTP side at most: parallel transfers (backing off on 421).
+    #[arg(long, value_name = "N", default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..=64))]
+    pub connections: u16,
 }
 
 /// The state folder: the flag, $PAIRSYNC_STATE_DIR, $XDG_STATE_HOME/pairsync, ~/.local/state/pairsync.
@@ -240,6 +246,7 @@ pub fn job(args: &SyncArgs, state_dir_flag: Option<PathBuf>) -> Result<Job> {
         dry_run: args.dry_run,
         state_dir: state_dir(state_dir_flag)?,
         auth: Default::default(),
+        connections: usize::from(args.connections),
     })
 }
 
@@ -312,7 +319,9 @@ fn run_sync(sync_args: SyncArgs, state_dir_flag: Option<PathBuf>, verbosity: Ver
             return ExitCode::Usage;
         }
     };
-    console.started(&sync_args.source, &sync_args.destination);
+    // As URLs without a password: the log must never hold one.
+    let shown = |given: &str| crate::sync::shown_url(given);
+    console.started(&shown(&sync_args.source), &shown(&sync_args.destination));
     match job(&sync_args, state_dir_flag).and_then(|job| sync(&job, &console)) {
         Ok(summary) => {
             console.finished(&summary);

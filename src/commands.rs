@@ -139,6 +139,9 @@ fn apply(item: &mut Item, args: &ItemArgs) -> Result<()> {
     if args.no_watch {
         item.watch = false;
     }
+    if let Some(n) = args.connections {
+        item.connections = Some(n);
+    }
     if let Some(var) = &args.source_password_env {
         item.source.password_env = Some(var.clone());
     }
@@ -183,20 +186,25 @@ pub fn delete(
 ) -> Result<()> {
     let mut config = load(config_flag, quiet)?;
     let item = config.item(name).map_err(items::config_error)?;
+    // With --purge-state, the pair's lock first: if a run is going on, nothing changes (exit 5).
+    let pair = if purge_state {
+        let job = items::job(&item, state_dir)?;
+        let id = crate::sync::pair_of(&job.source, &job.destination)?;
+        let lock = crate::state::PairLock::acquire(state_dir, &id)?;
+        Some((id, lock))
+    } else {
+        None
+    };
     config.delete(name).map_err(items::config_error)?;
     config.save().map_err(items::config_error)?;
-    if purge_state {
+    if let Some((id, _lock)) = pair {
         items::forget_last_run(state_dir, name);
-        let job = items::job(&item, state_dir)?;
-        if let Ok(id) = crate::sync::pair_of(&job.source, &job.destination) {
-            let pairs = state_dir.join("pairs");
-            let _lock = crate::state::PairLock::acquire(state_dir, &id)?;
-            match std::fs::remove_dir_all(pairs.join(&id)) {
-                Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
-                    return Err(Error::State { path: pairs.join(&id), message: e.to_string() });
-                }
-                _ => {}
+        let database = state_dir.join("pairs").join(&id);
+        match std::fs::remove_dir_all(&database) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                return Err(Error::State { path: database, message: e.to_string() });
             }
+            _ => {}
         }
     }
     Ok(())

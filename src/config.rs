@@ -27,7 +27,7 @@ use crate::plan::{ConflictPolicy, Mode};
 /// `max_delete` when the item does not say (the same as `sync --max-delete`).
 pub const DEFAULT_MAX_DELETE: u8 = 50;
 
-const ITEM_KEYS: [&str; 12] = [
+const ITEM_KEYS: [&str; 13] = [
     "name",
     "description",
     "group",
@@ -38,6 +38,7 @@ const ITEM_KEYS: [&str; 12] = [
     "conflict",
     "max_delete",
     "watch",
+    "connections",
     "source",
     "destination",
 ];
@@ -69,6 +70,8 @@ pub struct Item {
     /// Percent of a side's files a run may delete before the safety stop.
     pub max_delete: u8,
     pub watch: bool,
+    /// Connections (parallel transfers) to an FTP side; `None`: 4.
+    pub connections: Option<u16>,
     pub source: SideConfig,
     pub destination: SideConfig,
 }
@@ -87,6 +90,7 @@ impl Item {
             conflict: ConflictPolicy::KeepBoth,
             max_delete: DEFAULT_MAX_DELETE,
             watch: false,
+            connections: None,
             source,
             destination,
         }
@@ -559,6 +563,13 @@ impl Reader<'_> {
                 message: format!("max_delete {n} is not a percentage from 0 to 100"),
             })?,
         };
+        let connections = match self.integer(table, "", "connections")? {
+            None => None,
+            Some(n) => Some(u16::try_from(n).ok().filter(|n| (1..=64).contains(n)).ok_or_else(|| Bad {
+                line: self.key_line(table, "connections"),
+                message: format!("connections {n} is not from 1 to 64"),
+            })?),
+        };
         let item = Item {
             name,
             description: self.string(table, "", "description")?,
@@ -570,6 +581,7 @@ impl Reader<'_> {
             conflict: self.choice(table, "", "conflict")?.unwrap_or(ConflictPolicy::KeepBoth),
             max_delete,
             watch: self.boolean(table, "", "watch")?.unwrap_or(false),
+            connections,
             source: side("source")?,
             destination: side("destination")?,
         };
@@ -740,6 +752,9 @@ fn check_item(item: &Item) -> Result<(), Problem> {
             format!("max_delete {} is not a percentage from 0 to 100", item.max_delete),
         ));
     }
+    if let Some(n) = item.connections.filter(|n| !(1..=64).contains(n)) {
+        return Err(problem(None, "connections", format!("connections {n} is not from 1 to 64")));
+    }
     check_side(&item.source, "source")?;
     check_side(&item.destination, "destination")
 }
@@ -812,6 +827,7 @@ fn item_fields(item: &Item) -> Fields {
         ("conflict", Some(toml_edit::value(name_of(item.conflict)))),
         ("max_delete", Some(toml_edit::value(i64::from(item.max_delete)))),
         ("watch", Some(toml_edit::value(item.watch))),
+        ("connections", item.connections.map(|n| toml_edit::value(i64::from(n)))),
     ]
 }
 
@@ -1108,6 +1124,7 @@ directory = "/srv/photos"
             conflict: ConflictPolicy::KeepBoth,
             max_delete: 50,
             watch: false,
+            connections: None,
             source: SideConfig {
                 ignore: vec![r"\.tmp$".into(), "^cache/".into()],
                 check: Some(".marker=^disk-1$".into()),
@@ -1208,6 +1225,7 @@ directory = "/music"
             conflict: ConflictPolicy::Newer,
             max_delete: 10,
             watch: true,
+            connections: None,
             ..Item::new(
                 "music",
                 SideConfig {
@@ -1526,7 +1544,7 @@ directory = "/music"
             item_not_an_array_of_tables: "[item]\nname = \"a\"\n" => "F:1: items must be [[item]] tables, not a table";
             unknown_item_key: concat!("[[item]]\nname = \"a\"\nmax_delet = 5\n", sides!())
                 => "F:3: item \"a\": unknown key max_delet (known: name, description, group, log, mode, recursive, \
-                    schedule, conflict, max_delete, watch, source, destination)";
+                    schedule, conflict, max_delete, watch, connections, source, destination)";
             unknown_side_key: "[[item]]\nname = \"a\"\n[item.source]\ndirectory = \"/s\"\ndirectroy = \"/t\"\n[item.destination]\ndirectory = \"/d\"\n"
                 => "F:5: item \"a\": unknown key source.directroy (known: type, server, username, password, \
                     password_env, tls, directory, ignore, check)";

@@ -73,6 +73,7 @@ pub fn job(item: &Item, state_dir: &Path) -> Result<Job> {
         dry_run: false,
         state_dir: state_dir.to_path_buf(),
         auth: [auth(&item.source), auth(&item.destination)],
+        connections: usize::from(item.connections.unwrap_or(4)),
     })
 }
 

@@ -13,7 +13,7 @@ use crate::error::{Error, Result};
 use crate::executor::{Executor, Observer, Problem, Tally};
 use crate::exit::ExitCode;
 use crate::filter::Filter;
-use crate::model::{inside, Side, Snapshot, State};
+use crate::model::{Side, Snapshot, State};
 use crate::plan::{self, Conflict, Mode, Plan, PlanOptions};
 use crate::safety;
 use crate::state::{pair_id, Opened, PairLock, StateDb};
@@ -33,6 +33,8 @@ pub struct Job {
     pub state_dir: PathBuf,
     /// Where FTP sides get their passwords (besides the URL and ~/.netrc).
     pub auth: [Auth; 2],
+    /// Connections to an FTP side at most (parallel transfers).
+    pub connections: usize,
 }
 
 /// What a sync did (or, with `dry_run`, would do).
@@ -65,7 +67,8 @@ pub struct Phases {
 
 impl Summary {
     pub fn exit(&self) -> ExitCode {
-        if self.problems.is_empty() {
+        // A run stopped by a signal is not in sync either: the next run finishes it.
+        if self.problems.is_empty() && !self.interrupted {
             ExitCode::Synced
         } else {
             ExitCode::Problems
@@ -147,6 +150,14 @@ pub fn roots(source: &str, destination: &str) -> Result<[(Root, Option<String>);
     Ok(roots)
 }
 
+/// A side as given, for messages and logs: an FTP URL loses its password.
+pub fn shown_url(given: &str) -> String {
+    match FtpUrl::parse(given) {
+        Ok((url, _)) => url.display(url.user.as_deref().unwrap_or("anonymous")),
+        Err(_) => given.to_string(),
+    }
+}
+
 /// The id of the pair of these roots (its state database's name).
 pub fn pair_of(source: &str, destination: &str) -> Result<String> {
     let [(a, _), (b, _)] = roots(source, destination)?;
@@ -155,7 +166,7 @@ pub fn pair_of(source: &str, destination: &str) -> Result<String> {
 
 /// Opens one side. For FTP: credentials (the URL's password, `auth`, then ~/.netrc), then a
 /// login; a server that cannot be reached or refuses the login is [`Error::Unreachable`].
-fn open_endpoint(root: &Root, auth: &Auth, tag: &str) -> Result<Box<dyn Endpoint>> {
+fn open_endpoint(root: &Root, auth: &Auth, tag: &str, connections: usize) -> Result<Box<dyn Endpoint>> {
     let url = match root {
         Root::Local(path) => return Ok(Box::new(LocalEndpoint::new(path.clone(), tag))),
         Root::Ftp(url) => url,
@@ -173,7 +184,7 @@ fn open_endpoint(root: &Root, auth: &Auth, tag: &str) -> Result<Box<dyn Endpoint
     let netrc = credentials::netrc_path(&env);
     let credentials = credentials::resolve(&side, &env, netrc.as_deref())
         .map_err(|e| Error::Usage(format!("{}: {e}", root.url())))?;
-    let options = FtpOptions { tag: tag.to_string(), ..FtpOptions::default() };
+    let options = FtpOptions { tag: tag.to_string(), connections, ..FtpOptions::default() };
     ftp::open(url.clone(), credentials, options).map_err(|e| Error::Unreachable(e.to_string()))
 }
 
@@ -195,7 +206,10 @@ pub fn sync(job: &Job, reporter: &dyn Reporter) -> Result<Summary> {
             auth.password.get_or_insert(Secret::new(password));
         }
     }
-    let opened = [open_endpoint(&source, &auths[0], tag)?, open_endpoint(&destination, &auths[1], tag)?];
+    let opened = [
+        open_endpoint(&source, &auths[0], tag, job.connections)?,
+        open_endpoint(&destination, &auths[1], tag, job.connections)?,
+    ];
     let endpoints: [&dyn Endpoint; 2] = [opened[0].as_ref(), opened[1].as_ref()];
     let workers = workers().max(endpoints[0].parallelism()).max(endpoints[1].parallelism());
 
@@ -336,15 +350,12 @@ pub fn sync(job: &Job, reporter: &dyn Reporter) -> Result<Summary> {
 
 /// Leaves `path` and everything below it out of the state and both snapshots.
 fn exclude(path: &str, state: &mut State, snapshots: &mut [Snapshot; 2]) {
-    let doomed: Vec<String> = inside(state, path).map(|(k, _)| k.clone()).collect();
-    for key in doomed.iter().map(String::as_str).chain([path]) {
-        state.remove(key);
-    }
+    // The root itself ("") stands for everything: a root listing not fully understood leaves
+    // the whole tree out, since the line that did not parse may have been any of it.
+    let out = |key: &str| path.is_empty() || key == path || crate::model::is_inside(key, path);
+    state.retain(|key, _| !out(key));
     for snapshot in snapshots.iter_mut() {
-        let doomed: Vec<String> = inside(snapshot, path).map(|(k, _)| k.clone()).collect();
-        for key in doomed.iter().map(String::as_str).chain([path]) {
-            snapshot.remove(key);
-        }
+        snapshot.retain(|key, _| !out(key));
     }
 }
 

@@ -358,7 +358,9 @@ fn bad_flags_and_values_exit_2_with_a_line_naming_the_culprit() {
         (vec!["sync", src, dst, "--max-delete", "150"], "150"),
         (vec!["sync", src, src], "the same folder"),
         (vec!["sync", src, &inner], "is inside"),
-        (vec!["sync", src, "ftp://host/dir"], "FTP"),
+        (vec!["sync", src, "ftp://:21/dir"], "no server in the URL"),
+        (vec!["sync", src, "ftp://host:notaport/dir"], "bad port"),
+        (vec!["sync", src, "ftp://host/a/../b"], "not allowed"),
         (vec!["sync", src], "DESTINATION"),
     ];
     for (args, culprit) in cases {

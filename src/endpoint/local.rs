@@ -4,7 +4,7 @@
 use std::collections::HashSet;
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read, Write};
-use std::os::unix::fs::PermissionsExt;
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
@@ -232,7 +232,8 @@ impl Endpoint for LocalEndpoint {
         let temp = self.temp_name(path);
         let temp_path = self.full(&temp);
         // create_new: O_EXCL never follows a symlink planted at the temp name.
-        let mut file = OpenOptions::new().write(true).create_new(true).open(&temp_path)?;
+        // 0600 until the copy is done: a private file is never readable by others meanwhile.
+        let mut file = OpenOptions::new().write(true).create_new(true).mode(0o600).open(&temp_path)?;
         let written = (|| {
             // On the stack: a heap buffer this size is an mmap and fresh page faults per file.
             let mut buf = [0u8; 64 * 1024];

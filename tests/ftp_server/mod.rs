@@ -13,17 +13,27 @@
 //! one by one; a `PASS` with wrong credentials is never forwarded and is replaced by a command the
 //! not-yet-logged-in server answers with `530 Please authenticate`. After a successful login the
 //! connection is relayed byte for byte.
+//!
+//! Faults ([`Faults`], [`FtpServer::start_with`]): to cut an upload part way through, the server's
+//! passive replies (227/229) are rewritten to point at a relay of the data connection, which counts
+//! the bytes the client sends. Once one upload has passed `cut_upload_after` bytes, that session's
+//! control connection is closed first (so no "226" reaches the client), then its data connection.
+//! With `down_after_cut`, every session is dropped as well and new connections are closed at
+//! once until [`FtpServer::heal`]. Without faults, data connections go straight to libunftp.
 #![allow(dead_code)]
 
 use std::io::{BufRead, BufReader as StdBufReader};
 use std::net::{Ipv4Addr, SocketAddr};
 use std::ops::RangeInclusive;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use libunftp::ServerBuilder;
-use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::watch;
 use unftp_sbe_fs::Filesystem;
 
 const USER: &str = "tester";
@@ -31,12 +41,39 @@ const PASSWORD: &str = "s3cret-pw";
 const GREETING: &str = "pairsync test FTP server";
 const STARTUP_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// Faults to inject; none by default.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Faults {
+    /// Drop the control and data connections of the first upload (STOR) that has sent this many
+    /// bytes. Fires once per server.
+    pub cut_upload_after: Option<u64>,
+    /// After that cut, drop every session and close new connections at once until
+    /// [`FtpServer::heal`]: a server that went away.
+    pub down_after_cut: bool,
+}
+
+/// Fault state shared by the accept loop and the relays.
+struct FaultState {
+    faults: Faults,
+    cuts: AtomicUsize,
+    /// True while the server is "down".
+    down: watch::Sender<bool>,
+}
+
+impl FaultState {
+    /// True for the one data connection that fires the cut.
+    fn claim_cut(&self) -> bool {
+        self.cuts.compare_exchange(0, 1, Ordering::SeqCst, Ordering::SeqCst).is_ok()
+    }
+}
+
 /// A running in-process FTP server; shut down when dropped.
 pub struct FtpServer {
     pub port: u16,
     pub root: PathBuf,
     pub user: &'static str,
     pub password: &'static str,
+    faults: Option<Arc<FaultState>>,
     shutdown: Option<tokio::sync::oneshot::Sender<()>>,
     thread: Option<std::thread::JoinHandle<()>>,
 }
@@ -45,12 +82,35 @@ impl FtpServer {
     /// Starts a server on 127.0.0.1 (free port) serving `root` (created if missing) for user
     /// "tester" / password "s3cret-pw". Returns once the server answers with its 220 greeting.
     pub fn start(root: &Path) -> FtpServer {
+        FtpServer::start_inner(root, None)
+    }
+
+    /// [`FtpServer::start`] with faults armed.
+    pub fn start_with(root: &Path, faults: Faults) -> FtpServer {
+        let state = FaultState { faults, cuts: AtomicUsize::new(0), down: watch::Sender::new(false) };
+        FtpServer::start_inner(root, Some(Arc::new(state)))
+    }
+
+    /// How many uploads were cut (0 or 1).
+    pub fn cuts(&self) -> usize {
+        self.faults.as_ref().map_or(0, |f| f.cuts.load(Ordering::SeqCst))
+    }
+
+    /// Accepts connections again after a cut with `down_after_cut` (the cut does not fire again).
+    pub fn heal(&self) {
+        if let Some(faults) = &self.faults {
+            faults.down.send_replace(false);
+        }
+    }
+
+    fn start_inner(root: &Path, faults: Option<Arc<FaultState>>) -> FtpServer {
         std::fs::create_dir_all(root).unwrap_or_else(|e| panic!("create FTP root {}: {e}", root.display()));
         let root = root.canonicalize().unwrap_or_else(|e| panic!("canonicalize FTP root {}: {e}", root.display()));
 
         let (ready_tx, ready_rx) = std::sync::mpsc::channel::<std::io::Result<u16>>();
         let (shutdown_tx, shutdown_rx) = tokio::sync::oneshot::channel::<()>();
         let serve_root = root.clone();
+        let serve_faults = faults.clone();
         let thread = std::thread::Builder::new()
             .name("ftp-test-server".into())
             .spawn(move || {
@@ -61,7 +121,7 @@ impl FtpServer {
                         return;
                     }
                 };
-                rt.block_on(serve(serve_root, ready_tx, shutdown_rx));
+                rt.block_on(serve(serve_root, serve_faults, ready_tx, shutdown_rx));
                 // Drops every session task (and their sockets); bounded in case a blocking fs call hangs.
                 rt.shutdown_timeout(Duration::from_secs(2));
             })
@@ -72,8 +132,15 @@ impl FtpServer {
             Ok(Err(e)) => panic!("FTP test server failed to start: {e}"),
             Err(e) => panic!("FTP test server did not report its port: {e}"),
         };
-        let server =
-            FtpServer { port, root, user: USER, password: PASSWORD, shutdown: Some(shutdown_tx), thread: Some(thread) };
+        let server = FtpServer {
+            port,
+            root,
+            user: USER,
+            password: PASSWORD,
+            faults,
+            shutdown: Some(shutdown_tx),
+            thread: Some(thread),
+        };
         server.wait_until_ready();
         server
     }
@@ -85,21 +152,7 @@ impl FtpServer {
 
     /// Writes `<home>/.netrc` (mode 0600, replacing any existing one) with this server's credentials.
     pub fn write_netrc(&self, home: &Path) {
-        use std::io::Write;
-        use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
-        std::fs::create_dir_all(home).unwrap_or_else(|e| panic!("create {}: {e}", home.display()));
-        let path = home.join(".netrc");
-        let mut file = std::fs::OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .mode(0o600)
-            .open(&path)
-            .unwrap_or_else(|e| panic!("open {}: {e}", path.display()));
-        writeln!(file, "machine 127.0.0.1 login {} password {}", self.user, self.password)
-            .unwrap_or_else(|e| panic!("write {}: {e}", path.display()));
-        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))
-            .unwrap_or_else(|e| panic!("chmod {}: {e}", path.display()));
+        write_netrc(home, self.user, self.password);
     }
 
     /// Connects until the full pipeline (listener, relay, libunftp) answers with a 220 greeting.
@@ -137,6 +190,25 @@ impl Drop for FtpServer {
     }
 }
 
+/// Writes `<home>/.netrc` (mode 0600, replacing any existing one) for 127.0.0.1.
+pub fn write_netrc(home: &Path, user: &str, password: &str) {
+    use std::io::Write;
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+    std::fs::create_dir_all(home).unwrap_or_else(|e| panic!("create {}: {e}", home.display()));
+    let path = home.join(".netrc");
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(&path)
+        .unwrap_or_else(|e| panic!("open {}: {e}", path.display()));
+    writeln!(file, "machine 127.0.0.1 login {user} password {password}")
+        .unwrap_or_else(|e| panic!("write {}: {e}", path.display()));
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))
+        .unwrap_or_else(|e| panic!("chmod {}: {e}", path.display()));
+}
+
 /// Passive data ports: above the kernel's ephemeral range if there is room, so a PASV listener
 /// never collides with an outgoing connection's local port.
 fn passive_port_range() -> RangeInclusive<u16> {
@@ -153,6 +225,7 @@ fn passive_port_range() -> RangeInclusive<u16> {
 
 async fn serve(
     root: PathBuf,
+    faults: Option<Arc<FaultState>>,
     ready: std::sync::mpsc::Sender<std::io::Result<u16>>,
     mut shutdown: tokio::sync::oneshot::Receiver<()>,
 ) {
@@ -202,6 +275,11 @@ async fn serve(
             _ = &mut shutdown => break,
             accepted = public.accept() => {
                 let Ok((client, _)) = accepted else { continue };
+                if faults.as_ref().is_some_and(|f| *f.down.borrow()) {
+                    // Down: the connection is closed before the greeting.
+                    drop(client);
+                    continue;
+                }
                 // Connect and accept in this loop so each relay is paired with exactly one session.
                 let Ok(upstream) = TcpStream::connect(internal_addr).await else { continue };
                 let Ok((session, _)) = internal.accept().await else { continue };
@@ -209,19 +287,65 @@ async fn serve(
                 tokio::spawn(async move {
                     let _ = server.service(session).await;
                 });
-                tokio::spawn(relay(client, upstream));
+                tokio::spawn(relay(client, upstream, faults.clone()));
             }
         }
     }
 }
 
+/// Relays one control connection. With faults armed, until the session is cut (by its data
+/// relay) or the server goes down: returning drops both control sockets.
+async fn relay(client: TcpStream, upstream: TcpStream, faults: Option<Arc<FaultState>>) {
+    let Some(faults) = faults else { return relay_control(client, upstream, None).await };
+    let (cut_tx, mut cut_rx) = watch::channel(false);
+    let cut = Arc::new(cut_tx);
+    let mut down = faults.down.subscribe();
+    tokio::select! {
+        _ = relay_control(client, upstream, Some(Session { faults: faults.clone(), cut: cut.clone() })) => {}
+        _ = cut_rx.wait_for(|cut| *cut) => {}
+        _ = down.wait_for(|down| *down) => {}
+    }
+    // `cut_rx` is dropped on return: that tells a cutting data relay the control connection is gone.
+}
+
+/// What a session's data relays need.
+struct Session {
+    faults: Arc<FaultState>,
+    /// Set to cut this session; closed once its control connection is gone.
+    cut: Arc<watch::Sender<bool>>,
+}
+
 /// Relays one control connection, enforcing USER/PASS before anything reaches a logged-in session.
-async fn relay(client: TcpStream, upstream: TcpStream) {
+/// With `session`, passive replies are rewritten to route data connections through [`relay_data`].
+async fn relay_control(client: TcpStream, upstream: TcpStream, session: Option<Session>) {
     let (client_read, mut client_write) = client.into_split();
-    let (mut upstream_read, mut upstream_write) = upstream.into_split();
+    let (upstream_read, mut upstream_write) = upstream.into_split();
 
     let server_to_client = async move {
-        let _ = tokio::io::copy(&mut upstream_read, &mut client_write).await;
+        match session {
+            None => {
+                let mut upstream_read = upstream_read;
+                let _ = tokio::io::copy(&mut upstream_read, &mut client_write).await;
+            }
+            Some(session) => {
+                let mut reader = BufReader::new(upstream_read);
+                let mut line = Vec::new();
+                loop {
+                    line.clear();
+                    match reader.read_until(b'\n', &mut line).await {
+                        Ok(0) | Err(_) => break,
+                        Ok(_) => {}
+                    }
+                    let reply = match reroute_passive(&line, &session).await {
+                        Some(rewritten) => rewritten.into_bytes(),
+                        None => line.clone(),
+                    };
+                    if client_write.write_all(&reply).await.is_err() {
+                        break;
+                    }
+                }
+            }
+        }
         let _ = client_write.shutdown().await;
     };
     let client_to_server = async move {
@@ -267,4 +391,74 @@ async fn relay(client: TcpStream, upstream: TcpStream) {
         let _ = upstream_write.shutdown().await;
     };
     tokio::join!(server_to_client, client_to_server);
+}
+
+/// For a 227 or 229 reply: starts a data relay to the port it names and returns the reply
+/// rewritten to name the relay's port instead.
+async fn reroute_passive(line: &[u8], session: &Session) -> Option<String> {
+    let text = std::str::from_utf8(line).ok()?.trim_end();
+    let (extended, port) = if let Some(rest) = text.strip_prefix("229 ") {
+        // "229 Entering Extended Passive Mode (|||PORT|)"
+        let port = rest.split_once("(|||")?.1.split_once("|)")?.0.parse::<u16>().ok()?;
+        (true, port)
+    } else if let Some(rest) = text.strip_prefix("227 ") {
+        // "227 Entering Passive Mode (h1,h2,h3,h4,p1,p2)"
+        let inside = rest.split_once('(')?.1.split_once(')')?.0;
+        let numbers: Vec<u16> = inside.split(',').map(|n| n.trim().parse().ok()).collect::<Option<_>>()?;
+        let [_, _, _, _, high, low] = numbers[..] else { return None };
+        (false, high * 256 + low)
+    } else {
+        return None;
+    };
+    let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).await.ok()?;
+    let relay_port = listener.local_addr().ok()?.port();
+    tokio::spawn(relay_data(listener, port, session.faults.clone(), session.cut.clone()));
+    Some(if extended {
+        format!("229 Entering Extended Passive Mode (|||{relay_port}|)\r\n")
+    } else {
+        format!("227 Entering Passive Mode (127,0,0,1,{},{})\r\n", relay_port / 256, relay_port % 256)
+    })
+}
+
+/// Relays one data connection to libunftp's passive port `upstream_port`, counting what the
+/// client sends (only uploads send anything). Fires the cut when the count reaches the limit.
+async fn relay_data(listener: TcpListener, upstream_port: u16, faults: Arc<FaultState>, cut: Arc<watch::Sender<bool>>) {
+    let Ok(Ok((client, _))) = tokio::time::timeout(Duration::from_secs(30), listener.accept()).await else { return };
+    drop(listener);
+    let Ok(upstream) = TcpStream::connect((Ipv4Addr::LOCALHOST, upstream_port)).await else { return };
+    let (mut client_read, mut client_write) = client.into_split();
+    let (mut upstream_read, mut upstream_write) = upstream.into_split();
+    let to_client = tokio::spawn(async move {
+        let _ = tokio::io::copy(&mut upstream_read, &mut client_write).await;
+        let _ = client_write.shutdown().await;
+    });
+    let limit = faults.faults.cut_upload_after;
+    let mut passed = 0u64;
+    let mut buf = vec![0u8; 32 * 1024];
+    loop {
+        let n = match client_read.read(&mut buf).await {
+            Ok(0) | Err(_) => break,
+            Ok(n) => n,
+        };
+        if let Some(limit) = limit {
+            if passed + n as u64 >= limit && faults.claim_cut() {
+                let _ = upstream_write.write_all(&buf[..(limit - passed) as usize]).await;
+                // Control connection(s) first, so that the 226 libunftp sends once its data
+                // connection ends never reaches the client; then this data connection.
+                cut.send_replace(true);
+                if faults.faults.down_after_cut {
+                    faults.down.send_replace(true);
+                }
+                cut.closed().await;
+                to_client.abort();
+                return;
+            }
+        }
+        passed += n as u64;
+        if upstream_write.write_all(&buf[..n]).await.is_err() {
+            break;
+        }
+    }
+    let _ = upstream_write.shutdown().await;
+    let _ = to_client.await;
 }
