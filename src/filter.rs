@@ -56,6 +56,14 @@ impl Filter {
         self.set.is_match(path) || (kind == Kind::Dir && self.set.is_match(&format!("{path}/")))
     }
 
+    /// True when an ignore pattern (not --no-recursive) hides the path or a parent folder.
+    pub fn hides_by_pattern(&self, path: &str, kind: Kind) -> bool {
+        let matches = |p: &str, k: Kind| {
+            !self.set.is_empty() && (self.set.is_match(p) || (k == Kind::Dir && self.set.is_match(&format!("{p}/"))))
+        };
+        matches(path, kind) || crate::model::ancestors(path).any(|dir| matches(dir, Kind::Dir))
+    }
+
     /// True when the path or one of its parent folders is ignored: for state records, which
     /// were not found by a scan that pruned ignored folders.
     pub fn hides(&self, path: &str, kind: Kind) -> bool {

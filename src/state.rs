@@ -63,32 +63,45 @@ pub struct StateDb {
 pub enum Opened {
     Existing,
     New,
-    /// It could not be read; it was moved to the given path and a fresh one started.
+    /// It could not be read; it was moved to the given path (not in a dry run) and a fresh one
+    /// started.
     Reset {
-        moved_to: PathBuf,
+        moved_to: Option<PathBuf>,
         why: String,
     },
 }
 
 impl StateDb {
     /// Opens (or creates) the database of pair `id`. Call with the pair's lock held.
-    pub fn open(state_dir: &Path, id: &str, source_url: &str, destination_url: &str) -> Result<(StateDb, Opened)> {
+    ///
+    /// A dry run changes nothing on disk: a missing or unreadable database is replaced by an
+    /// empty one in memory, and nothing is moved aside or written.
+    pub fn open(state_dir: &Path, id: &str, urls: [&str; 2], dry_run: bool) -> Result<(StateDb, Opened)> {
         let path = state_dir.join("pairs").join(id);
         let existed = path.exists();
-        let (db, opened) = match open_sled(&path)? {
-            Ok(db) => (db, if existed { Opened::Existing } else { Opened::New }),
-            Err(why) => {
+        let in_memory =
+            || -> Result<sled::Db> { sled::Config::new().temporary(true).open().map_err(|e| sled_error(&path, e)) };
+        let (db, opened) = match (existed || !dry_run).then(|| open_sled(&path)).transpose()? {
+            None => (in_memory()?, Opened::New),
+            Some(Ok(db)) => (db, if existed { Opened::Existing } else { Opened::New }),
+            Some(Err(why)) if dry_run => (in_memory()?, Opened::Reset { moved_to: None, why }),
+            Some(Err(why)) => {
                 let moved_to = path.with_extension(format!("corrupt-{}", chrono::Local::now().format("%Y%m%d-%H%M%S")));
                 fs::rename(&path, &moved_to).map_err(|e| state_error(&path, e))?;
                 let db = open_sled(&path)?.map_err(|e| Error::State { path: path.clone(), message: e })?;
-                (db, Opened::Reset { moved_to, why })
+                (db, Opened::Reset { moved_to: Some(moved_to), why })
             }
         };
-        let meta = db.open_tree("meta").map_err(|e| sled_error(&path, e))?;
-        for (key, value) in
-            [("format", &[FORMAT][..]), ("source", source_url.as_bytes()), ("destination", destination_url.as_bytes())]
-        {
-            meta.insert(key, value).map_err(|e| sled_error(&path, e))?;
+        if !dry_run {
+            let meta = db.open_tree("meta").map_err(|e| sled_error(&path, e))?;
+            for (key, value) in
+                [("format", &[FORMAT][..]), ("source", urls[0].as_bytes()), ("destination", urls[1].as_bytes())]
+            {
+                // Written only when new, so that a no-op run writes nothing.
+                if meta.get(key).map_err(|e| sled_error(&path, e))?.as_deref() != Some(value) {
+                    meta.insert(key, value).map_err(|e| sled_error(&path, e))?;
+                }
+            }
         }
         Ok((StateDb { db, path }, opened))
     }
@@ -335,7 +348,7 @@ mod tests {
     #[test]
     fn writer_commits_only_what_it_was_given() {
         let dir = tempfile::tempdir().unwrap();
-        let (db, _) = StateDb::open(dir.path(), "p", "/a", "/b").unwrap();
+        let (db, _) = StateDb::open(dir.path(), "p", ["/a", "/b"], false).unwrap();
         let f = StateRecord {
             kind: Kind::File,
             source: Observed { size: 1, mtime: 2 },
@@ -380,7 +393,7 @@ mod tests {
         fs::create_dir_all(&db_dir).unwrap();
         fs::write(db_dir.join("conf"), b"\xff\xfe garbage").unwrap();
         fs::write(db_dir.join("db"), vec![0xAB; 4096]).unwrap();
-        let (db, opened) = StateDb::open(dir.path(), "p", "/a", "/b").unwrap();
+        let (db, opened) = StateDb::open(dir.path(), "p", ["/a", "/b"], false).unwrap();
         assert!(matches!(opened, Opened::Reset { .. }), "{opened:?}");
         assert!(db.load().unwrap().0.is_empty());
     }

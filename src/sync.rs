@@ -8,7 +8,7 @@ use crate::config::{EndpointKind, SideConfig};
 use crate::credentials::{self, Secret};
 use crate::endpoint::ftp::{self, FtpOptions, FtpUrl};
 use crate::endpoint::local::LocalEndpoint;
-use crate::endpoint::{Endpoint, Scan};
+use crate::endpoint::{Endpoint, IssueKind, Scan};
 use crate::error::{Error, Result};
 use crate::executor::{Executor, Observer, Problem, Tally};
 use crate::exit::ExitCode;
@@ -239,12 +239,17 @@ pub fn sync(job: &Job, reporter: &dyn Reporter) -> Result<Summary> {
     }
 
     let _lock = PairLock::acquire(&job.state_dir, &id)?;
-    let (db, opened) = StateDb::open(&job.state_dir, &id, &urls[0], &urls[1])?;
-    if let Opened::Reset { moved_to, why } = &opened {
-        warn(format!(
+    let (db, opened) = StateDb::open(&job.state_dir, &id, [&urls[0], &urls[1]], job.dry_run)?;
+    match &opened {
+        Opened::Reset { moved_to: Some(moved_to), why } => warn(format!(
             "state database could not be read ({why}); moved to {} and starting afresh (a merge, no deletions)",
             moved_to.display()
-        ));
+        )),
+        Opened::Reset { moved_to: None, why } => warn(format!(
+            "state database could not be read ({why}); this dry run plans as a first run (a real run would \
+             move it aside)"
+        )),
+        _ => {}
     }
 
     // Scan both sides and load the state at the same time.
@@ -266,17 +271,23 @@ pub fn sync(job: &Job, reporter: &dyn Reporter) -> Result<Summary> {
     }
     let mut problems = Vec::new();
     let mut snapshots: [Snapshot; 2] = Default::default();
+    let mut left_alone: Vec<String> = Vec::new();
     for ((side, scan), snapshot) in Side::BOTH.into_iter().zip(scans).zip(&mut snapshots) {
         let Scan { snapshot: found, issues, leftovers } =
             scan.map_err(|e| Error::Safety(format!("the {side} root cannot be listed: {e}")))?;
         *snapshot = found;
         for issue in issues {
-            if issue.unreadable {
-                let problem = Problem { path: issue.path.clone(), message: format!("{side}: {}", issue.message) };
-                reporter.problem(&problem);
-                problems.push(problem);
-            } else {
-                warn(format!("{side}: {}: {}", issue.path, issue.message));
+            match issue.kind {
+                IssueKind::Unreadable => {
+                    let problem = Problem { path: issue.path.clone(), message: format!("{side}: {}", issue.message) };
+                    reporter.problem(&problem);
+                    problems.push(problem);
+                }
+                IssueKind::Excluded => {
+                    warn(format!("{side}: {}: {}", issue.path, issue.message));
+                    left_alone.push(issue.path);
+                }
+                IssueKind::Skipped => warn(format!("{side}: {}: {}", issue.path, issue.message)),
             }
         }
         if !job.dry_run {
@@ -289,21 +300,22 @@ pub fn sync(job: &Job, reporter: &dyn Reporter) -> Result<Summary> {
     }
     // Whatever could not be read on either side is left out of this run entirely, so that
     // nothing in it looks deleted.
-    for problem in &problems {
-        exclude(&problem.path, &mut state, &mut snapshots);
+    for path in problems.iter().map(|p| &p.path).chain(&left_alone) {
+        exclude(path, &mut state, &mut snapshots);
     }
     // An ignored path is invisible, its record too. The record is dropped, not just hidden:
     // kept, it would turn a delete made while the path was ignored into a deletion on the
     // other side once the rule is lifted. Without it the path is merged afresh.
-    let hidden: Vec<String> =
-        state.iter().filter(|(path, record)| job.filter.hides(path, record.kind)).map(|(p, _)| p.clone()).collect();
-    if !hidden.is_empty() {
-        for path in &hidden {
-            state.remove(path);
-        }
-        if !job.dry_run {
-            db.forget_all(&hidden)?;
-        }
+    // Records hidden only by --no-recursive are kept in the database, though: a deeper run
+    // later must still see what was synced there, or deletions made meanwhile come undone.
+    let ignored: Vec<String> = state
+        .iter()
+        .filter(|(path, record)| job.filter.hides_by_pattern(path, record.kind))
+        .map(|(p, _)| p.clone())
+        .collect();
+    state.retain(|path, record| !job.filter.hides(path, record.kind));
+    if !ignored.is_empty() && !job.dry_run {
+        db.forget_all(&ignored)?;
     }
 
     let options =

@@ -448,3 +448,47 @@ fn json_output_is_only_json_even_when_verbose() {
     assert_eq!(summary["copied"], 1, "{run}");
     assert_eq!(summary["exit_code"], 0, "{run}");
 }
+
+#[test]
+fn a_dry_run_never_moves_creates_or_writes_state() {
+    // Regression: a dry run moved an unreadable state database aside (and created state for a
+    // new pair), so a later real run merged and brought deleted files back.
+    let env = TestEnv::new();
+    env.put(S, "a", "1");
+    env.sync_ok(&["--dry-run"]);
+    let pairs = env.state.join("pairs");
+    let databases =
+        || fs::read_dir(&pairs).map(|d| d.filter(|e| e.as_ref().unwrap().path().is_dir()).count()).unwrap_or(0);
+    assert_eq!(databases(), 0, "a dry run created a state database");
+    env.sync_ok(&[]);
+    for entry in fs::read_dir(&pairs).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            for file in fs::read_dir(&path).unwrap() {
+                let file = file.unwrap().path();
+                if file.is_file() {
+                    fs::write(&file, vec![0x5a; 4096]).unwrap();
+                }
+            }
+        }
+    }
+    let run = env.sync_ok(&["--dry-run"]);
+    assert!(run.stderr.contains("this dry run plans as a first run"), "{run}");
+    let names: Vec<String> =
+        fs::read_dir(&pairs).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
+    assert!(!names.iter().any(|n| n.contains("corrupt")), "{names:?}");
+}
+
+#[test]
+fn no_recursive_runs_keep_the_deeper_state() {
+    // Regression: a --no-recursive run dropped the records below the top folder, so a deletion
+    // made there meanwhile was undone by the next full run.
+    let env = TestEnv::new();
+    env.put(S, "top", "t").put(S, "sub/a", "a").put(S, "sub/b", "b");
+    env.sync_ok(&[]);
+    env.rm(D, "sub/a");
+    env.sync_ok(&["--no-recursive"]);
+    env.sync_ok(&[]);
+    assert!(!env.exists(S, "sub/a"), "the deletion on the destination must be carried\n{}", env.trees());
+    env.assert_same();
+}

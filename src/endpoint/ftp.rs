@@ -26,7 +26,7 @@ use suppaftp::types::FileType;
 use suppaftp::{FtpError, ImplFtpStream, Mode, Status, TlsStream};
 
 use super::ftp_listing::{self, Listing};
-use super::{changed_since_scan, Endpoint, Scan, ScanIssue};
+use super::{changed_since_scan, Endpoint, IssueKind, Scan, ScanIssue};
 use crate::credentials::Credentials;
 use crate::filter::Filter;
 use crate::model::{Entry, Kind, Mtime, Snapshot};
@@ -428,7 +428,11 @@ impl<T: TlsStream + Send + 'static> Endpoint for FtpEndpoint<T> {
                 Ok(listing) => listing,
                 Err(e) if dir.is_empty() => return Err(e),
                 Err(e) => {
-                    issues.push(ScanIssue { path: dir, message: format!("cannot list: {e}"), unreadable: true });
+                    issues.push(ScanIssue {
+                        path: dir,
+                        message: format!("cannot list: {e}"),
+                        kind: IssueKind::Unreadable,
+                    });
                     continue;
                 }
             };
@@ -437,7 +441,7 @@ impl<T: TlsStream + Send + 'static> Endpoint for FtpEndpoint<T> {
                 issues.push(ScanIssue {
                     path: join(&rejected.name_lossy),
                     message: format!("name from the server rejected: {}; skipped", rejected.reason),
-                    unreadable: false,
+                    kind: IssueKind::Skipped,
                 });
             }
             if let Some(line) = listing.unparsed.first() {
@@ -449,7 +453,7 @@ impl<T: TlsStream + Send + 'static> Endpoint for FtpEndpoint<T> {
                         listing.unparsed.len(),
                         line.chars().take(120).collect::<String>()
                     ),
-                    unreadable: true,
+                    kind: IssueKind::Unreadable,
                 });
                 if !dir.is_empty() {
                     continue;
@@ -458,8 +462,8 @@ impl<T: TlsStream + Send + 'static> Endpoint for FtpEndpoint<T> {
             for name in &listing.symlinks {
                 issues.push(ScanIssue {
                     path: join(name),
-                    message: "symbolic link, not followed; skipped".into(),
-                    unreadable: false,
+                    message: "symbolic link, not followed; left alone".into(),
+                    kind: IssueKind::Excluded,
                 });
             }
             for listed in listing.entries {

@@ -1,18 +1,16 @@
 //! A local directory. Never follows a symlink when scanning and never writes through one: every
 //! parent of a path written to is checked to be a real folder (not a link) below the root.
 
-use std::collections::HashSet;
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read, Write};
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Mutex;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use filetime::FileTime;
 
-use super::{changed_since_scan, changed_while_copying, Endpoint, Scan, ScanIssue};
+use super::{changed_since_scan, changed_while_copying, Endpoint, IssueKind, Scan, ScanIssue};
 use crate::filter::Filter;
 use crate::model::{ancestors, Entry, Kind, Mtime, Snapshot};
 
@@ -22,8 +20,6 @@ pub struct LocalEndpoint {
     /// recognizes (and removes) only its own pair's leftovers.
     tag: String,
     counter: AtomicU64,
-    /// Folders below the root already checked to be real folders during this run.
-    checked: Mutex<HashSet<String>>,
 }
 
 const TEMP_PREFIX: &str = ".pairsync-";
@@ -31,7 +27,7 @@ const TEMP_SUFFIX: &str = ".tmp";
 
 impl LocalEndpoint {
     pub fn new(root: PathBuf, tag: &str) -> LocalEndpoint {
-        LocalEndpoint { root, tag: tag.to_string(), counter: AtomicU64::new(0), checked: Mutex::new(HashSet::new()) }
+        LocalEndpoint { root, tag: tag.to_string(), counter: AtomicU64::new(0) }
     }
 
     pub fn root(&self) -> &Path {
@@ -43,13 +39,12 @@ impl LocalEndpoint {
     }
 
     /// Refuses to touch `rel` unless each of its parents is a real folder, not a symlink:
-    /// a link in the tree must never let a write escape the root.
+    /// a link in the tree must never let a write escape the root. Checked afresh every time
+    /// (right before a temp file is made and again right before the rename), never cached: a
+    /// folder may be swapped for a link while a run goes on.
     fn check_parents(&self, rel: &str) -> io::Result<()> {
         let parents: Vec<&str> = ancestors(rel).collect();
         for dir in parents.into_iter().rev() {
-            if self.checked.lock().unwrap().contains(dir) {
-                continue;
-            }
             let meta = fs::symlink_metadata(self.full(dir))?;
             if meta.file_type().is_symlink() {
                 return Err(io::Error::other(format!("{dir} is a symbolic link; refusing to write through it")));
@@ -57,7 +52,6 @@ impl LocalEndpoint {
             if !meta.is_dir() {
                 return Err(io::Error::other(format!("{dir} is not a folder")));
             }
-            self.checked.lock().unwrap().insert(dir.to_string());
         }
         Ok(())
     }
@@ -75,9 +69,14 @@ impl LocalEndpoint {
         }
     }
 
+    /// The file or folder at `rel`, `None` if nothing is there; a symlink or special file is
+    /// an error, so that no compare takes it for "nothing" and nothing is written over it.
     fn stat_path(&self, rel: &str) -> io::Result<Option<Entry>> {
         match fs::symlink_metadata(self.full(rel)) {
-            Ok(meta) => Ok(entry_of(&meta)),
+            Ok(meta) => match entry_of(&meta) {
+                Some(entry) => Ok(Some(entry)),
+                None => Err(io::Error::other("a symbolic link or special file is in the way; left alone")),
+            },
             Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
             Err(e) => Err(e),
         }
@@ -153,7 +152,11 @@ impl Endpoint for LocalEndpoint {
                 Ok(listing) => listing,
                 Err(err) if dir.is_empty() => return Err(err),
                 Err(err) => {
-                    issues.push(ScanIssue { path: dir, message: format!("cannot read: {err}"), unreadable: true });
+                    issues.push(ScanIssue {
+                        path: dir,
+                        message: format!("cannot read: {err}"),
+                        kind: IssueKind::Unreadable,
+                    });
                     continue;
                 }
             };
@@ -162,7 +165,11 @@ impl Endpoint for LocalEndpoint {
                     Ok(item) => item,
                     Err(err) => {
                         let path = dir.clone();
-                        issues.push(ScanIssue { path, message: format!("cannot read: {err}"), unreadable: true });
+                        issues.push(ScanIssue {
+                            path,
+                            message: format!("cannot read: {err}"),
+                            kind: IssueKind::Unreadable,
+                        });
                         break;
                     }
                 };
@@ -172,7 +179,7 @@ impl Endpoint for LocalEndpoint {
                     issues.push(ScanIssue {
                         path,
                         message: "name is not valid UTF-8; skipped".into(),
-                        unreadable: false,
+                        kind: IssueKind::Skipped,
                     });
                     continue;
                 };
@@ -180,7 +187,11 @@ impl Endpoint for LocalEndpoint {
                 let ft = match item.file_type() {
                     Ok(ft) => ft,
                     Err(err) => {
-                        issues.push(ScanIssue { path: rel, message: format!("cannot stat: {err}"), unreadable: true });
+                        issues.push(ScanIssue {
+                            path: rel,
+                            message: format!("cannot stat: {err}"),
+                            kind: IssueKind::Unreadable,
+                        });
                         continue;
                     }
                 };
@@ -200,14 +211,18 @@ impl Endpoint for LocalEndpoint {
                             Err(err) => issues.push(ScanIssue {
                                 path: rel,
                                 message: format!("cannot stat: {err}"),
-                                unreadable: true,
+                                kind: IssueKind::Unreadable,
                             }),
                         }
                     }
                 } else if !filter.ignores(&rel, Kind::File) {
                     let what =
                         if ft.is_symlink() { "symbolic link, not followed" } else { "not a regular file or folder" };
-                    issues.push(ScanIssue { path: rel, message: format!("{what}; skipped"), unreadable: false });
+                    issues.push(ScanIssue {
+                        path: rel,
+                        message: format!("{what}; left alone"),
+                        kind: IssueKind::Excluded,
+                    });
                 }
             }
         }
@@ -250,8 +265,9 @@ impl Endpoint for LocalEndpoint {
             }
             let meta = file.metadata()?;
             drop(file);
-            // Compare, then mutate: the target must still be what the plan saw, checked right
-            // before the rename (after the copy, which may have taken a while).
+            // Compare, then mutate: the target must still be what the plan saw, and its folders
+            // real folders, checked right before the rename (the copy may have taken a while).
+            self.check_parents(path)?;
             self.expect_current(path, replaces)?;
             fs::rename(&temp_path, self.full(path))?;
             Ok(meta)
@@ -274,7 +290,6 @@ impl Endpoint for LocalEndpoint {
             },
             other => other,
         }?;
-        self.checked.lock().unwrap().insert(path.to_string());
         Ok(())
     }
 
@@ -282,7 +297,6 @@ impl Endpoint for LocalEndpoint {
         self.check_parents(path)?;
         self.expect_current(path, Some(expect))?;
         if expect.is_dir() {
-            self.checked.lock().unwrap().remove(path);
             fs::remove_dir(self.full(path))
         } else {
             fs::remove_file(self.full(path))

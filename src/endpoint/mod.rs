@@ -18,9 +18,19 @@ use crate::model::{Entry, Hash, Snapshot};
 pub struct ScanIssue {
     pub path: String,
     pub message: String,
-    /// A folder whose content could not be listed: nothing below it may be planned, or its
-    /// files would look deleted.
-    pub unreadable: bool,
+    pub kind: IssueKind,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IssueKind {
+    /// A warning only: a name that no path of the pair can have (not UTF-8, or hostile).
+    Skipped,
+    /// A warning, and the path is left out of the run on both sides, state included: a symlink
+    /// or special file, which must neither be overwritten nor look like "nothing there".
+    Excluded,
+    /// A problem (exit 1), and the path with everything below it is left out of the run: a
+    /// folder that could not be listed must not look emptied.
+    Unreadable,
 }
 
 pub struct Scan {
