@@ -88,6 +88,11 @@ pub struct Executor<'a> {
     pub observer: &'a dyn Observer,
     /// Copies run on this many threads.
     pub workers: usize,
+    /// Make writes durable before committing their records. Needed in two-way mode, where a
+    /// file cut short by a power failure would otherwise look edited and be carried back over
+    /// the good copy; in one-way modes the source is authoritative and a short file is simply
+    /// copied again by the next run.
+    pub durable: bool,
 }
 
 impl Executor<'_> {
@@ -110,6 +115,10 @@ impl Executor<'_> {
                             StateChange::Put(path, record) => writer.put(&path, &record)?,
                             StateChange::Forget(path) => writer.forget(&path)?,
                         }
+                    }
+                    if writer.full() {
+                        self.flush();
+                        writer.commit()?;
                     }
                 }
                 Err(err) => {
@@ -136,6 +145,7 @@ impl Executor<'_> {
                 break;
             }
         }
+        self.flush();
         writer.commit()?;
         db.flush()?;
         outcome.interrupted = self.observer.should_stop();
@@ -177,6 +187,18 @@ impl Executor<'_> {
             }
             result
         })
+    }
+
+    /// Makes both sides' writes durable before records of them are committed. A side that
+    /// cannot be flushed is not an error (the records stay true; only power-cut durability is
+    /// weaker), so this never fails a run.
+    fn flush(&self) {
+        if !self.durable {
+            return;
+        }
+        for endpoint in self.endpoints {
+            let _ = endpoint.flush();
+        }
     }
 
     /// Runs one action; returns the state changes it implies.

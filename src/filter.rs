@@ -37,6 +37,12 @@ impl Filter {
         Ok(Filter { set, recursive })
     }
 
+    /// This filter plus more patterns (the state folder inside a root, say).
+    pub fn with(&self, more: impl IntoIterator<Item = (&'static str, String)>) -> Result<Filter> {
+        let current = self.set.patterns().iter().map(|p| ("ignore list", p.clone()));
+        Filter::new(current.chain(more), self.recursive)
+    }
+
     pub fn everything() -> Filter {
         Filter { set: RegexSet::empty(), recursive: true }
     }

@@ -144,8 +144,8 @@ impl StateDb {
     }
 }
 
-/// Collects record changes and commits them in batches of [`BATCH`], each batch one atomic
-/// sled write of the folders it touched.
+/// Collects record changes for batches of [`BATCH`]; the caller commits each (one atomic sled
+/// write of the folders it touched) once the data it describes is durable.
 pub struct StateWriter<'a> {
     db: &'a StateDb,
     /// Folders changed since the last commit, with all their records (read on first touch).
@@ -183,10 +183,12 @@ impl StateWriter<'_> {
 
     fn bump(&mut self) -> Result<()> {
         self.pending += 1;
-        if self.pending >= BATCH {
-            self.commit()?;
-        }
         Ok(())
+    }
+
+    /// True when a batch is full: the caller makes the data durable, then commits.
+    pub fn full(&self) -> bool {
+        self.pending >= BATCH
     }
 
     pub fn commit(&mut self) -> Result<()> {

@@ -238,6 +238,25 @@ pub fn sync(job: &Job, reporter: &dyn Reporter) -> Result<Summary> {
         warn(message);
     }
 
+    // The state folder (databases, logs) inside a root is never synced: its files change
+    // under the run's feet, and copying a live sled database elsewhere is worse than useless.
+    let state_dir = job.state_dir.canonicalize().unwrap_or_else(|_| job.state_dir.clone());
+    let inside_roots = [&source, &destination].into_iter().filter_map(|root| match root {
+        Root::Local(path) => state_dir.strip_prefix(path).ok().filter(|rel| !rel.as_os_str().is_empty()),
+        Root::Ftp(_) => None,
+    });
+    let patterns: Vec<(&'static str, String)> = inside_roots
+        .filter_map(|rel| rel.to_str())
+        .map(|rel| ("state folder", format!("^{}(/|$)", regex::escape(rel))))
+        .collect();
+    let own_filter;
+    let filter = if patterns.is_empty() {
+        &job.filter
+    } else {
+        own_filter = job.filter.with(patterns)?;
+        &own_filter
+    };
+
     let _lock = PairLock::acquire(&job.state_dir, &id)?;
     let (db, opened) = StateDb::open(&job.state_dir, &id, [&urls[0], &urls[1]], job.dry_run)?;
     match &opened {
@@ -260,7 +279,7 @@ pub fn sync(job: &Job, reporter: &dyn Reporter) -> Result<Summary> {
         clock = Instant::now();
     };
     let (scans, loaded) = std::thread::scope(|scope| {
-        let handles = endpoints.map(|endpoint| scope.spawn(|| endpoint.scan(&job.filter)));
+        let handles = endpoints.map(|endpoint| scope.spawn(|| endpoint.scan(filter)));
         let loaded = db.load();
         (handles.map(|h| h.join().expect("scan thread panicked")), loaded)
     });
@@ -310,10 +329,10 @@ pub fn sync(job: &Job, reporter: &dyn Reporter) -> Result<Summary> {
     // later must still see what was synced there, or deletions made meanwhile come undone.
     let ignored: Vec<String> = state
         .iter()
-        .filter(|(path, record)| job.filter.hides_by_pattern(path, record.kind))
+        .filter(|(path, record)| filter.hides_by_pattern(path, record.kind))
         .map(|(p, _)| p.clone())
         .collect();
-    state.retain(|path, record| !job.filter.hides(path, record.kind));
+    state.retain(|path, record| !filter.hides(path, record.kind));
     if !ignored.is_empty() && !job.dry_run {
         db.forget_all(&ignored)?;
     }
@@ -335,7 +354,7 @@ pub fn sync(job: &Job, reporter: &dyn Reporter) -> Result<Summary> {
     let tally = if job.dry_run {
         Tally::of(&plan)
     } else {
-        let executor = Executor { endpoints, observer: reporter, workers };
+        let executor = Executor { endpoints, observer: reporter, workers, durable: job.mode == Mode::TwoWay };
         let outcome = executor.apply(&plan, &db)?;
         problems.extend(outcome.problems);
         interrupted = outcome.interrupted;

@@ -492,3 +492,19 @@ fn no_recursive_runs_keep_the_deeper_state() {
     assert!(!env.exists(S, "sub/a"), "the deletion on the destination must be carried\n{}", env.trees());
     env.assert_same();
 }
+
+#[test]
+fn a_state_folder_inside_a_root_is_never_synced() {
+    // Regression: `sync ~ /backup` with the default ~/.local/state copied the live databases.
+    let env = TestEnv::new();
+    env.put(S, "a", "1");
+    let state = env.src.join(".local/state/pairsync");
+    let (src, dst) = (env.src.to_str().unwrap(), env.dst.to_str().unwrap());
+    for _ in 0..2 {
+        let run = env.run(&["--state-dir", state.to_str().unwrap(), "sync", src, dst]);
+        env.expect(&run, 0);
+    }
+    let copied: Vec<String> = env.tree(D).into_keys().filter(|p| p.starts_with(".local/state/pairsync")).collect();
+    assert!(copied.is_empty(), "the state folder was synced: {copied:?}");
+    assert_eq!(env.read(D, "a"), "1");
+}

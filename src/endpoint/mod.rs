@@ -83,6 +83,12 @@ pub trait Endpoint: Send + Sync {
     /// the file check. `None` when it does not exist.
     fn read_check_file(&self, path: &str, limit: usize) -> io::Result<Option<Vec<u8>>>;
 
+    /// Makes what was written so far durable, before the state records describing it are
+    /// committed (so a power cut never leaves a record of a file whose bytes were lost).
+    fn flush(&self) -> io::Result<()> {
+        Ok(())
+    }
+
     /// Removes a leftover temp file found by [`Endpoint::scan`].
     fn remove_leftover(&self, path: &str) -> io::Result<()>;
 
