@@ -152,29 +152,47 @@ fn apply(item: &mut Item, args: &ItemArgs) -> Result<()> {
     items::job(item, Path::new("/")).map(|_| ())
 }
 
+/// Loads the config, lets `change` edit it, and saves it, holding `<config>.lock` meanwhile:
+/// two edits at once (two `add`s from a script) must never lose one of them.
+fn edit_config<T>(flag: Option<PathBuf>, quiet: bool, change: impl FnOnce(&mut Config) -> Result<T>) -> Result<T> {
+    let path = config_path(flag)?;
+    let lock_path = {
+        let mut name = path.as_os_str().to_owned();
+        name.push(".lock");
+        PathBuf::from(name)
+    };
+    let lock_error = |e: std::io::Error| Error::Usage(format!("{}: {e}", lock_path.display()));
+    if let Some(parent) = lock_path.parent().filter(|p| !p.as_os_str().is_empty()) {
+        std::fs::create_dir_all(parent).map_err(lock_error)?;
+    }
+    let lock =
+        std::fs::OpenOptions::new().create(true).truncate(false).write(true).open(&lock_path).map_err(lock_error)?;
+    lock.lock().map_err(lock_error)?;
+    let mut config = load(Some(path), quiet)?;
+    let out = change(&mut config)?;
+    config.save().map_err(items::config_error)?;
+    Ok(out)
+}
+
 pub fn add(config_flag: Option<PathBuf>, args: &ItemArgs, quiet: bool) -> Result<()> {
-    let mut config = load(config_flag, quiet)?;
     let (Some(source), Some(destination)) = (&args.source, &args.destination) else {
         return Err(Error::Usage(format!("add {}: --source and --destination are required", args.name)));
     };
     let mut item = Item::new(&args.name, side_from("--source", source)?, side_from("--destination", destination)?);
     apply(&mut item, args)?;
-    config.add(&item).map_err(items::config_error)?;
-    config.save().map_err(items::config_error)
+    edit_config(config_flag, quiet, |config| config.add(&item).map_err(items::config_error))
 }
 
 pub fn edit(config_flag: Option<PathBuf>, args: &ItemArgs, quiet: bool) -> Result<()> {
-    let mut config = load(config_flag, quiet)?;
-    let mut item = config.item(&args.name).map_err(items::config_error)?;
-    apply(&mut item, args)?;
-    config.replace(&args.name, &item).map_err(items::config_error)?;
-    config.save().map_err(items::config_error)
+    edit_config(config_flag, quiet, |config| {
+        let mut item = config.item(&args.name).map_err(items::config_error)?;
+        apply(&mut item, args)?;
+        config.replace(&args.name, &item).map_err(items::config_error)
+    })
 }
 
 pub fn copy(config_flag: Option<PathBuf>, name: &str, new: &str, quiet: bool) -> Result<()> {
-    let mut config = load(config_flag, quiet)?;
-    config.copy(name, new).map_err(items::config_error)?;
-    config.save().map_err(items::config_error)
+    edit_config(config_flag, quiet, |config| config.copy(name, new).map_err(items::config_error))
 }
 
 pub fn delete(
@@ -184,30 +202,30 @@ pub fn delete(
     purge_state: bool,
     quiet: bool,
 ) -> Result<()> {
-    let mut config = load(config_flag, quiet)?;
-    let item = config.item(name).map_err(items::config_error)?;
-    // With --purge-state, the pair's lock first: if a run is going on, nothing changes (exit 5).
-    let pair = if purge_state {
-        let job = items::job(&item, state_dir)?;
-        let id = crate::sync::pair_of(&job.source, &job.destination)?;
-        let lock = crate::state::PairLock::acquire(state_dir, &id)?;
-        Some((id, lock))
-    } else {
-        None
-    };
-    config.delete(name).map_err(items::config_error)?;
-    config.save().map_err(items::config_error)?;
-    if let Some((id, _lock)) = pair {
-        items::forget_last_run(state_dir, name);
-        let database = state_dir.join("pairs").join(&id);
-        match std::fs::remove_dir_all(&database) {
-            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
-                return Err(Error::State { path: database, message: e.to_string() });
+    edit_config(config_flag, quiet, |config| {
+        let item = config.item(name).map_err(items::config_error)?;
+        // With --purge-state, the pair's lock first: if a run is going on, nothing changes (exit 5).
+        let pair = if purge_state {
+            let job = items::job(&item, state_dir)?;
+            let id = crate::sync::pair_of(&job.source, &job.destination)?;
+            let lock = crate::state::PairLock::acquire(state_dir, &id)?;
+            Some((id, lock))
+        } else {
+            None
+        };
+        config.delete(name).map_err(items::config_error)?;
+        if let Some((id, _lock)) = pair {
+            items::forget_last_run(state_dir, name);
+            let database = state_dir.join("pairs").join(&id);
+            match std::fs::remove_dir_all(&database) {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                    return Err(Error::State { path: database, message: e.to_string() });
+                }
+                _ => {}
             }
-            _ => {}
         }
-    }
-    Ok(())
+        Ok(())
+    })
 }
 
 fn fmt_time(t: &chrono::DateTime<chrono::Local>) -> String {

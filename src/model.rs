@@ -63,15 +63,18 @@ pub struct Entry {
     pub hash: Option<Hash>,
     /// Unix permission bits, where the endpoint has them; given to the copy, never compared.
     pub mode: Option<u32>,
+    /// A folder that holds entries the pair does not sync (ignored, symlinks, temp files): it
+    /// cannot be deleted, so it is kept.
+    pub holds_unsynced: bool,
 }
 
 impl Entry {
     pub fn file(size: u64, mtime: Mtime) -> Entry {
-        Entry { kind: Kind::File, size, mtime, hash: None, mode: None }
+        Entry { kind: Kind::File, size, mtime, hash: None, mode: None, holds_unsynced: false }
     }
 
     pub fn dir() -> Entry {
-        Entry { kind: Kind::Dir, size: 0, mtime: 0, hash: None, mode: None }
+        Entry { kind: Kind::Dir, size: 0, mtime: 0, hash: None, mode: None, holds_unsynced: false }
     }
 
     pub fn is_dir(&self) -> bool {

@@ -858,7 +858,10 @@ impl<'a> Planner<'a> {
             let mut kept: HashSet<String> = HashSet::new();
             for action in &self.phases.delete_dirs {
                 let Action::Delete { side: s, path, .. } = action else { continue };
-                if *s == side && inside(snapshot, path).any(|(child, _)| !removed.contains(child)) {
+                // A folder that holds what the pair does not sync (ignored entries, links) can
+                // never be emptied: it is kept, or every run would fail to delete it.
+                let holds_unsynced = snapshot.get(path).is_some_and(|e| e.holds_unsynced);
+                if *s == side && (holds_unsynced || inside(snapshot, path).any(|(child, _)| !removed.contains(child))) {
                     kept.insert(path.clone());
                 }
             }

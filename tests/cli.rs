@@ -508,3 +508,19 @@ fn a_state_folder_inside_a_root_is_never_synced() {
     assert!(copied.is_empty(), "the state folder was synced: {copied:?}");
     assert_eq!(env.read(D, "a"), "1");
 }
+
+#[test]
+fn a_folder_holding_ignored_files_is_kept_and_the_pair_converges() {
+    // Regression: the folder could never be deleted (it holds an ignored file), so every run
+    // ended with "Directory not empty" and exit 1.
+    let env = TestEnv::new();
+    env.put(S, "d/x", "x").put(S, "keep", "k");
+    env.sync_ok(&["--ignore", r"\.db$"]);
+    env.put(S, "d/local.db", "private");
+    env.rm(D, "d");
+    for _ in 0..2 {
+        env.sync_ok(&["--ignore", r"\.db$"]);
+    }
+    assert_eq!(env.read(S, "d/local.db"), "private");
+    assert!(!env.exists(S, "d/x"), "the delete of d/x is carried\n{}", env.trees());
+}

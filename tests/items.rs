@@ -331,3 +331,34 @@ fn sigterm_during_a_long_run_stops_after_the_current_file_and_the_next_run_finis
     it.ok(&["run", "big"]);
     it.env.assert_same();
 }
+
+#[test]
+fn concurrent_adds_lose_no_item() {
+    // Regression: parallel `add` calls each loaded, changed and saved the file; most were lost.
+    let it = Items::new();
+    let (src, dst) = (it.env.src.to_str().unwrap().to_string(), it.env.dst.to_str().unwrap().to_string());
+    let children: Vec<_> = (0..12)
+        .map(|i| {
+            Command::new(env!("CARGO_BIN_EXE_pairsync"))
+                .args([
+                    "-C",
+                    it.config.to_str().unwrap(),
+                    "add",
+                    &format!("item{i}"),
+                    "--source",
+                    &src,
+                    "--destination",
+                    &dst,
+                ])
+                .env("PAIRSYNC_STATE_DIR", &it.env.state)
+                .stdout(Stdio::null())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    for mut child in children {
+        assert!(child.wait().unwrap().success());
+    }
+    let list = it.ok(&["list"]);
+    assert_eq!(list.stdout.lines().count(), 13, "{list}");
+}

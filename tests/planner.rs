@@ -272,6 +272,9 @@ cases! {
     deleted_folder_keeps_a_child_added_on_the_other_side:
         case(TwoWay, &[("d", rd()), ("d/x", rf(1, 1, 1, None))], &[], &[("d", dir()), ("d/new", f(2, 2)), ("d/x", f(1, 1))])
             .expect(vec![delete(D, "d/x", f(1, 1)), mkdir(S, "d"), copy(D, "d/new", f(2, 2), None)]);
+    a_folder_holding_unsynced_entries_is_kept_not_deleted:
+        case(TwoWay, &[("d", rd()), ("d/x", rf(1, 1, 1, None))], &[("d", Entry { holds_unsynced: true, ..dir() }), ("d/x", f(1, 1))], &[])
+            .expect(vec![delete(S, "d/x", f(1, 1))]);
     deleted_folder_keeps_a_child_edited_on_the_other_side:
         case(TwoWay, &[("d", rd()), ("d/x", rf(1, 1, 1, None))], &[("d", dir()), ("d/x", f(5, 5))], &[])
             .expect(vec![mkdir(D, "d"), copy(S, "d/x", f(5, 5), None)])

@@ -420,6 +420,8 @@ impl<T: TlsStream + Send + 'static> Endpoint for FtpEndpoint<T> {
         let mut found: Vec<(String, Entry)> = Vec::new();
         let mut issues = Vec::new();
         let mut leftovers = Vec::new();
+        // Folders holding something left out: they cannot be emptied, so they are never deleted.
+        let mut holders = std::collections::HashSet::new();
         let mut folders = vec![String::new()];
         let own_prefix = format!(".pairsync-{}-", self.options.tag);
         while let Some(dir) = folders.pop() {
@@ -437,6 +439,9 @@ impl<T: TlsStream + Send + 'static> Endpoint for FtpEndpoint<T> {
                 }
             };
             let join = |name: &str| if dir.is_empty() { name.to_string() } else { format!("{dir}/{name}") };
+            if !listing.rejected.is_empty() || !listing.symlinks.is_empty() {
+                holders.insert(dir.clone());
+            }
             for rejected in &listing.rejected {
                 issues.push(ScanIssue {
                     path: join(&rejected.name_lossy),
@@ -473,20 +478,27 @@ impl<T: TlsStream + Send + 'static> Endpoint for FtpEndpoint<T> {
                         if !filter.ignores(&rel, Kind::Dir) {
                             found.push((rel.clone(), listed.entry));
                             folders.push(rel);
+                        } else {
+                            holders.insert(dir.clone());
                         }
                     }
                     Kind::File => {
                         if listed.name.starts_with(".pairsync-") && listed.name.ends_with(".tmp") {
                             if listed.name.starts_with(&own_prefix) {
                                 leftovers.push(rel);
+                            } else {
+                                holders.insert(dir.clone());
                             }
                         } else if !filter.ignores(&rel, Kind::File) {
                             found.push((rel, listed.entry));
+                        } else {
+                            holders.insert(dir.clone());
                         }
                     }
                 }
             }
         }
+        super::mark_unsynced(&mut found, &holders);
         Ok(Scan { snapshot: Snapshot::from_unique(found), issues, leftovers })
     }
 

@@ -146,6 +146,8 @@ impl Endpoint for LocalEndpoint {
         let mut found: Vec<(String, Entry)> = Vec::new();
         let mut issues = Vec::new();
         let mut leftovers = Vec::new();
+        // Folders holding something left out: they cannot be emptied, so they are never deleted.
+        let mut holders = std::collections::HashSet::new();
         let mut folders = vec![String::new()];
         while let Some(dir) = folders.pop() {
             let listing = match fs::read_dir(self.full(&dir)) {
@@ -175,6 +177,7 @@ impl Endpoint for LocalEndpoint {
                 };
                 let name = item.file_name();
                 let Some(name) = name.to_str() else {
+                    holders.insert(dir.clone());
                     let path = format!("{dir}/{}", name.to_string_lossy()).trim_start_matches('/').to_string();
                     issues.push(ScanIssue {
                         path,
@@ -199,13 +202,19 @@ impl Endpoint for LocalEndpoint {
                     if !filter.ignores(&rel, Kind::Dir) {
                         found.push((rel.clone(), Entry::dir()));
                         folders.push(rel);
+                    } else {
+                        holders.insert(dir.clone());
                     }
                 } else if ft.is_file() {
                     if Self::is_temp(name) {
                         if self.is_own_temp(name) {
                             leftovers.push(rel);
+                        } else {
+                            holders.insert(dir.clone());
                         }
-                    } else if !filter.ignores(&rel, Kind::File) {
+                    } else if filter.ignores(&rel, Kind::File) {
+                        holders.insert(dir.clone());
+                    } else {
                         match item.metadata() {
                             Ok(meta) => found.push((rel, entry_of(&meta).expect("a regular file"))),
                             Err(err) => issues.push(ScanIssue {
@@ -216,6 +225,7 @@ impl Endpoint for LocalEndpoint {
                         }
                     }
                 } else if !filter.ignores(&rel, Kind::File) {
+                    holders.insert(dir.clone());
                     let what =
                         if ft.is_symlink() { "symbolic link, not followed" } else { "not a regular file or folder" };
                     issues.push(ScanIssue {
@@ -226,6 +236,7 @@ impl Endpoint for LocalEndpoint {
                 }
             }
         }
+        super::mark_unsynced(&mut found, &holders);
         Ok(Scan { snapshot: Snapshot::from_unique(found), issues, leftovers })
     }
 

@@ -33,6 +33,18 @@ pub enum IssueKind {
     Unreadable,
 }
 
+/// Marks the folders (by relative path) that hold something the scan left out.
+pub fn mark_unsynced(found: &mut [(String, Entry)], holders: &std::collections::HashSet<String>) {
+    if holders.is_empty() {
+        return;
+    }
+    for (path, entry) in found.iter_mut() {
+        if entry.kind == crate::model::Kind::Dir && holders.contains(path.as_str()) {
+            entry.holds_unsynced = true;
+        }
+    }
+}
+
 pub struct Scan {
     pub snapshot: Snapshot,
     pub issues: Vec<ScanIssue>,
