@@ -205,15 +205,19 @@ impl Executor<'_> {
     fn run(&self, action: &Action) -> ActionResult {
         match action {
             Action::Copy { from, path, entry, replaces } => {
-                let reader = self.endpoint(*from).open(path, entry)?;
+                // A large copy an earlier run was cut off in is continued where it stopped.
+                let target = self.endpoint(from.other());
+                let offset = target.partial(path, entry);
+                let reader = self.endpoint(*from).open_from(path, entry, offset)?;
                 let mut reader = HashingReader::new(reader);
-                let written = self.endpoint(from.other()).write(path, &mut reader, entry, replaces.as_deref())?;
-                let hash = reader.hash();
+                let written = target.write(path, &mut reader, entry, replaces.as_deref(), offset)?;
+                // A continued copy did not read the whole file: it records no hash.
+                let hash = (offset == 0).then(|| reader.hash());
                 let (s, d) = match from {
                     Side::Source => (entry, &written),
                     Side::Destination => (&written, entry),
                 };
-                Ok(vec![StateChange::Put(path.clone(), StateRecord::synced(s, d, Some(hash)))])
+                Ok(vec![StateChange::Put(path.clone(), StateRecord::synced(s, d, hash))])
             }
             Action::Mkdir { side, path } => {
                 self.endpoint(*side).mkdir(path)?;

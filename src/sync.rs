@@ -291,6 +291,7 @@ pub fn sync(job: &Job, reporter: &dyn Reporter) -> Result<Summary> {
     let mut problems = Vec::new();
     let mut snapshots: [Snapshot; 2] = Default::default();
     let mut left_alone: Vec<String> = Vec::new();
+    let mut all_leftovers: [Vec<String>; 2] = Default::default();
     for ((side, scan), snapshot) in Side::BOTH.into_iter().zip(scans).zip(&mut snapshots) {
         let Scan { snapshot: found, issues, leftovers } =
             scan.map_err(|e| Error::Safety(format!("the {side} root cannot be listed: {e}")))?;
@@ -309,13 +310,7 @@ pub fn sync(job: &Job, reporter: &dyn Reporter) -> Result<Summary> {
                 IssueKind::Skipped => warn(format!("{side}: {}: {}", issue.path, issue.message)),
             }
         }
-        if !job.dry_run {
-            for leftover in leftovers {
-                if let Err(e) = endpoints[side.index()].remove_leftover(&leftover) {
-                    warn(format!("{side}: cannot remove leftover temp file {leftover}: {e}"));
-                }
-            }
-        }
+        all_leftovers[side.index()] = leftovers;
     }
     // Whatever could not be read on either side is left out of this run entirely, so that
     // nothing in it looks deleted.
@@ -360,6 +355,20 @@ pub fn sync(job: &Job, reporter: &dyn Reporter) -> Result<Summary> {
         interrupted = outcome.interrupted;
         outcome.tally
     };
+    // Leftovers of a killed run are removed once applying is done: a large copy it left half
+    // done has been continued from its temp file by now (and is gone), the rest is stale.
+    if !job.dry_run {
+        for (side, leftovers) in Side::BOTH.into_iter().zip(&all_leftovers) {
+            for leftover in leftovers {
+                match endpoints[side.index()].remove_leftover(leftover) {
+                    Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                        warn(format!("{side}: cannot remove leftover temp file {leftover}: {e}"))
+                    }
+                    _ => {}
+                }
+            }
+        }
+    }
     lap(&mut phases.apply);
     let mut summary = Summary {
         source: urls[0].clone(),

@@ -528,14 +528,27 @@ impl<T: TlsStream + Send + 'static> Endpoint for FtpEndpoint<T> {
         }
     }
 
-    fn write(&self, path: &str, data: &mut dyn Read, like: &Entry, replaces: Option<&Entry>) -> io::Result<Entry> {
-        let temp = self.temp_name(path);
+    fn write(
+        &self,
+        path: &str,
+        data: &mut dyn Read,
+        like: &Entry,
+        replaces: Option<&Entry>,
+        resume_from: u64,
+    ) -> io::Result<Entry> {
+        let resumable = like.size >= super::RESUMABLE;
+        let temp = if resumable { super::resumable_temp(&self.options.tag, path, like) } else { self.temp_name(path) };
         let (temp_full, target_full) = (self.full(&temp), self.full(path));
         // Upload on one connection; the data is streamed once, so this is not retried: a failed
-        // upload is a problem for this path, retried by the next run.
+        // upload is a problem for this path, retried (a large one continued) by the next run.
         let mut conn = self.take().map_err(io_error)?;
         let uploaded = (|| -> Result<(), FtpError> {
-            let mut stream = conn.ftp.put_with_stream(&temp_full)?;
+            // APPE continues the partial temp an earlier run left (its size was checked).
+            let mut stream = if resume_from > 0 {
+                conn.ftp.append_with_stream(&temp_full)?
+            } else {
+                conn.ftp.put_with_stream(&temp_full)?
+            };
             let mut buf = [0u8; 64 * 1024];
             loop {
                 let n = data.read(&mut buf).map_err(FtpError::ConnectionError)?;
@@ -555,7 +568,10 @@ impl<T: TlsStream + Send + 'static> Endpoint for FtpEndpoint<T> {
                 } else {
                     self.give_back(conn);
                 }
-                let _ = self.with_conn(|c| c.ftp.rm(&temp_full));
+                // A large upload's partial temp is kept for the next run to continue.
+                if !resumable {
+                    let _ = self.with_conn(|c| c.ftp.rm(&temp_full));
+                }
                 return Err(io_error(e));
             }
         }
@@ -585,6 +601,43 @@ impl<T: TlsStream + Send + 'static> Endpoint for FtpEndpoint<T> {
             return Err(e);
         }
         self.stat_rel(path)?.ok_or_else(|| changed_since_scan("the uploaded file vanished"))
+    }
+
+    fn partial(&self, path: &str, like: &Entry) -> u64 {
+        if like.size < super::RESUMABLE {
+            return 0;
+        }
+        match self.stat_rel(&super::resumable_temp(&self.options.tag, path, like)) {
+            Ok(Some(entry)) if entry.kind == Kind::File && entry.size > 0 && entry.size < like.size => entry.size,
+            _ => 0,
+        }
+    }
+
+    /// REST, then RETR: a large download continues where an interrupted one stopped.
+    fn open_from(&self, path: &str, expect: &Entry, offset: u64) -> io::Result<Box<dyn Read + Send + '_>> {
+        let full = self.full(path);
+        let mut conn = self.take().map_err(io_error)?;
+        let opened = (|| {
+            conn.ftp.resume_transfer(offset as usize)?;
+            conn.ftp.retr_as_stream(&full)
+        })();
+        match opened {
+            Ok(stream) => Ok(Box::new(FtpReader {
+                endpoint: self,
+                conn: Some(conn),
+                stream: Some(stream),
+                read: offset,
+                expect: *expect,
+            })),
+            Err(e) => {
+                if is_connection_error(&e) {
+                    self.forget_one();
+                } else {
+                    self.give_back(conn);
+                }
+                Err(io_error(e))
+            }
+        }
     }
 
     fn mkdir(&self, path: &str) -> io::Result<()> {

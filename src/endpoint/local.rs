@@ -253,13 +253,34 @@ impl Endpoint for LocalEndpoint {
         Ok(Box::new(CheckedReader { file, expect: *expect, read: 0 }))
     }
 
-    fn write(&self, path: &str, data: &mut dyn Read, like: &Entry, replaces: Option<&Entry>) -> io::Result<Entry> {
+    fn write(
+        &self,
+        path: &str,
+        data: &mut dyn Read,
+        like: &Entry,
+        replaces: Option<&Entry>,
+        resume_from: u64,
+    ) -> io::Result<Entry> {
         self.check_parents(path)?;
-        let temp = self.temp_name(path);
+        let resumable = like.size >= super::RESUMABLE;
+        let temp = if resumable { super::resumable_temp(&self.tag, path, like) } else { self.temp_name(path) };
         let temp_path = self.full(&temp);
-        // create_new: O_EXCL never follows a symlink planted at the temp name.
-        // 0600 until the copy is done: a private file is never readable by others meanwhile.
-        let mut file = OpenOptions::new().write(true).create_new(true).mode(0o600).open(&temp_path)?;
+        let mut file = if resume_from > 0 {
+            // O_NOFOLLOW: continue only the very file an earlier run left, never a planted link.
+            let file = OpenOptions::new().append(true).custom_flags(libc::O_NOFOLLOW).open(&temp_path)?;
+            if file.metadata()?.len() != resume_from {
+                return Err(changed_since_scan("the partial copy to continue changed"));
+            }
+            file
+        } else {
+            if resumable {
+                // A stale partial of the same content that is not worth continuing.
+                let _ = fs::remove_file(&temp_path);
+            }
+            // create_new: O_EXCL never follows a symlink planted at the temp name.
+            // 0600 until the copy is done: a private file is never readable by others meanwhile.
+            OpenOptions::new().write(true).create_new(true).mode(0o600).open(&temp_path)?
+        };
         let written = (|| {
             // On the stack: a heap buffer this size is an mmap and fresh page faults per file.
             let mut buf = [0u8; 64 * 1024];
@@ -286,10 +307,35 @@ impl Endpoint for LocalEndpoint {
         match written {
             Ok(meta) => Ok(entry_of(&meta).expect("a regular file")),
             Err(err) => {
-                let _ = fs::remove_file(&temp_path);
+                // A large copy's partial temp is kept for the next run to continue.
+                if !resumable {
+                    let _ = fs::remove_file(&temp_path);
+                }
                 Err(err)
             }
         }
+    }
+
+    fn partial(&self, path: &str, like: &Entry) -> u64 {
+        if like.size < super::RESUMABLE {
+            return 0;
+        }
+        let temp = self.full(&super::resumable_temp(&self.tag, path, like));
+        match fs::symlink_metadata(temp) {
+            Ok(meta) if meta.is_file() && meta.len() > 0 && meta.len() < like.size => meta.len(),
+            _ => 0,
+        }
+    }
+
+    fn open_from(&self, path: &str, expect: &Entry, offset: u64) -> io::Result<Box<dyn Read + Send + '_>> {
+        use std::io::Seek;
+        let mut file = File::open(self.full(path))?;
+        let meta = file.metadata()?;
+        if !meta.is_file() || entry_of(&meta).is_none_or(|now| !now.same_metadata(expect)) {
+            return Err(changed_since_scan("size or mtime differ"));
+        }
+        file.seek(io::SeekFrom::Start(offset))?;
+        Ok(Box::new(CheckedReader { file, expect: *expect, read: offset }))
     }
 
     fn mkdir(&self, path: &str) -> io::Result<()> {
@@ -406,7 +452,7 @@ mod tests {
                 Err(io::Error::other("source went away"))
             }
         }
-        assert!(ep.write("x", &mut Broken, &Entry::file(1, 0), None).is_err());
+        assert!(ep.write("x", &mut Broken, &Entry::file(1, 0), None, 0).is_err());
         assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 0);
     }
 
@@ -414,7 +460,7 @@ mod tests {
     fn write_refuses_a_target_that_appeared_since_the_scan() {
         let (dir, ep) = endpoint();
         fs::write(dir.path().join("x"), "someone else's").unwrap();
-        let err = ep.write("x", &mut &b"mine"[..], &Entry::file(4, 0), None).unwrap_err();
+        let err = ep.write("x", &mut &b"mine"[..], &Entry::file(4, 0), None, 0).unwrap_err();
         assert!(err.to_string().contains("changed since the scan"), "{err}");
         assert_eq!(fs::read_to_string(dir.path().join("x")).unwrap(), "someone else's");
     }
@@ -424,7 +470,7 @@ mod tests {
         let (_dir, ep) = endpoint();
         let mtime = 1_600_000_000_123_456_789;
         let like = Entry { mode: Some(0o751), ..Entry::file(4, mtime) };
-        let written = ep.write("x", &mut &b"data"[..], &like, None).unwrap();
+        let written = ep.write("x", &mut &b"data"[..], &like, None, 0).unwrap();
         assert_eq!(written, ep.stat("x").unwrap().unwrap());
         assert_eq!((written.size, written.mtime, written.mode), (4, mtime, Some(0o751)));
     }

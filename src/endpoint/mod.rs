@@ -79,8 +79,29 @@ pub trait Endpoint: Send + Sync {
     /// Writes `data` to `path` atomically (temp name in the same folder, then rename) with the
     /// mtime and permissions of `like` (the file copied); `replaces` is what the plan saw there.
     /// Returns the entry as the endpoint now reports it (its own mtime precision). No partial
-    /// file is ever visible at `path`.
-    fn write(&self, path: &str, data: &mut dyn Read, like: &Entry, replaces: Option<&Entry>) -> io::Result<Entry>;
+    /// file is ever visible at `path`. With `resume_from` > 0, `data` starts at that offset and
+    /// continues the partial temp file [`Endpoint::partial`] found.
+    fn write(
+        &self,
+        path: &str,
+        data: &mut dyn Read,
+        like: &Entry,
+        replaces: Option<&Entry>,
+        resume_from: u64,
+    ) -> io::Result<Entry>;
+
+    /// Bytes of the file `like` that an interrupted earlier copy to `path` left in its temp
+    /// file, to be continued rather than sent again (0: start afresh).
+    fn partial(&self, _path: &str, _like: &Entry) -> u64 {
+        0
+    }
+
+    /// Opens the file like [`Endpoint::open`], reading from byte `offset` on.
+    fn open_from(&self, path: &str, expect: &Entry, offset: u64) -> io::Result<Box<dyn Read + Send + '_>> {
+        let mut reader = self.open(path, expect)?;
+        io::copy(&mut (&mut reader).take(offset), &mut io::sink())?;
+        Ok(reader)
+    }
 
     /// Creates a folder; its parent exists. Succeeds if a folder is already there.
     fn mkdir(&self, path: &str) -> io::Result<()>;
@@ -110,6 +131,21 @@ pub trait Endpoint: Send + Sync {
         let mut reader = self.open(path, expect)?;
         io::copy(&mut reader, &mut hasher)?;
         Ok(*hasher.finalize().as_bytes())
+    }
+}
+
+/// Files at least this large are copied under a temp name that a later run finds again, so that
+/// an interrupted copy is continued instead of sent again.
+pub const RESUMABLE: u64 = 1 << 20;
+
+/// The temp name of a resumable copy of the file `like` to `rel`: the same for the same path,
+/// size and mtime, so a copy is only ever continued with the content it began with.
+pub fn resumable_temp(tag: &str, rel: &str, like: &Entry) -> String {
+    let hash = blake3::hash(format!("{rel}\0{}\0{}", like.size, like.mtime).as_bytes()).to_hex();
+    let name = format!(".pairsync-{tag}-r{}.tmp", &hash[..16]);
+    match rel.rfind('/') {
+        Some(i) => format!("{}/{name}", &rel[..i]),
+        None => name,
     }
 }
 
