@@ -286,6 +286,18 @@ impl<T: TlsStream + Send + 'static> FtpEndpoint<T> {
         self.pool.freed.notify_one();
     }
 
+    /// After `e` on `conn`: a connection that dropped is closed (room is made for a new one),
+    /// any other goes back to the pool.
+    fn release(&self, conn: Conn<T>, e: FtpError) -> io::Error {
+        if is_connection_error(&e) {
+            drop(conn);
+            self.forget_one();
+        } else {
+            self.give_back(conn);
+        }
+        io_error(e)
+    }
+
     /// A connection was dropped: make room for a new one.
     fn forget_one(&self) {
         let mut guard = self.pool.idle.lock().unwrap();
@@ -506,28 +518,6 @@ impl<T: TlsStream + Send + 'static> Endpoint for FtpEndpoint<T> {
         self.stat_rel(path)
     }
 
-    fn open(&self, path: &str, expect: &Entry) -> io::Result<Box<dyn Read + Send + '_>> {
-        let full = self.full(path);
-        let mut conn = self.take().map_err(io_error)?;
-        match conn.ftp.retr_as_stream(&full) {
-            Ok(stream) => Ok(Box::new(FtpReader {
-                endpoint: self,
-                conn: Some(conn),
-                stream: Some(stream),
-                read: 0,
-                expect: *expect,
-            })),
-            Err(e) => {
-                if is_connection_error(&e) {
-                    self.forget_one();
-                } else {
-                    self.give_back(conn);
-                }
-                Err(io_error(e))
-            }
-        }
-    }
-
     fn write(
         &self,
         path: &str,
@@ -562,17 +552,12 @@ impl<T: TlsStream + Send + 'static> Endpoint for FtpEndpoint<T> {
         match uploaded {
             Ok(()) => self.give_back(conn),
             Err(e) => {
-                if is_connection_error(&e) {
-                    drop(conn);
-                    self.forget_one();
-                } else {
-                    self.give_back(conn);
-                }
+                let error = self.release(conn, e);
                 // A large upload's partial temp is kept for the next run to continue.
                 if !resumable {
                     let _ = self.with_conn(|c| c.ftp.rm(&temp_full));
                 }
-                return Err(io_error(e));
+                return Err(error);
             }
         }
         let stamp = mtime_of_mfmt(like.mtime);
@@ -618,7 +603,9 @@ impl<T: TlsStream + Send + 'static> Endpoint for FtpEndpoint<T> {
         let full = self.full(path);
         let mut conn = self.take().map_err(io_error)?;
         let opened = (|| {
-            conn.ftp.resume_transfer(offset as usize)?;
+            if offset > 0 {
+                conn.ftp.resume_transfer(offset as usize)?;
+            }
             conn.ftp.retr_as_stream(&full)
         })();
         match opened {
@@ -629,14 +616,7 @@ impl<T: TlsStream + Send + 'static> Endpoint for FtpEndpoint<T> {
                 read: offset,
                 expect: *expect,
             })),
-            Err(e) => {
-                if is_connection_error(&e) {
-                    self.forget_one();
-                } else {
-                    self.give_back(conn);
-                }
-                Err(io_error(e))
-            }
+            Err(e) => Err(self.release(conn, e)),
         }
     }
 

@@ -244,15 +244,6 @@ impl Endpoint for LocalEndpoint {
         self.stat_path(path)
     }
 
-    fn open(&self, path: &str, expect: &Entry) -> io::Result<Box<dyn Read + Send + '_>> {
-        let file = File::open(self.full(path))?;
-        let meta = file.metadata()?;
-        if !meta.is_file() || entry_of(&meta).is_none_or(|now| !now.same_metadata(expect)) {
-            return Err(changed_since_scan("size or mtime differ"));
-        }
-        Ok(Box::new(CheckedReader { file, expect: *expect, read: 0 }))
-    }
-
     fn write(
         &self,
         path: &str,

@@ -74,7 +74,9 @@ pub trait Endpoint: Send + Sync {
 
     /// Opens the file for reading. The reader fails with [`changed_while_copying`] if the file
     /// turns out not to be `expect` (size or mtime) by the end of the read.
-    fn open(&self, path: &str, expect: &Entry) -> io::Result<Box<dyn Read + Send + '_>>;
+    fn open(&self, path: &str, expect: &Entry) -> io::Result<Box<dyn Read + Send + '_>> {
+        self.open_from(path, expect, 0)
+    }
 
     /// Writes `data` to `path` atomically (temp name in the same folder, then rename) with the
     /// mtime and permissions of `like` (the file copied); `replaces` is what the plan saw there.
@@ -97,11 +99,7 @@ pub trait Endpoint: Send + Sync {
     }
 
     /// Opens the file like [`Endpoint::open`], reading from byte `offset` on.
-    fn open_from(&self, path: &str, expect: &Entry, offset: u64) -> io::Result<Box<dyn Read + Send + '_>> {
-        let mut reader = self.open(path, expect)?;
-        io::copy(&mut (&mut reader).take(offset), &mut io::sink())?;
-        Ok(reader)
-    }
+    fn open_from(&self, path: &str, expect: &Entry, offset: u64) -> io::Result<Box<dyn Read + Send + '_>>;
 
     /// Creates a folder; its parent exists. Succeeds if a folder is already there.
     fn mkdir(&self, path: &str) -> io::Result<()>;
