@@ -85,10 +85,53 @@ pub enum Command {
         #[arg(short = 'n', long, default_value_t = 20)]
         lines: usize,
     },
-    /// Run every scheduled item at its due time, until SIGTERM or SIGINT.
-    Daemon,
+    /// Sync items once, then live: every change on a local side is carried within moments.
+    Watch {
+        #[arg(conflicts_with = "all")]
+        names: Vec<String>,
+        /// Every item.
+        #[arg(long)]
+        all: bool,
+        #[command(flatten)]
+        timing: WatchArgs,
+    },
+    /// Run every scheduled item at its due time, and watch the items with watch = true, until
+    /// SIGTERM or SIGINT.
+    Daemon {
+        #[command(flatten)]
+        timing: WatchArgs,
+    },
     /// Print a shell completion script.
     Completions { shell: clap_complete::Shell },
+}
+
+/// How watching reacts to changes.
+#[derive(Debug, Clone, ClapArgs)]
+pub struct WatchArgs {
+    /// Sync once a watched item has been quiet this long (milliseconds).
+    #[arg(long, value_name = "MS", default_value_t = 200)]
+    pub quiet_ms: u64,
+    /// ...and at least this often while changes keep coming (milliseconds).
+    #[arg(long, value_name = "MS", default_value_t = 2000)]
+    pub max_delay_ms: u64,
+    /// A full rescan of each watched item this often (seconds).
+    #[arg(long, value_name = "SECS", default_value_t = 3600)]
+    pub rescan: u64,
+    /// FTP sides (and paused items) are checked this often (seconds).
+    #[arg(long, value_name = "SECS", default_value_t = 60)]
+    pub poll: u64,
+}
+
+impl WatchArgs {
+    pub fn settings(&self) -> crate::watch::WatchSettings {
+        use std::time::Duration;
+        crate::watch::WatchSettings {
+            quiet: Duration::from_millis(self.quiet_ms),
+            max_delay: Duration::from_millis(self.max_delay_ms.max(self.quiet_ms)),
+            rescan: Duration::from_secs(self.rescan.max(1)),
+            poll: Duration::from_secs(self.poll.max(1)),
+        }
+    }
 }
 
 /// The fields of an item, as flags: all are needed by `add` (source and destination at least),
@@ -247,6 +290,7 @@ pub fn job(args: &SyncArgs, state_dir_flag: Option<PathBuf>) -> Result<Job> {
         state_dir: state_dir(state_dir_flag)?,
         auth: Default::default(),
         connections: usize::from(args.connections),
+        scope: None,
     })
 }
 
@@ -284,13 +328,18 @@ pub fn run(args: Args) -> ExitCode {
             state().and_then(|state| done(commands::delete(config, &state, &name, purge_state, quiet)))
         }
         Command::Run { names, group, all } => state().and_then(|state| {
-            let options = RunOptions { verbosity, json, prefixed: false, stop: None };
+            let options = RunOptions { verbosity, json, prefixed: false, stop: None, quiet_noops: false };
             commands::run(config, &state, (&names, group.as_deref(), all), &options)
         }),
         Command::Logs { name, follow, lines } => {
             state().and_then(|state| done(commands::logs(config, &state, &name, lines, follow)))
         }
-        Command::Daemon => state().and_then(|state| daemon::run(config, &state, verbosity)),
+        Command::Daemon { timing } => {
+            state().and_then(|state| daemon::run(config, &state, verbosity, &timing.settings()))
+        }
+        Command::Watch { names, all, timing } => {
+            state().and_then(|state| daemon::watch(config, &state, (&names, all), verbosity, &timing.settings()))
+        }
         Command::Completions { shell } => {
             clap_complete::generate(
                 shell,

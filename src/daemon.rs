@@ -19,6 +19,7 @@ use crate::exit::ExitCode;
 use crate::items::{self, RunOptions};
 use crate::report::Verbosity;
 use crate::schedule::Schedule;
+use crate::watch::WatchSettings;
 
 enum Event {
     Signal(i32),
@@ -49,7 +50,45 @@ fn scheduled(config_flag: Option<PathBuf>, quiet: bool, now: &DateTime<Local>) -
     Ok(out)
 }
 
-pub fn run(config_flag: Option<PathBuf>, state_dir: &Path, verbosity: Verbosity) -> Result<ExitCode> {
+/// `pairsync watch`: the named (or all) items, live, until SIGTERM or SIGINT.
+pub fn watch(
+    config_flag: Option<PathBuf>,
+    state_dir: &Path,
+    selection: (&[String], bool),
+    verbosity: Verbosity,
+    settings: &WatchSettings,
+) -> Result<ExitCode> {
+    let quiet = verbosity == Verbosity::Quiet;
+    let config = commands::load(config_flag, quiet)?;
+    let chosen = commands::select(&config, selection.0, None, selection.1)?;
+    let stop = Arc::new(AtomicBool::new(false));
+    let signals = stop_on_signals(stop.clone())?;
+    let options = RunOptions { verbosity, json: false, prefixed: true, stop: Some(stop), quiet_noops: true };
+    let code = crate::watch::run(chosen, state_dir, &options, settings);
+    signals.close();
+    // Stopped by a signal, the watch itself ends well; what its runs found is in their logs.
+    Ok(if code == ExitCode::Usage { code } else { ExitCode::Synced })
+}
+
+/// Sets `stop` on SIGTERM or SIGINT (a handle to end the listening thread).
+fn stop_on_signals(stop: Arc<AtomicBool>) -> Result<signal_hook::iterator::Handle> {
+    let mut signals = signal_hook::iterator::Signals::new([SIGTERM, SIGINT])
+        .map_err(|e| Error::Usage(format!("cannot handle signals: {e}")))?;
+    let handle = signals.handle();
+    std::thread::spawn(move || {
+        if signals.forever().next().is_some() {
+            stop.store(true, Ordering::Relaxed);
+        }
+    });
+    Ok(handle)
+}
+
+pub fn run(
+    config_flag: Option<PathBuf>,
+    state_dir: &Path,
+    verbosity: Verbosity,
+    settings: &WatchSettings,
+) -> Result<ExitCode> {
     let quiet = verbosity == Verbosity::Quiet;
     let say = |line: &str| {
         if !quiet {
@@ -75,7 +114,20 @@ pub fn run(config_flag: Option<PathBuf>, state_dir: &Path, verbosity: Verbosity)
     }
 
     let stop = Arc::new(AtomicBool::new(false));
-    let options = RunOptions { verbosity, json: false, prefixed: true, stop: Some(stop.clone()) };
+    let options = RunOptions { verbosity, json: false, prefixed: true, stop: Some(stop.clone()), quiet_noops: false };
+    // Items with watch = true are also synced live, on their own thread.
+    let watched: Vec<Item> = commands::load(config_flag.clone(), true)?
+        .items()
+        .map_err(items::config_error)?
+        .into_iter()
+        .filter(|item| item.watch)
+        .collect();
+    let watcher = (!watched.is_empty()).then(|| {
+        say(&format!("watching {} items", watched.len()));
+        let options = RunOptions { quiet_noops: true, ..options.clone() };
+        let (state_dir, settings) = (state_dir.to_path_buf(), settings.clone());
+        std::thread::spawn(move || crate::watch::run(watched, &state_dir, &options, &settings))
+    });
     let mut running: HashSet<String> = HashSet::new();
     let mut workers: HashMap<String, JoinHandle<()>> = HashMap::new();
     loop {
@@ -122,6 +174,9 @@ pub fn run(config_flag: Option<PathBuf>, state_dir: &Path, verbosity: Verbosity)
     stop.store(true, Ordering::Relaxed);
     for (_, handle) in workers {
         let _ = handle.join();
+    }
+    if let Some(watcher) = watcher {
+        let _ = watcher.join();
     }
     signal_handle.close();
     let _ = signal_thread.join();

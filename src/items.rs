@@ -74,6 +74,7 @@ pub fn job(item: &Item, state_dir: &Path) -> Result<Job> {
         state_dir: state_dir.to_path_buf(),
         auth: [auth(&item.source), auth(&item.destination)],
         connections: usize::from(item.connections.unwrap_or(4)),
+        scope: None,
     })
 }
 
@@ -119,10 +120,17 @@ pub struct RunOptions {
     /// Prefix printed lines with the item's name (several items in one command).
     pub prefixed: bool,
     pub stop: Option<Arc<AtomicBool>>,
+    /// Runs that change nothing print and log nothing (watch mode).
+    pub quiet_noops: bool,
 }
 
 /// Syncs an item now: logs to its log file, records its last run, returns its exit code.
 pub fn run(item: &Item, state_dir: &Path, options: &RunOptions) -> ExitCode {
+    run_scoped(item, state_dir, options, None)
+}
+
+/// The same, planning only `scope` (the paths a watcher saw change) when given.
+pub fn run_scoped(item: &Item, state_dir: &Path, options: &RunOptions, scope: Option<Vec<String>>) -> ExitCode {
     let log = log_path(item, state_dir);
     let console = match Console::new(options.verbosity, options.json, false, Some(&log)) {
         Ok(console) => console,
@@ -132,6 +140,7 @@ pub fn run(item: &Item, state_dir: &Path, options: &RunOptions) -> ExitCode {
         }
     };
     let console = if options.prefixed { console.with_prefix(&item.name) } else { console };
+    let console = if options.quiet_noops { console.with_quiet_noops() } else { console };
     let console = match &options.stop {
         Some(flag) => console.with_stop(flag.clone()),
         None => console,
@@ -139,7 +148,8 @@ pub fn run(item: &Item, state_dir: &Path, options: &RunOptions) -> ExitCode {
     let (source, destination) = (endpoint(&item.source), endpoint(&item.destination));
     console.started(&format!("item {} {source}", item.name), &destination);
     let started = chrono::Local::now();
-    let (exit, result) = match job(item, state_dir).and_then(|job| sync(&job, &console)) {
+    let job = job(item, state_dir).map(|job| Job { scope, ..job });
+    let (exit, result) = match job.and_then(|job| sync(&job, &console)) {
         Ok(summary) => {
             console.finished(&summary);
             (summary.exit(), summary_line(&summary))

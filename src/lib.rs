@@ -36,3 +36,4 @@ pub mod safety;
 pub mod schedule;
 pub mod state;
 pub mod sync;
+pub mod watch;

@@ -30,6 +30,10 @@ pub struct Console {
     stop: Option<Arc<AtomicBool>>,
     /// Put before every printed line: the item's name, when several items run.
     prefix: String,
+    /// Watch mode: a run that changed nothing (the echo of the tool's own writes) is neither
+    /// printed nor logged; its start line waits here until something happens.
+    quiet_noops: bool,
+    pending_start: Mutex<Option<String>>,
 }
 
 /// A log file over this size is moved to `NAME.1` (replacing the older one) when opened.
@@ -57,12 +61,28 @@ impl Console {
         };
         let progress = (verbosity == Verbosity::Normal && !json && !dry_run && std::io::stderr().is_terminal())
             .then(ProgressBar::hidden);
-        Ok(Console { verbosity, json, dry_run, progress, log, stop: None, prefix: String::new() })
+        Ok(Console {
+            verbosity,
+            json,
+            dry_run,
+            progress,
+            log,
+            stop: None,
+            prefix: String::new(),
+            quiet_noops: false,
+            pending_start: Mutex::new(None),
+        })
     }
 
     /// Stops runs after the current file once `flag` is set.
     pub fn with_stop(mut self, flag: Arc<AtomicBool>) -> Console {
         self.stop = Some(flag);
+        self
+    }
+
+    /// Runs that change nothing print and log nothing (watch mode).
+    pub fn with_quiet_noops(mut self) -> Console {
+        self.quiet_noops = true;
         self
     }
 
@@ -73,6 +93,13 @@ impl Console {
     }
 
     pub fn log(&self, line: &str) {
+        if let Some(start) = self.pending_start.lock().unwrap().take() {
+            self.write_log(&start);
+        }
+        self.write_log(line);
+    }
+
+    fn write_log(&self, line: &str) {
         if let Some(log) = &self.log {
             let stamp = chrono::Local::now().format("%Y-%m-%d %H:%M:%S%.3f %:z");
             let _ = writeln!(log.lock().unwrap(), "{stamp} {line}");
@@ -97,7 +124,12 @@ impl Console {
     }
 
     pub fn started(&self, source: &str, destination: &str) {
-        self.log(&format!("start {source} -> {destination}"));
+        let line = format!("start {source} -> {destination}");
+        if self.quiet_noops {
+            *self.pending_start.lock().unwrap() = Some(line);
+        } else {
+            self.log(&line);
+        }
     }
 
     /// A run that ended before syncing (bad input, file check, safety stop, lock).
@@ -116,6 +148,14 @@ impl Console {
     pub fn finished(&self, summary: &Summary) {
         if let Some(bar) = &self.progress {
             bar.finish_and_clear();
+        }
+        let t = &summary.tally;
+        let nothing = t.copied + t.deleted + t.renamed + t.folders_created == 0
+            && summary.problems.is_empty()
+            && summary.conflicts.is_empty();
+        if self.quiet_noops && nothing {
+            self.pending_start.lock().unwrap().take();
+            return;
         }
         let line = summary_line(summary);
         self.log(&format!("end {line} (exit {})", summary.exit_code));

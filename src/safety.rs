@@ -6,13 +6,18 @@ use crate::model::{Kind, Side, Snapshot, State};
 use crate::plan::Plan;
 
 /// Refuses `plan` when a side is empty while the state says it held files, or when it would
-/// delete more than `max_delete` percent of a side's files.
-pub fn check(plan: &Plan, state: &State, sides: [&Snapshot; 2], max_delete: u8) -> Result<()> {
+/// delete more than `max_delete` percent of a side's files. A run scoped to a few paths gives
+/// `whole`, the pair's recorded files: its snapshots are partial, so "empty" means nothing and
+/// percentages are of the whole pair.
+pub fn check(plan: &Plan, state: &State, sides: [&Snapshot; 2], max_delete: u8, whole: Option<usize>) -> Result<()> {
     let recorded_files = state.values().filter(|r| r.kind == Kind::File).count();
-    let files = sides.map(|snapshot| snapshot.values().filter(|e| e.kind == Kind::File).count());
+    let files = match whole {
+        Some(total) => [total; 2],
+        None => sides.map(|snapshot| snapshot.values().filter(|e| e.kind == Kind::File).count()),
+    };
     // An emptied side first: it explains the mass deletion it would cause on the other.
     for side in Side::BOTH {
-        if files[side.index()] == 0 && recorded_files > 0 {
+        if whole.is_none() && files[side.index()] == 0 && recorded_files > 0 {
             return Err(Error::Safety(format!(
                 "the {side} holds no files but the state says it held {recorded_files} (an unmounted drive?); \
                  use --force if that is intended"

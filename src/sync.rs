@@ -35,6 +35,29 @@ pub struct Job {
     pub auth: [Auth; 2],
     /// Connections to an FTP side at most (parallel transfers).
     pub connections: usize,
+    /// Only these paths (relative, as a watcher saw them change) are rescanned and planned:
+    /// the entries of their folders, and everything below those that are folders.
+    pub scope: Option<Vec<String>>,
+}
+
+/// What a scoped run lists: folders to list shallowly (the changed paths' parents), paths to
+/// list deeply (the changed paths, where they are folders).
+fn scope_parts(paths: &[String]) -> (Vec<String>, Vec<String>) {
+    let mut shallow: Vec<String> = paths.iter().map(|p| crate::model::parent(p).unwrap_or("").to_string()).collect();
+    shallow.sort();
+    shallow.dedup();
+    let mut deep = paths.to_vec();
+    deep.sort();
+    deep.dedup();
+    (shallow, deep)
+}
+
+/// True for the paths a scoped run plans: entries of a shallow folder, the deep paths and
+/// everything below them, and the folders on the way to either.
+fn in_scope(path: &str, shallow: &std::collections::HashSet<&str>, deep: &[String]) -> bool {
+    shallow.contains(crate::model::parent(path).unwrap_or(""))
+        || deep.iter().any(|d| path == d || crate::model::is_inside(path, d) || crate::model::is_inside(d, path))
+        || shallow.iter().any(|d| crate::model::is_inside(d, path))
 }
 
 /// What a sync did (or, with `dry_run`, would do).
@@ -278,13 +301,27 @@ pub fn sync(job: &Job, reporter: &dyn Reporter) -> Result<Summary> {
         *phase = clock.elapsed().as_secs_f64();
         clock = Instant::now();
     };
+    let parts = job.scope.as_deref().map(scope_parts);
     let (scans, loaded) = std::thread::scope(|scope| {
-        let handles = endpoints.map(|endpoint| scope.spawn(|| endpoint.scan(filter)));
+        let handles = endpoints.map(|endpoint| {
+            let parts = &parts;
+            scope.spawn(move || match parts {
+                Some((shallow, deep)) => endpoint.scan_part(filter, shallow, deep),
+                None => endpoint.scan(filter),
+            })
+        });
         let loaded = db.load();
         (handles.map(|h| h.join().expect("scan thread panicked")), loaded)
     });
     lap(&mut phases.scan);
     let (mut state, bad_records) = loaded?;
+    // A scoped run plans only its paths; the safety stops still count the whole pair's files.
+    let recorded_files = state.values().filter(|r| r.kind == crate::model::Kind::File).count();
+    if let Some(paths) = &job.scope {
+        let (shallow, deep) = scope_parts(paths);
+        let shallow: std::collections::HashSet<&str> = shallow.iter().map(String::as_str).collect();
+        state.retain(|path, _| in_scope(path, &shallow, &deep));
+    }
     if bad_records > 0 {
         warn(format!("{bad_records} unreadable state records dropped; those paths are compared afresh"));
     }
@@ -338,7 +375,8 @@ pub fn sync(job: &Job, reporter: &dyn Reporter) -> Result<Summary> {
     hash_into(&wanted, endpoints, &mut snapshots);
     let plan = plan::plan(job.mode, &state, &snapshots[0], &snapshots[1], &options);
     if !job.force {
-        safety::check(&plan, &state, [&snapshots[0], &snapshots[1]], job.max_delete)?;
+        let whole = job.scope.is_some().then_some(recorded_files);
+        safety::check(&plan, &state, [&snapshots[0], &snapshots[1]], job.max_delete, whole)?;
     }
     reporter.planned(&plan);
     lap(&mut phases.plan);

@@ -1,4 +1,6 @@
-//! End-to-end against an in-process FTP server (libunftp): every mode with an FTP side.
+//! End-to-end against an FTP server: every mode with an FTP side. The server is the in-process
+//! libunftp one, or pyftpdlib or vsftpd with `PAIRSYNC_TEST_FTP` (see `ftp_server`); the scenarios
+//! hold for all three (vsftpd: LIST with minute precision, no MFMT).
 
 mod ftp_server;
 mod util;
@@ -130,4 +132,59 @@ fn a_file_check_works_on_an_ftp_side() {
     f.env.put(D, ".disk", "backup\n");
     let done = f.ok("src", "ftp", &["--check-destination", ".disk=backup"]);
     assert_eq!(done["copied"], 1, "{done}");
+}
+
+#[test]
+fn the_server_is_the_selected_one_with_the_features_assumed() {
+    // So that the MFMT and LIST expectations below follow the server, not a guess about it.
+    let f = Ftp::new();
+    let addr = format!("127.0.0.1:{}", f.server.port).parse().unwrap();
+    let mut ftp = suppaftp::FtpStream::connect_timeout(addr, std::time::Duration::from_secs(5)).expect("connect");
+    let greeting = ftp.get_welcome_msg().unwrap_or_default().to_ascii_lowercase();
+    ftp.login(f.server.user, f.server.password).expect("login");
+    let features = ftp.feat().expect("FEAT");
+    let has = |name: &str| features.keys().any(|k| k.eq_ignore_ascii_case(name));
+    let kind = f.server.kind;
+    assert_eq!(kind, ftp_server::ServerKind::selected());
+    assert_eq!(has("MFMT"), kind.has_mfmt(), "{kind:?}: {features:?}");
+    assert_eq!(has("MLST") || has("MLSD"), kind.has_mlsd(), "{kind:?}: {features:?}");
+    match kind {
+        ftp_server::ServerKind::Libunftp => assert!(greeting.contains("pairsync test ftp server"), "{greeting}"),
+        ftp_server::ServerKind::Pyftpdlib => assert!(greeting.contains("pyftpdlib"), "{greeting}"),
+        ftp_server::ServerKind::Vsftpd => assert!(greeting.contains("vsftpd"), "{greeting}"),
+    }
+    let _ = ftp.quit();
+}
+
+#[test]
+fn an_upload_keeps_the_source_mtime_where_the_server_has_mfmt() {
+    let f = Ftp::new();
+    f.env.put_at(S, "old.txt", "from 2020", 1_600_000_000).put_at(S, "sub/deeper.bin", "deeper", 1_500_000_123);
+    let first = f.ok("src", "ftp", &["--mode", "clone"]);
+    assert_eq!(first["copied"], 2, "{first}");
+    f.env.assert_same();
+    if f.server.kind.has_mfmt() {
+        for path in ["old.txt", "sub/deeper.bin"] {
+            assert_eq!(f.env.mtime(D, path), f.env.mtime(S, path), "{path}: the server's mtime is not the source's");
+        }
+    } else {
+        // Without MFMT (libunftp, vsftpd) the file keeps the time of its upload; what the server
+        // reports is what is recorded, so a rerun still uploads nothing.
+        eprintln!("note: {:?} has no MFMT: server-side mtimes not checked", f.server.kind);
+    }
+    let again = f.ok("src", "ftp", &["--mode", "clone"]);
+    assert_eq!((again["copied"].as_u64(), again["deleted"].as_u64()), (Some(0), Some(0)), "{again}");
+}
+
+#[test]
+fn dot_files_are_synced_both_ways() {
+    // Regression: vsftpd's plain LIST hides dot-files, so a .hidden file was uploaded, then
+    // "vanished", on every run (and clone never deleted one on the server).
+    let f = Ftp::new();
+    f.env.put(S, ".hidden", "dot").put(D, ".server-dot", "old");
+    let done = f.ok("src", "ftp", &["--mode", "clone", "--force"]);
+    assert_eq!(done["copied"], 1, "{done}");
+    assert!(!f.env.exists(D, ".server-dot"), "{}", f.env.trees());
+    let again = f.ok("src", "ftp", &["--mode", "clone"]);
+    assert_eq!(again["copied"], 0, "{again}");
 }

@@ -357,7 +357,14 @@ impl<T: TlsStream + Send + 'static> FtpEndpoint<T> {
         if conn.features.mlsd {
             Ok(ftp_listing::parse_mlsd(&conn.ftp.mlsd(Some(path))?))
         } else {
-            Ok(ftp_listing::parse_list(&conn.ftp.list(Some(path))?, chrono::Utc::now()))
+            // `LIST -a`: without it vsftpd and others hide dot-files, which would then look
+            // missing forever. A server that takes "-a" for a name gets a plain LIST.
+            let lines = match conn.ftp.list(Some(&format!("-a {path}"))) {
+                Ok(lines) => lines,
+                Err(FtpError::UnexpectedResponse(_)) => conn.ftp.list(Some(path))?,
+                Err(e) => return Err(e),
+            };
+            Ok(ftp_listing::parse_list(&lines, chrono::Utc::now()))
         }
     }
 

@@ -143,101 +143,25 @@ impl Endpoint for LocalEndpoint {
     /// `DirEntry::metadata` stats relative to the open folder (statx on its fd), which saves
     /// resolving every path component again for each of a hundred thousand files.
     fn scan(&self, filter: &Filter) -> io::Result<Scan> {
-        let mut found: Vec<(String, Entry)> = Vec::new();
-        let mut issues = Vec::new();
-        let mut leftovers = Vec::new();
-        // Folders holding something left out: they cannot be emptied, so they are never deleted.
-        let mut holders = std::collections::HashSet::new();
-        let mut folders = vec![String::new()];
-        while let Some(dir) = folders.pop() {
-            let listing = match fs::read_dir(self.full(&dir)) {
-                Ok(listing) => listing,
-                Err(err) if dir.is_empty() => return Err(err),
-                Err(err) => {
-                    issues.push(ScanIssue {
-                        path: dir,
-                        message: format!("cannot read: {err}"),
-                        kind: IssueKind::Unreadable,
-                    });
-                    continue;
-                }
-            };
-            for item in listing {
-                let item = match item {
-                    Ok(item) => item,
-                    Err(err) => {
-                        let path = dir.clone();
-                        issues.push(ScanIssue {
-                            path,
-                            message: format!("cannot read: {err}"),
-                            kind: IssueKind::Unreadable,
-                        });
-                        break;
-                    }
-                };
-                let name = item.file_name();
-                let Some(name) = name.to_str() else {
-                    holders.insert(dir.clone());
-                    let path = format!("{dir}/{}", name.to_string_lossy()).trim_start_matches('/').to_string();
-                    issues.push(ScanIssue {
-                        path,
-                        message: "name is not valid UTF-8; skipped".into(),
-                        kind: IssueKind::Skipped,
-                    });
-                    continue;
-                };
-                let rel = if dir.is_empty() { name.to_string() } else { format!("{dir}/{name}") };
-                let ft = match item.file_type() {
-                    Ok(ft) => ft,
-                    Err(err) => {
-                        issues.push(ScanIssue {
-                            path: rel,
-                            message: format!("cannot stat: {err}"),
-                            kind: IssueKind::Unreadable,
-                        });
-                        continue;
-                    }
-                };
-                if ft.is_dir() {
-                    if !filter.ignores(&rel, Kind::Dir) {
-                        found.push((rel.clone(), Entry::dir()));
-                        folders.push(rel);
-                    } else {
-                        holders.insert(dir.clone());
-                    }
-                } else if ft.is_file() {
-                    if Self::is_temp(name) {
-                        if self.is_own_temp(name) {
-                            leftovers.push(rel);
-                        } else {
-                            holders.insert(dir.clone());
-                        }
-                    } else if filter.ignores(&rel, Kind::File) {
-                        holders.insert(dir.clone());
-                    } else {
-                        match item.metadata() {
-                            Ok(meta) => found.push((rel, entry_of(&meta).expect("a regular file"))),
-                            Err(err) => issues.push(ScanIssue {
-                                path: rel,
-                                message: format!("cannot stat: {err}"),
-                                kind: IssueKind::Unreadable,
-                            }),
-                        }
-                    }
-                } else if !filter.ignores(&rel, Kind::File) {
-                    holders.insert(dir.clone());
-                    let what =
-                        if ft.is_symlink() { "symbolic link, not followed" } else { "not a regular file or folder" };
-                    issues.push(ScanIssue {
-                        path: rel,
-                        message: format!("{what}; left alone"),
-                        kind: IssueKind::Excluded,
-                    });
+        self.walk(filter, vec![(String::new(), true)], Vec::new())
+    }
+
+    fn scan_part(&self, filter: &Filter, shallow: &[String], deep: &[String]) -> io::Result<Scan> {
+        // Only folders are listed: a changed path that is (now) a file or gone is seen in its
+        // parent's listing; a shallow folder that is gone is seen in its own parent's.
+        let is_dir = |d: &String| d.is_empty() || matches!(self.stat_path(d), Ok(Some(e)) if e.is_dir());
+        let mut start: Vec<(String, bool)> = shallow.iter().filter(|d| is_dir(d)).map(|d| (d.clone(), false)).collect();
+        start.extend(deep.iter().filter(|d| !d.is_empty() && is_dir(d)).map(|d| (d.clone(), true)));
+        // The folders on the way, so that the plan sees their parents as they are.
+        let mut on_the_way: Vec<(String, Entry)> = Vec::new();
+        for dir in start.iter().flat_map(|(d, _)| crate::model::ancestors(d).chain([d.as_str()])) {
+            if !dir.is_empty() && !filter.hides(dir, Kind::Dir) {
+                if let Ok(Some(entry)) = self.stat_path(dir) {
+                    on_the_way.push((dir.to_string(), entry));
                 }
             }
         }
-        super::mark_unsynced(&mut found, &holders);
-        Ok(Scan { snapshot: Snapshot::from_unique(found), issues, leftovers })
+        self.walk(filter, start, on_the_way)
     }
 
     fn stat(&self, path: &str) -> io::Result<Option<Entry>> {
@@ -387,6 +311,108 @@ impl Endpoint for LocalEndpoint {
 
     fn remove_leftover(&self, path: &str) -> io::Result<()> {
         fs::remove_file(self.full(path))
+    }
+}
+
+impl LocalEndpoint {
+    /// Lists the folders in `start` (with everything below them when `true`).
+    fn walk(&self, filter: &Filter, start: Vec<(String, bool)>, mut found: Vec<(String, Entry)>) -> io::Result<Scan> {
+        let mut issues = Vec::new();
+        let mut leftovers = Vec::new();
+        // Folders holding something left out: they cannot be emptied, so they are never deleted.
+        let mut holders = std::collections::HashSet::new();
+        let mut folders = start;
+        while let Some((dir, recursive)) = folders.pop() {
+            let listing = match fs::read_dir(self.full(&dir)) {
+                Ok(listing) => listing,
+                Err(err) if dir.is_empty() => return Err(err),
+                Err(err) => {
+                    issues.push(ScanIssue {
+                        path: dir,
+                        message: format!("cannot read: {err}"),
+                        kind: IssueKind::Unreadable,
+                    });
+                    continue;
+                }
+            };
+            for item in listing {
+                let item = match item {
+                    Ok(item) => item,
+                    Err(err) => {
+                        let path = dir.clone();
+                        issues.push(ScanIssue {
+                            path,
+                            message: format!("cannot read: {err}"),
+                            kind: IssueKind::Unreadable,
+                        });
+                        break;
+                    }
+                };
+                let name = item.file_name();
+                let Some(name) = name.to_str() else {
+                    holders.insert(dir.clone());
+                    let path = format!("{dir}/{}", name.to_string_lossy()).trim_start_matches('/').to_string();
+                    issues.push(ScanIssue {
+                        path,
+                        message: "name is not valid UTF-8; skipped".into(),
+                        kind: IssueKind::Skipped,
+                    });
+                    continue;
+                };
+                let rel = if dir.is_empty() { name.to_string() } else { format!("{dir}/{name}") };
+                let ft = match item.file_type() {
+                    Ok(ft) => ft,
+                    Err(err) => {
+                        issues.push(ScanIssue {
+                            path: rel,
+                            message: format!("cannot stat: {err}"),
+                            kind: IssueKind::Unreadable,
+                        });
+                        continue;
+                    }
+                };
+                if ft.is_dir() {
+                    if !filter.ignores(&rel, Kind::Dir) {
+                        found.push((rel.clone(), Entry::dir()));
+                        if recursive {
+                            folders.push((rel, true));
+                        }
+                    } else {
+                        holders.insert(dir.clone());
+                    }
+                } else if ft.is_file() {
+                    if Self::is_temp(name) {
+                        if self.is_own_temp(name) {
+                            leftovers.push(rel);
+                        } else {
+                            holders.insert(dir.clone());
+                        }
+                    } else if filter.ignores(&rel, Kind::File) {
+                        holders.insert(dir.clone());
+                    } else {
+                        match item.metadata() {
+                            Ok(meta) => found.push((rel, entry_of(&meta).expect("a regular file"))),
+                            Err(err) => issues.push(ScanIssue {
+                                path: rel,
+                                message: format!("cannot stat: {err}"),
+                                kind: IssueKind::Unreadable,
+                            }),
+                        }
+                    }
+                } else if !filter.ignores(&rel, Kind::File) {
+                    holders.insert(dir.clone());
+                    let what =
+                        if ft.is_symlink() { "symbolic link, not followed" } else { "not a regular file or folder" };
+                    issues.push(ScanIssue {
+                        path: rel,
+                        message: format!("{what}; left alone"),
+                        kind: IssueKind::Excluded,
+                    });
+                }
+            }
+        }
+        super::mark_unsynced(&mut found, &holders);
+        Ok(Scan { snapshot: Snapshot::from_unique(found), issues, leftovers })
     }
 }
 

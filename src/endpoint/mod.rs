@@ -69,6 +69,13 @@ pub trait Endpoint: Send + Sync {
     /// ignores and this pair's temp files (reported as leftovers).
     fn scan(&self, filter: &Filter) -> io::Result<Scan>;
 
+    /// Lists only part of the tree: the entries directly in each of `shallow` (folders, "" for
+    /// the root), everything below each of `deep`, and the folders on the way to both. For a
+    /// sync of the paths a watcher saw change. An endpoint that cannot do better lists all.
+    fn scan_part(&self, filter: &Filter, _shallow: &[String], _deep: &[String]) -> io::Result<Scan> {
+        self.scan(filter)
+    }
+
     /// The entry at `path` now, or `None`.
     fn stat(&self, path: &str) -> io::Result<Option<Entry>>;
 

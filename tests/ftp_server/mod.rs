@@ -20,12 +20,24 @@
 //! control connection is closed first (so no "226" reaches the client), then its data connection.
 //! With `down_after_cut`, every session is dropped as well and new connections are closed at
 //! once until [`FtpServer::heal`]. Without faults, data connections go straight to libunftp.
+//!
+//! Other servers ([`ServerKind`]): `PAIRSYNC_TEST_FTP=pyftpdlib` or `=vsftpd` makes
+//! [`FtpServer::start`] run that installed server instead (as a child process, on a free port,
+//! same user and password), so the same scenarios run against real servers in CI (`.ci/run`).
+//! pyftpdlib (`python3 -m pyftpdlib`) offers MLSD and MFMT and serves `root` as "/". vsftpd has
+//! no MLSD (LIST only, minute precision) and no MFMT; it needs a local account "tester" with
+//! password "s3cret-pw" (made by `.ci/run` on the CI machine), runs without chroot, so URLs name
+//! the folder by its file-system path, and files the tests write into `root` as another user are
+//! handed to "tester" by [`FtpServer::url`]. A selected server that cannot be started panics.
+//! [`FtpServer::start_with`] (faults) always uses libunftp: the faults are features of its relay.
 #![allow(dead_code)]
 
 use std::io::{BufRead, BufReader as StdBufReader};
 use std::net::{Ipv4Addr, SocketAddr};
 use std::ops::RangeInclusive;
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -40,6 +52,54 @@ const USER: &str = "tester";
 const PASSWORD: &str = "s3cret-pw";
 const GREETING: &str = "pairsync test FTP server";
 const STARTUP_TIMEOUT: Duration = Duration::from_secs(10);
+/// Selects the server [`FtpServer::start`] runs: `libunftp` (default), `pyftpdlib` or `vsftpd`.
+pub const SERVER_VARIABLE: &str = "PAIRSYNC_TEST_FTP";
+
+/// Which FTP server the tests run against.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ServerKind {
+    /// In process (this module); MLSD, no MFMT.
+    Libunftp,
+    /// `python3 -m pyftpdlib` (PyPI); MLSD and MFMT.
+    Pyftpdlib,
+    /// `/usr/sbin/vsftpd` (Debian); LIST only, no MFMT.
+    Vsftpd,
+}
+
+impl ServerKind {
+    /// The server `PAIRSYNC_TEST_FTP` names; libunftp when it is unset or empty. Panics on
+    /// anything else, so that a typo in CI fails instead of testing the default.
+    pub fn selected() -> ServerKind {
+        match std::env::var(SERVER_VARIABLE) {
+            Err(std::env::VarError::NotPresent) => ServerKind::Libunftp,
+            Ok(value) => match value.as_str() {
+                "" | "libunftp" => ServerKind::Libunftp,
+                "pyftpdlib" => ServerKind::Pyftpdlib,
+                "vsftpd" => ServerKind::Vsftpd,
+                other => panic!("{SERVER_VARIABLE}={other:?}: expected libunftp, pyftpdlib or vsftpd"),
+            },
+            Err(e) => panic!("{SERVER_VARIABLE}: {e}"),
+        }
+    }
+
+    /// The server sets mtimes with MFMT.
+    pub fn has_mfmt(self) -> bool {
+        self == ServerKind::Pyftpdlib
+    }
+
+    /// The server lists with MLSD (else LIST, minute precision at best).
+    pub fn has_mlsd(self) -> bool {
+        self != ServerKind::Vsftpd
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            ServerKind::Libunftp => "libunftp",
+            ServerKind::Pyftpdlib => "pyftpdlib",
+            ServerKind::Vsftpd => "vsftpd",
+        }
+    }
+}
 
 /// Faults to inject; none by default.
 #[derive(Debug, Clone, Copy, Default)]
@@ -73,20 +133,42 @@ pub struct FtpServer {
     pub root: PathBuf,
     pub user: &'static str,
     pub password: &'static str,
+    pub kind: ServerKind,
     faults: Option<Arc<FaultState>>,
     shutdown: Option<tokio::sync::oneshot::Sender<()>>,
     thread: Option<std::thread::JoinHandle<()>>,
+    /// pyftpdlib or vsftpd.
+    external: Option<External>,
+}
+
+/// A server run as a child process (in its own process group).
+struct External {
+    child: Child,
+    /// Its log (stdout and stderr) and, for vsftpd, its configuration.
+    dir: tempfile::TempDir,
+    /// vsftpd: uid and gid of the FTP account, which must own what it serves.
+    owner: Option<(u32, u32)>,
 }
 
 impl FtpServer {
     /// Starts a server on 127.0.0.1 (free port) serving `root` (created if missing) for user
     /// "tester" / password "s3cret-pw". Returns once the server answers with its 220 greeting.
+    ///
+    /// The server is the one `PAIRSYNC_TEST_FTP` selects ([`ServerKind::selected`]); panics if it
+    /// cannot be started.
     pub fn start(root: &Path) -> FtpServer {
-        FtpServer::start_inner(root, None)
+        match ServerKind::selected() {
+            ServerKind::Libunftp => FtpServer::start_inner(root, None),
+            kind => FtpServer::start_external(root, kind),
+        }
     }
 
-    /// [`FtpServer::start`] with faults armed.
+    /// [`FtpServer::start`] with faults armed: always libunftp, whatever `PAIRSYNC_TEST_FTP`
+    /// says (the faults are features of its relay).
     pub fn start_with(root: &Path, faults: Faults) -> FtpServer {
+        if ServerKind::selected() != ServerKind::Libunftp {
+            eprintln!("note: {SERVER_VARIABLE} is ignored by fault tests: they run against libunftp");
+        }
         let state = FaultState { faults, cuts: AtomicUsize::new(0), down: watch::Sender::new(false) };
         FtpServer::start_inner(root, Some(Arc::new(state)))
     }
@@ -137,17 +219,138 @@ impl FtpServer {
             root,
             user: USER,
             password: PASSWORD,
+            kind: ServerKind::Libunftp,
             faults,
             shutdown: Some(shutdown_tx),
             thread: Some(thread),
+            external: None,
         };
         server.wait_until_ready();
         server
     }
 
-    /// `ftp://tester@127.0.0.1:PORT/<dir>` (a leading `/` in `dir` is ignored).
+    /// `ftp://tester@127.0.0.1:PORT/<dir>` (a leading `/` in `dir` is ignored); for vsftpd, which
+    /// runs without chroot, `ftp://tester@127.0.0.1:PORT<root>/<dir>`.
+    ///
+    /// Calls [`FtpServer::fix_permissions`] first, so a URL taken right before a run lets the
+    /// server use whatever the test wrote into `root` since the last one.
     pub fn url(&self, dir: &str) -> String {
-        format!("ftp://{}@127.0.0.1:{}/{}", self.user, self.port, dir.trim_start_matches('/'))
+        self.fix_permissions();
+        let dir = dir.trim_start_matches('/');
+        match self.kind {
+            ServerKind::Vsftpd => format!("ftp://{}@127.0.0.1:{}{}/{dir}", self.user, self.port, self.root.display()),
+            _ => format!("ftp://{}@127.0.0.1:{}/{dir}", self.user, self.port),
+        }
+    }
+
+    /// vsftpd: hands everything under `root` (root included) to the FTP account, as if it had
+    /// written it itself; the tests write there as another user (root in CI). Modes and mtimes are
+    /// kept. Nothing to do for the other servers, which run as the test's own user.
+    pub fn fix_permissions(&self) {
+        let Some((uid, gid)) = self.external.as_ref().and_then(|e| e.owner) else { return };
+        for entry in walkdir::WalkDir::new(&self.root).follow_links(false) {
+            let entry = entry.unwrap_or_else(|e| panic!("walk {}: {e}", self.root.display()));
+            std::os::unix::fs::lchown(entry.path(), Some(uid), Some(gid))
+                .unwrap_or_else(|e| panic!("chown {} to {USER}: {e}", entry.path().display()));
+        }
+    }
+
+    /// Starts pyftpdlib or vsftpd on a free port, trying a few ports (another process may take
+    /// the one picked before the server binds it).
+    fn start_external(root: &Path, kind: ServerKind) -> FtpServer {
+        std::fs::create_dir_all(root).unwrap_or_else(|e| panic!("create FTP root {}: {e}", root.display()));
+        let root = root.canonicalize().unwrap_or_else(|e| panic!("canonicalize FTP root {}: {e}", root.display()));
+        let owner = (kind == ServerKind::Vsftpd).then(|| {
+            let owner = (account_id(USER, "-u"), account_id(USER, "-g"));
+            make_ancestors_traversable(&root);
+            owner
+        });
+        let mut failures = Vec::new();
+        for _ in 0..4 {
+            let port = free_port();
+            let dir = tempfile::tempdir().expect("temp folder for the FTP server");
+            let log = dir.path().join("server.log");
+            let mut command = match kind {
+                ServerKind::Pyftpdlib => {
+                    let mut command = Command::new("python3");
+                    command.args(["-m", "pyftpdlib", "-i", "127.0.0.1", "-p", &port.to_string(), "-w", "-d"]);
+                    command.arg(&root).args(["-u", USER, "-P", PASSWORD]);
+                    command
+                }
+                ServerKind::Vsftpd => {
+                    let mut command = Command::new("/usr/sbin/vsftpd");
+                    command.arg(write_vsftpd_conf(dir.path(), port));
+                    command
+                }
+                ServerKind::Libunftp => unreachable!("libunftp runs in process"),
+            };
+            let log_file = std::fs::File::create(&log).unwrap_or_else(|e| panic!("create {}: {e}", log.display()));
+            command
+                .stdin(Stdio::null())
+                .stdout(log_file.try_clone().expect("clone log file handle"))
+                .stderr(log_file)
+                .process_group(0);
+            let child = command.spawn().unwrap_or_else(|e| {
+                panic!(
+                    "{SERVER_VARIABLE}={}: cannot run {:?}: {e} (is it installed? .ci/run installs it)",
+                    kind.name(),
+                    command.get_program()
+                )
+            });
+            let mut server = FtpServer {
+                port,
+                root: root.clone(),
+                user: USER,
+                password: PASSWORD,
+                kind,
+                faults: None,
+                shutdown: None,
+                thread: None,
+                external: Some(External { child, dir, owner }),
+            };
+            match server.wait_until_external_ready() {
+                Ok(()) => {
+                    server.fix_permissions();
+                    return server;
+                }
+                Err(e) => {
+                    let log = std::fs::read_to_string(&log).unwrap_or_default();
+                    failures.push(format!("port {port}: {e}\n--- server log\n{log}---"));
+                    // Dropping `server` kills what is left of it.
+                }
+            }
+        }
+        panic!("{SERVER_VARIABLE}={}: the FTP server did not start:\n{}", kind.name(), failures.join("\n"));
+    }
+
+    /// Polls (bounded) until the child answers with a 220 greeting; an error if it exits first.
+    fn wait_until_external_ready(&mut self) -> Result<(), String> {
+        let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, self.port));
+        let deadline = Instant::now() + STARTUP_TIMEOUT;
+        let mut last_error = String::from("no answer");
+        while Instant::now() < deadline {
+            let external = self.external.as_mut().expect("an external server");
+            if let Ok(Some(status)) = external.child.try_wait() {
+                return Err(format!("exited ({status}) before answering: {last_error}"));
+            }
+            match std::net::TcpStream::connect_timeout(&addr, Duration::from_millis(500)) {
+                Ok(stream) => {
+                    let _ = stream.set_read_timeout(Some(Duration::from_secs(2)));
+                    let mut line = String::new();
+                    match StdBufReader::new(stream).read_line(&mut line) {
+                        // The greeting names the server: not some other process on that port.
+                        Ok(_) if line.starts_with("220") && line.to_ascii_lowercase().contains(self.kind.name()) => {
+                            return Ok(())
+                        }
+                        Ok(_) => last_error = format!("unexpected greeting {line:?}"),
+                        Err(e) => last_error = e.to_string(),
+                    }
+                }
+                Err(e) => last_error = e.to_string(),
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Err(format!("not ready within {STARTUP_TIMEOUT:?}: {last_error}"))
     }
 
     /// Writes `<home>/.netrc` (mode 0600, replacing any existing one) with this server's credentials.
@@ -181,6 +384,15 @@ impl FtpServer {
 
 impl Drop for FtpServer {
     fn drop(&mut self) {
+        if let Some(mut external) = self.external.take() {
+            // The whole process group: vsftpd forks a process per session.
+            let pid = external.child.id() as libc::pid_t;
+            // SAFETY: kill(2) has no memory-safety preconditions; -pid is the group this child leads.
+            unsafe { libc::kill(-pid, libc::SIGKILL) };
+            let _ = external.child.kill();
+            let _ = external.child.wait();
+            drop(external.dir);
+        }
         if let Some(tx) = self.shutdown.take() {
             let _ = tx.send(());
         }
@@ -207,6 +419,84 @@ pub fn write_netrc(home: &Path, user: &str, password: &str) {
         .unwrap_or_else(|e| panic!("write {}: {e}", path.display()));
     std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))
         .unwrap_or_else(|e| panic!("chmod {}: {e}", path.display()));
+}
+
+/// A port that was free a moment ago on 127.0.0.1 (released again for the server to bind).
+fn free_port() -> u16 {
+    let listener = std::net::TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).expect("bind 127.0.0.1:0");
+    listener.local_addr().expect("local address").port()
+}
+
+/// `id FLAG USER` as a number (uid for "-u", gid for "-g"); panics if there is no such account.
+fn account_id(user: &str, flag: &str) -> u32 {
+    let out = Command::new("id").args([flag, user]).output().unwrap_or_else(|e| panic!("run id: {e}"));
+    let text = String::from_utf8_lossy(&out.stdout);
+    match text.trim().parse() {
+        Ok(id) if out.status.success() => id,
+        _ => panic!(
+            "{SERVER_VARIABLE}=vsftpd needs a local account {user:?} with password {PASSWORD:?} (.ci/run makes \
+             it on the CI machine): id {flag} {user}: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        ),
+    }
+}
+
+/// Adds search (x) permission for everyone to the ancestors of `root` inside the temp folder
+/// (test folders are 0700), so that the FTP account can reach `root`. Ancestors outside it are
+/// left alone: one the account cannot search is an error.
+fn make_ancestors_traversable(root: &Path) {
+    use std::os::unix::fs::PermissionsExt;
+    let temp = std::env::temp_dir().canonicalize().unwrap_or_else(|_| std::env::temp_dir());
+    for dir in root.ancestors().skip(1) {
+        let meta = std::fs::metadata(dir).unwrap_or_else(|e| panic!("stat {}: {e}", dir.display()));
+        let mode = meta.permissions().mode();
+        if mode & 0o001 != 0 {
+            continue;
+        }
+        if !dir.starts_with(&temp) || dir == temp {
+            panic!("{SERVER_VARIABLE}=vsftpd: {USER} cannot reach {} through {}", root.display(), dir.display());
+        }
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(mode | 0o111))
+            .unwrap_or_else(|e| panic!("chmod a+x {}: {e}", dir.display()));
+    }
+}
+
+/// Writes `<dir>/vsftpd.conf` for a vsftpd listening on 127.0.0.1:`port` (local users, no
+/// chroot, UTC listings, passive only) and returns its path.
+fn write_vsftpd_conf(dir: &Path, port: u16) -> PathBuf {
+    // vsftpd insists on an existing, empty folder for its unprivileged helper, even without chroot.
+    let empty = dir.join("empty");
+    std::fs::create_dir_all(&empty).unwrap_or_else(|e| panic!("create {}: {e}", empty.display()));
+    let passive = passive_port_range();
+    let conf = format!(
+        "listen=YES\n\
+         listen_ipv6=NO\n\
+         listen_address=127.0.0.1\n\
+         listen_port={port}\n\
+         background=NO\n\
+         anonymous_enable=NO\n\
+         local_enable=YES\n\
+         write_enable=YES\n\
+         local_umask=022\n\
+         pasv_enable=YES\n\
+         pasv_min_port={}\n\
+         pasv_max_port={}\n\
+         seccomp_sandbox=NO\n\
+         isolate=NO\n\
+         isolate_network=NO\n\
+         use_localtime=NO\n\
+         chroot_local_user=NO\n\
+         allow_writeable_chroot=YES\n\
+         pam_service_name=vsftpd\n\
+         secure_chroot_dir={}\n\
+         xferlog_enable=NO\n",
+        passive.start(),
+        passive.end(),
+        empty.display()
+    );
+    let path = dir.join("vsftpd.conf");
+    std::fs::write(&path, conf).unwrap_or_else(|e| panic!("write {}: {e}", path.display()));
+    path
 }
 
 /// Passive data ports: above the kernel's ephemeral range if there is room, so a PASV listener

@@ -1,0 +1,83 @@
+//! A watched item and the waits its tests need.
+
+#![allow(dead_code)]
+
+use super::util;
+
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use util::TestEnv;
+
+pub struct Live {
+    pub env: TestEnv,
+    pub config: PathBuf,
+    child: Option<Child>,
+}
+
+impl Live {
+    /// An item `live` over the env's folders, watched by `pairsync ARGS` (`watch live ...` or
+    /// `daemon`).
+    pub fn start(args: &[&str], add_flags: &[&str], before: impl FnOnce(&TestEnv)) -> Live {
+        let env = TestEnv::new();
+        before(&env);
+        let config = env.root.join("pairsync.toml");
+        let (src, dst) = (env.src.to_str().unwrap(), env.dst.to_str().unwrap());
+        let mut add = vec!["-C", config.to_str().unwrap(), "add", "live", "--source", src, "--destination", dst];
+        add.extend_from_slice(add_flags);
+        env.expect(&env.run(&add), 0);
+        let child = Command::new(env!("CARGO_BIN_EXE_pairsync"))
+            .args(["-C", config.to_str().unwrap()])
+            .args(args)
+            .env("HOME", &env.home)
+            .env("PAIRSYNC_STATE_DIR", &env.state)
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        Live { env, config, child: Some(child) }
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().unwrap().id()
+    }
+
+    /// Stops it with SIGTERM; returns its exit code and how long that took.
+    pub fn stop(&mut self) -> (Option<i32>, Duration) {
+        let mut child = self.child.take().unwrap();
+        let started = Instant::now();
+        Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
+        let exited = wait_for(Duration::from_secs(10), || child.try_wait().unwrap().is_some());
+        if !exited {
+            child.kill().unwrap();
+        }
+        (child.wait().unwrap().code(), started.elapsed())
+    }
+}
+
+impl Drop for Live {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+pub fn wait_for(limit: Duration, mut cond: impl FnMut() -> bool) -> bool {
+    let start = Instant::now();
+    while start.elapsed() < limit {
+        if cond() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    cond()
+}
+
+/// Waits (2 s at most) until `what` holds; fails naming the step.
+#[track_caller]
+pub fn within_2s(live: &Live, step: &str, what: impl FnMut() -> bool) {
+    assert!(wait_for(Duration::from_secs(2), what), "{step}: not carried within 2 s\n{}", live.env.trees());
+}

@@ -1,0 +1,91 @@
+//! Watch mode, through the real binary: changes on either side are carried within moments,
+//! idling costs nothing, the periodic rescan catches what events missed, and the result is what
+//! a full run would give. (The 10,000-file burst is tests/watch_burst.rs: run alone, it cannot
+//! starve these timing tests of CPU.)
+
+mod live;
+mod util;
+
+use std::fs;
+use std::time::Duration;
+
+use live::{wait_for, within_2s, Live};
+use util::{Side::Destination as D, Side::Source as S};
+
+#[test]
+fn changes_on_either_side_are_carried_within_2_seconds() {
+    let live = Live::start(&["watch", "live"], &[], |env| {
+        env.put(S, "before.txt", "made before watching");
+    });
+    let env = &live.env;
+    within_2s(&live, "the first full run", || env.exists(D, "before.txt"));
+    env.put(S, "new.txt", "n");
+    within_2s(&live, "create on the source", || env.exists(D, "new.txt"));
+    env.put(D, "from-dst.txt", "d");
+    within_2s(&live, "create on the destination", || env.exists(S, "from-dst.txt"));
+    env.put_at(S, "new.txt", "edited", 1_900_000_000);
+    within_2s(&live, "modify", || fs::read_to_string(env.dst.join("new.txt")).unwrap_or_default() == "edited");
+    env.mv(D, "from-dst.txt", "renamed.txt");
+    within_2s(&live, "rename on the destination", || env.exists(S, "renamed.txt") && !env.exists(S, "from-dst.txt"));
+    env.put(S, "deep/er/still/file.txt", "nested");
+    within_2s(&live, "a new nested folder", || env.exists(D, "deep/er/still/file.txt"));
+    env.rm(D, "before.txt");
+    within_2s(&live, "delete on the destination", || !env.exists(S, "before.txt"));
+    // What the watcher did is what a full run would: a full run now finds nothing to do.
+    let run = env.run(&["-C", live.config.to_str().unwrap(), "--json", "run", "live"]);
+    env.expect(&run, 0);
+    for field in ["\"copied\":0", "\"deleted\":0", "\"renamed\":0"] {
+        assert!(run.stdout.contains(field), "{field}: {run}");
+    }
+}
+
+/// User + system CPU time of a process so far, from /proc (clock ticks, 100 a second).
+fn cpu_ticks(pid: u32) -> u64 {
+    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    let after_name = &stat[stat.rfind(')').unwrap() + 2..];
+    let fields: Vec<&str> = after_name.split(' ').collect();
+    fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap()
+}
+
+#[test]
+fn idling_costs_no_cpu() {
+    let live = Live::start(&["watch", "live"], &[], |env| {
+        env.put(S, "a", "1");
+    });
+    within_2s(&live, "the first full run", || live.env.exists(D, "a"));
+    std::thread::sleep(Duration::from_millis(500));
+    let before = cpu_ticks(live.pid());
+    std::thread::sleep(Duration::from_secs(5));
+    let used = cpu_ticks(live.pid()) - before;
+    assert!(used < 10, "{used} ticks (1/100 s) of CPU in 5 idle seconds");
+}
+
+#[test]
+fn the_periodic_rescan_catches_what_no_event_reported() {
+    let live = Live::start(&["watch", "live", "--rescan", "1"], &[], |env| {
+        env.put(S, "a", "1");
+    });
+    let env = &live.env;
+    within_2s(&live, "the first full run", || env.exists(D, "a"));
+    // A destination folder swapped for another: the watch on the old one sees nothing new.
+    fs::rename(&env.dst, env.root.join("old-dst")).unwrap();
+    fs::create_dir(&env.dst).unwrap();
+    env.put(D, "a", "1");
+    std::thread::sleep(Duration::from_millis(50));
+    env.put(D, "seen-by-the-rescan", "r");
+    assert!(
+        wait_for(Duration::from_secs(5), || env.exists(S, "seen-by-the-rescan")),
+        "not carried by the rescan\n{}",
+        env.trees()
+    );
+}
+
+#[test]
+fn the_daemon_watches_items_marked_watch() {
+    let mut live = Live::start(&["daemon"], &["--watch"], |_| {});
+    let env = &live.env;
+    env.put(S, "x", "1");
+    within_2s(&live, "a change under the daemon", || env.exists(D, "x"));
+    let (code, _) = live.stop();
+    assert_eq!(code, Some(0));
+}
