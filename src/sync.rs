@@ -52,12 +52,34 @@ fn scope_parts(paths: &[String]) -> (Vec<String>, Vec<String>) {
     (shallow, deep)
 }
 
-/// True for the paths a scoped run plans: entries of a shallow folder, the deep paths and
-/// everything below them, and the folders on the way to either.
-fn in_scope(path: &str, shallow: &std::collections::HashSet<&str>, deep: &[String]) -> bool {
-    shallow.contains(crate::model::parent(path).unwrap_or(""))
-        || deep.iter().any(|d| path == d || crate::model::is_inside(path, d) || crate::model::is_inside(d, path))
-        || shallow.iter().any(|d| crate::model::is_inside(d, path))
+/// The paths a scoped run plans: entries of a shallow folder, the deep paths and everything
+/// below them, and the folders on the way to either. Set lookups only: a batch of thousands of
+/// paths must not cost thousands of comparisons per record.
+struct Scope<'a> {
+    shallow: std::collections::HashSet<&'a str>,
+    deep: std::collections::HashSet<&'a str>,
+    on_the_way: std::collections::HashSet<&'a str>,
+}
+
+impl<'a> Scope<'a> {
+    fn new(shallow: &'a [String], deep: &'a [String]) -> Scope<'a> {
+        let on_the_way = shallow
+            .iter()
+            .chain(deep)
+            .flat_map(|p| crate::model::ancestors(p).chain(std::iter::once(p.as_str())))
+            .collect();
+        Scope {
+            shallow: shallow.iter().map(String::as_str).collect(),
+            deep: deep.iter().map(String::as_str).collect(),
+            on_the_way,
+        }
+    }
+
+    fn contains(&self, path: &str) -> bool {
+        self.shallow.contains(crate::model::parent(path).unwrap_or(""))
+            || self.on_the_way.contains(path)
+            || std::iter::once(path).chain(crate::model::ancestors(path)).any(|p| self.deep.contains(p))
+    }
 }
 
 /// What a sync did (or, with `dry_run`, would do).
@@ -317,10 +339,9 @@ pub fn sync(job: &Job, reporter: &dyn Reporter) -> Result<Summary> {
     let (mut state, bad_records) = loaded?;
     // A scoped run plans only its paths; the safety stops still count the whole pair's files.
     let recorded_files = state.values().filter(|r| r.kind == crate::model::Kind::File).count();
-    if let Some(paths) = &job.scope {
-        let (shallow, deep) = scope_parts(paths);
-        let shallow: std::collections::HashSet<&str> = shallow.iter().map(String::as_str).collect();
-        state.retain(|path, _| in_scope(path, &shallow, &deep));
+    if let Some((shallow, deep)) = &parts {
+        let scope = Scope::new(shallow, deep);
+        state.retain(|path, _| scope.contains(path));
     }
     if bad_records > 0 {
         warn(format!("{bad_records} unreadable state records dropped; those paths are compared afresh"));

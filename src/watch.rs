@@ -44,6 +44,9 @@ impl Default for WatchSettings {
     }
 }
 
+/// A batch of more changed paths than this is synced as a full run.
+const MAX_SCOPE: usize = 2000;
+
 enum Seen {
     /// Item index, relative path that changed.
     Path(usize, String),
@@ -103,6 +106,9 @@ pub fn run(items: Vec<Item>, state_dir: &Path, options: &RunOptions, settings: &
                 Ok(event) if event.need_rescan() => {
                     let _ = tx.send(Seen::Rescan(index));
                 }
+                // Opening or reading (our own scans list folders) changes nothing: counted, those
+                // events would keep the watcher rescanning forever.
+                Ok(event) if matches!(event.kind, notify::EventKind::Access(_)) => {}
                 Ok(event) => {
                     for path in event.paths {
                         if let Some(rel) = relative(&root_for_events, &path) {
@@ -187,7 +193,10 @@ pub fn run(items: Vec<Item>, state_dir: &Path, options: &RunOptions, settings: &
                     let scope: Vec<String> = std::mem::take(&mut w.pending).into_iter().collect();
                     w.first = None;
                     w.last = None;
-                    sync(w, Some(scope));
+                    // A batch this large (a burst, the echo of a big copy) is cheaper, and the
+                    // same, as a full run.
+                    let scope = (scope.len() <= MAX_SCOPE).then_some(scope);
+                    sync(w, scope);
                 }
             }
             if stop.load(Ordering::Relaxed) {

@@ -49,10 +49,14 @@ fn cpu_ticks(pid: u32) -> u64 {
 
 #[test]
 fn idling_costs_no_cpu() {
+    // Regression: listing a subfolder raised an access event that started another scoped run,
+    // which listed it again: an endless loop at half a core.
     let live = Live::start(&["watch", "live"], &[], |env| {
-        env.put(S, "a", "1");
+        env.put(S, "sub/a", "1").put(S, "sub/deeper/b", "2");
     });
-    within_2s(&live, "the first full run", || live.env.exists(D, "a"));
+    within_2s(&live, "the first full run", || live.env.exists(D, "sub/deeper/b"));
+    live.env.put(S, "sub/c", "3");
+    within_2s(&live, "a change", || live.env.exists(D, "sub/c"));
     std::thread::sleep(Duration::from_millis(500));
     let before = cpu_ticks(live.pid());
     std::thread::sleep(Duration::from_secs(5));
