@@ -226,7 +226,15 @@ pub fn run(items: Vec<Item>, state_dir: &Path, options: &RunOptions, settings: &
                         w.last = Some(t);
                         w.pending.insert(rel);
                     }
-                    Seen::Rescan(i) => watched[i].full_due = Instant::now(),
+                    Seen::Rescan(i) => {
+                        if watched[i].full_due > Instant::now() {
+                            eprintln!(
+                                "pairsync watch: {}: events were lost (queue overflow); full rescan",
+                                watched[i].item.name
+                            );
+                        }
+                        watched[i].full_due = Instant::now();
+                    }
                 };
                 take(seen);
                 // Drain what else is queued without waiting.

@@ -43,6 +43,20 @@ impl Live {
         self.child.as_ref().unwrap().id()
     }
 
+    /// Stops it with SIGTERM; returns its exit code, how long that took, and its stderr.
+    pub fn stop_with_stderr(&mut self) -> (Option<i32>, Duration, String) {
+        let mut child = self.child.take().unwrap();
+        let started = Instant::now();
+        Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
+        let exited = wait_for(Duration::from_secs(10), || child.try_wait().unwrap().is_some());
+        if !exited {
+            child.kill().unwrap();
+        }
+        let took = started.elapsed();
+        let out = child.wait_with_output().unwrap();
+        (out.status.code(), took, String::from_utf8_lossy(&out.stderr).into_owned())
+    }
+
     /// Stops it with SIGTERM; returns its exit code and how long that took.
     pub fn stop(&mut self) -> (Option<i32>, Duration) {
         let mut child = self.child.take().unwrap();
