@@ -63,7 +63,8 @@ pub fn watch(
     let chosen = commands::select(&config, selection.0, None, selection.1)?;
     let stop = Arc::new(AtomicBool::new(false));
     let signals = stop_on_signals(stop.clone())?;
-    let options = RunOptions { verbosity, json: false, prefixed: true, stop: Some(stop), quiet_noops: true };
+    let options =
+        RunOptions { verbosity, json: false, prefixed: true, stop: Some(stop), quiet_noops: true, quiet_skips: false };
     let code = crate::watch::run(chosen, state_dir, &options, settings);
     signals.close();
     // Stopped by a signal, the watch itself ends well; what its runs found is in their logs.
@@ -114,7 +115,14 @@ pub fn run(
     }
 
     let stop = Arc::new(AtomicBool::new(false));
-    let options = RunOptions { verbosity, json: false, prefixed: true, stop: Some(stop.clone()), quiet_noops: false };
+    let options = RunOptions {
+        verbosity,
+        json: false,
+        prefixed: true,
+        stop: Some(stop.clone()),
+        quiet_noops: false,
+        quiet_skips: false,
+    };
     // Items with watch = true are also synced live, on their own thread.
     let watched: Vec<Item> = commands::load(config_flag.clone(), true)?
         .items()

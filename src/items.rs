@@ -107,6 +107,13 @@ fn record_last_run(state_dir: &Path, name: &str, run: &LastRun) -> std::io::Resu
     std::fs::rename(&temp, &path)
 }
 
+/// Appends one timestamped line to an item's log.
+pub fn log_line(item: &Item, state_dir: &Path, line: &str) {
+    if let Ok(console) = Console::new(Verbosity::Quiet, false, false, Some(&log_path(item, state_dir))) {
+        console.log(line);
+    }
+}
+
 /// Forgets an item's last run (`delete --purge-state`).
 pub fn forget_last_run(state_dir: &Path, name: &str) {
     let _ = std::fs::remove_file(last_run_path(state_dir, name));
@@ -122,6 +129,8 @@ pub struct RunOptions {
     pub stop: Option<Arc<AtomicBool>>,
     /// Runs that change nothing print and log nothing (watch mode).
     pub quiet_noops: bool,
+    /// A skipped run prints and logs nothing (a paused item, already reported).
+    pub quiet_skips: bool,
 }
 
 /// Syncs an item now: logs to its log file, records its last run, returns its exit code.
@@ -141,6 +150,7 @@ pub fn run_scoped(item: &Item, state_dir: &Path, options: &RunOptions, scope: Op
     };
     let console = if options.prefixed { console.with_prefix(&item.name) } else { console };
     let console = if options.quiet_noops { console.with_quiet_noops() } else { console };
+    let console = if options.quiet_skips { console.with_quiet_skips() } else { console };
     let console = match &options.stop {
         Some(flag) => console.with_stop(flag.clone()),
         None => console,

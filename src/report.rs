@@ -34,6 +34,8 @@ pub struct Console {
     /// printed nor logged; its start line waits here until something happens.
     quiet_noops: bool,
     pending_start: Mutex<Option<String>>,
+    /// A run of an item already known to be skipped (paused in watch mode) says nothing again.
+    quiet_skips: bool,
 }
 
 /// A log file over this size is moved to `NAME.1` (replacing the older one) when opened.
@@ -71,6 +73,7 @@ impl Console {
             prefix: String::new(),
             quiet_noops: false,
             pending_start: Mutex::new(None),
+            quiet_skips: false,
         })
     }
 
@@ -83,6 +86,12 @@ impl Console {
     /// Runs that change nothing print and log nothing (watch mode).
     pub fn with_quiet_noops(mut self) -> Console {
         self.quiet_noops = true;
+        self
+    }
+
+    /// A skipped run prints and logs nothing (its item was already reported paused).
+    pub fn with_quiet_skips(mut self) -> Console {
+        self.quiet_skips = true;
         self
     }
 
@@ -136,6 +145,10 @@ impl Console {
     pub fn stopped(&self, error: &crate::error::Error) {
         if let Some(bar) = &self.progress {
             bar.finish_and_clear();
+        }
+        if self.quiet_skips {
+            self.pending_start.lock().unwrap().take();
+            return;
         }
         self.log(&format!("skipped: {error} (exit {})", error.exit_code().code()));
         if self.json {

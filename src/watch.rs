@@ -160,19 +160,24 @@ pub fn run(items: Vec<Item>, state_dir: &Path, options: &RunOptions, settings: &
 
     let mut worst = ExitCode::Synced;
     let mut sync = |w: &mut Watched, scope: Option<Vec<String>>| {
-        let code = items::run_scoped(&w.item, state_dir, options, scope);
+        // A paused item's skipped runs say nothing: its pause was reported once.
+        let options = RunOptions { quiet_skips: w.paused, ..options.clone() };
+        let code = items::run_scoped(&w.item, state_dir, &options, scope);
+        let announce = |line: &str| {
+            say(&format!("{}: {line}", w.item.name));
+            items::log_line(&w.item, state_dir, line);
+        };
         match code {
             ExitCode::CheckFailed if !w.paused => {
+                announce(&format!("paused: its file check does not hold; retried every {} s", settings.poll.as_secs()));
                 w.paused = true;
-                say(&format!(
-                    "{}: paused: its file check does not hold; retried every {:?}",
-                    w.item.name, settings.poll
-                ));
+                // Retried by full runs every `poll` from now on (the next one may be an hour away).
+                w.full_due = w.full_due.min(Instant::now() + settings.poll);
             }
             ExitCode::CheckFailed => {}
             _ if w.paused => {
+                announce("resumed: its file check holds again");
                 w.paused = false;
-                say(&format!("{}: resumed: its file check holds again", w.item.name));
             }
             _ => {}
         }

@@ -93,3 +93,23 @@ fn the_daemon_watches_items_marked_watch() {
     let (code, _) = live.stop();
     assert_eq!(code, Some(0));
 }
+
+#[test]
+fn a_file_check_that_stops_holding_pauses_the_item_until_it_holds_again() {
+    let mut live = Live::start(&["watch", "live", "--poll", "1"], &["--check-destination", ".drive-id=usb-1"], |env| {
+        env.put(D, ".drive-id", "usb-1\n");
+        env.put(S, "a", "1");
+    });
+    let env = &live.env;
+    within_2s(&live, "the first full run", || env.exists(D, "a"));
+    // The drive is "unplugged": nothing may be written to it meanwhile.
+    fs::remove_file(env.dst.join(".drive-id")).unwrap();
+    env.put(S, "while-unplugged", "w");
+    std::thread::sleep(Duration::from_millis(1500));
+    assert!(!env.exists(D, "while-unplugged"), "written while the check did not hold\n{}", env.trees());
+    // Plugged back in: the item resumes (checked every --poll) and catches up.
+    env.put(D, ".drive-id", "usb-1\n");
+    assert!(wait_for(Duration::from_secs(5), || env.exists(D, "while-unplugged")), "did not resume\n{}", env.trees());
+    let (code, _, stderr) = live.stop_with_stderr();
+    assert_eq!(code, Some(0), "{stderr}");
+}
