@@ -189,6 +189,11 @@ pub struct ItemArgs {
     /// Connections to an FTP side at most (default 4).
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=64))]
     pub connections: Option<u16>,
+    /// Do not verify the FTPS sides' certificates (tls_verify = false); --secure-tls undoes it.
+    #[arg(long, conflicts_with = "secure_tls")]
+    pub insecure_tls: bool,
+    #[arg(long)]
+    pub secure_tls: bool,
     /// Name of an environment variable holding the source's FTP password.
     #[arg(long, value_name = "VAR")]
     pub source_password_env: Option<String>,
@@ -247,6 +252,10 @@ pub struct SyncArgs {
     /// Append a timestamped log of the run to FILE.
     #[arg(long, value_name = "FILE")]
     pub log: Option<PathBuf>,
+    /// Do not verify FTPS servers' certificates: the connection can then be intercepted. Only
+    /// for a server you know, with a self-signed certificate.
+    #[arg(long)]
+    pub insecure_tls: bool,
     /// Connections to an FTP side at most: parallel transfers (backing off on 421).
     #[arg(long, value_name = "N", default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..=64))]
     pub connections: u16,
@@ -288,7 +297,7 @@ pub fn job(args: &SyncArgs, state_dir_flag: Option<PathBuf>) -> Result<Job> {
         force: args.force,
         dry_run: args.dry_run,
         state_dir: state_dir(state_dir_flag)?,
-        auth: Default::default(),
+        auth: std::array::from_fn(|_| crate::sync::Auth { insecure_tls: args.insecure_tls, ..Default::default() }),
         connections: usize::from(args.connections),
         scope: None,
     })

@@ -81,6 +81,7 @@ fn apply(item: &mut Item, args: &ItemArgs) -> Result<()> {
         if new.kind == EndpointKind::Ftp && old.kind == EndpointKind::Ftp {
             new.password = old.password.clone();
             new.password_env = old.password_env.clone();
+            new.tls_verify = old.tls_verify || !new.tls;
         }
         new
     };
@@ -141,6 +142,14 @@ fn apply(item: &mut Item, args: &ItemArgs) -> Result<()> {
     }
     if let Some(n) = args.connections {
         item.connections = Some(n);
+    }
+    for side in [&mut item.source, &mut item.destination] {
+        if args.insecure_tls && side.tls {
+            side.tls_verify = false;
+        }
+        if args.secure_tls {
+            side.tls_verify = true;
+        }
     }
     if let Some(var) = &args.source_password_env {
         item.source.password_env = Some(var.clone());

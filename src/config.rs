@@ -42,8 +42,8 @@ const ITEM_KEYS: [&str; 13] = [
     "source",
     "destination",
 ];
-const SIDE_KEYS: [&str; 9] =
-    ["type", "server", "username", "password", "password_env", "tls", "directory", "ignore", "check"];
+const SIDE_KEYS: [&str; 10] =
+    ["type", "server", "username", "password", "password_env", "tls", "tls_verify", "directory", "ignore", "check"];
 /// Keys that mean something only for an FTP side.
 const FTP_KEYS: [&str; 4] = ["server", "username", "password", "password_env"];
 
@@ -117,6 +117,8 @@ pub struct SideConfig {
     /// The name of the environment variable holding the password.
     pub password_env: Option<String>,
     pub tls: bool,
+    /// Verify the FTPS server's certificate (the default). `false` only by explicit choice.
+    pub tls_verify: bool,
     pub directory: String,
     /// Regexes matched against the '/'-separated path relative to the root.
     pub ignore: Vec<String>,
@@ -134,6 +136,7 @@ impl SideConfig {
             password: None,
             password_env: None,
             tls: false,
+            tls_verify: true,
             directory: directory.into(),
             ignore: Vec::new(),
             check: None,
@@ -151,6 +154,7 @@ impl fmt::Debug for SideConfig {
             .field("password", &self.password.as_ref().map(|_| "***"))
             .field("password_env", &self.password_env)
             .field("tls", &self.tls)
+            .field("tls_verify", &self.tls_verify)
             .field("directory", &self.directory)
             .field("ignore", &self.ignore)
             .field("check", &self.check)
@@ -618,6 +622,7 @@ impl Reader<'_> {
             password: self.string(table, &prefix, "password")?,
             password_env: self.string(table, &prefix, "password_env")?,
             tls: self.boolean(table, &prefix, "tls")?.unwrap_or(false),
+            tls_verify: self.boolean(table, &prefix, "tls_verify")?.unwrap_or(true),
             directory,
             ignore,
             check: self.string(table, &prefix, "check")?,
@@ -784,6 +789,9 @@ fn check_side(config: &SideConfig, side: &'static str) -> Result<(), Problem> {
             }
         }
     }
+    if !config.tls_verify && !config.tls {
+        return at("tls_verify", format!("{side}.tls_verify applies only to tls = true"));
+    }
     if config.password.is_some() && config.password_env.is_some() {
         return at(
             "password_env",
@@ -841,6 +849,7 @@ fn side_fields(side: &SideConfig) -> Fields {
         ("password", text(&side.password)),
         ("password_env", text(&side.password_env)),
         ("tls", (ftp || side.tls).then(|| toml_edit::value(side.tls))),
+        ("tls_verify", (!side.tls_verify).then(|| toml_edit::value(false))),
         ("directory", Some(toml_edit::value(side.directory.as_str()))),
         ("ignore", (!side.ignore.is_empty()).then(|| toml_edit::value(side.ignore.iter().collect::<Array>()))),
         ("check", text(&side.check)),
@@ -1547,7 +1556,7 @@ directory = "/music"
                     schedule, conflict, max_delete, watch, connections, source, destination)";
             unknown_side_key: "[[item]]\nname = \"a\"\n[item.source]\ndirectory = \"/s\"\ndirectroy = \"/t\"\n[item.destination]\ndirectory = \"/d\"\n"
                 => "F:5: item \"a\": unknown key source.directroy (known: type, server, username, password, \
-                    password_env, tls, directory, ignore, check)";
+                    password_env, tls, tls_verify, directory, ignore, check)";
             max_delete_not_an_integer: concat!("[[item]]\nname = \"a\"\nmax_delete = \"50\"\n", sides!())
                 => "F:3: item \"a\": max_delete must be an integer, not a string";
             recursive_not_a_boolean: concat!("[[item]]\nname = \"a\"\nrecursive = \"yes\"\n", sides!())

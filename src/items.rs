@@ -46,7 +46,11 @@ pub fn pair_filter<'a>(
 }
 
 fn auth(side: &SideConfig) -> Auth {
-    Auth { password: side.password.as_ref().map(Secret::new), password_env: side.password_env.clone() }
+    Auth {
+        password: side.password.as_ref().map(Secret::new),
+        password_env: side.password_env.clone(),
+        insecure_tls: !side.tls_verify,
+    }
 }
 
 /// The job that runs `item`.

@@ -156,6 +156,8 @@ impl Root {
 pub struct Auth {
     pub password: Option<Secret>,
     pub password_env: Option<String>,
+    /// Do not verify the FTPS server's certificate (explicitly asked for).
+    pub insecure_tls: bool,
 }
 
 /// A side given on the command line or in an item; a password in a URL is returned apart.
@@ -229,7 +231,8 @@ fn open_endpoint(root: &Root, auth: &Auth, tag: &str, connections: usize) -> Res
     let netrc = credentials::netrc_path(&env);
     let credentials = credentials::resolve(&side, &env, netrc.as_deref())
         .map_err(|e| Error::Usage(format!("{}: {e}", root.url())))?;
-    let options = FtpOptions { tag: tag.to_string(), connections, ..FtpOptions::default() };
+    let options =
+        FtpOptions { tag: tag.to_string(), connections, tls_verify: !auth.insecure_tls, ..FtpOptions::default() };
     ftp::open(url.clone(), credentials, options).map_err(|e| Error::Unreachable(e.to_string()))
 }
 
@@ -249,6 +252,13 @@ pub fn sync(job: &Job, reporter: &dyn Reporter) -> Result<Summary> {
                  shell history and process lists"
             ));
             auth.password.get_or_insert(Secret::new(password));
+        }
+    }
+    for (side, (root, auth)) in Side::BOTH.into_iter().zip([&source, &destination].into_iter().zip(&auths)) {
+        if matches!(root, Root::Ftp(url) if url.tls) && auth.insecure_tls {
+            early_warnings.push(format!(
+                "the {side}'s FTPS certificate is NOT verified (--insecure-tls): the connection can be intercepted"
+            ));
         }
     }
     let opened = [

@@ -362,3 +362,16 @@ fn concurrent_adds_lose_no_item() {
     let list = it.ok(&["list"]);
     assert_eq!(list.stdout.lines().count(), 13, "{list}");
 }
+
+#[test]
+fn insecure_tls_is_stored_per_side_and_refused_without_tls() {
+    let it = Items::new();
+    let src = it.env.src.to_str().unwrap().to_string();
+    it.ok(&["add", "site", "--source", &src, "--destination", "ftps://deploy@example.com/www", "--insecure-tls"]);
+    let text = fs::read_to_string(&it.config).unwrap();
+    assert!(text.contains("tls_verify = false"), "{text}");
+    fs::write(&it.config, text.replace("tls = true", "tls = false")).unwrap();
+    let run = it.cmd(&["list"]);
+    assert_eq!(run.code, 2, "{run}");
+    assert!(run.stderr.contains("tls_verify applies only to tls = true"), "{run}");
+}

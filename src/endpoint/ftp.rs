@@ -93,6 +93,8 @@ pub struct FtpOptions {
     pub retries: u32,
     /// Temp file tag (the pair's), as for local endpoints.
     pub tag: String,
+    /// Verify an FTPS server's certificate (always, unless the user explicitly said not to).
+    pub tls_verify: bool,
 }
 
 impl Default for FtpOptions {
@@ -103,6 +105,7 @@ impl Default for FtpOptions {
             read_timeout: Duration::from_secs(60),
             retries: 3,
             tag: "00000000".into(),
+            tls_verify: true,
         }
     }
 }
@@ -170,20 +173,32 @@ fn mtime_of_mfmt(mtime: Mtime) -> String {
 /// Opens the endpoint: a plain or TLS connection factory, then one connection to learn the
 /// server is there and the login works.
 pub fn open(url: FtpUrl, credentials: Credentials, options: FtpOptions) -> io::Result<Box<dyn Endpoint>> {
-    let addr: SocketAddr = (url.host.as_str(), url.port)
+    // Every address the name resolves to, tried in turn ("localhost" may be ::1 first while
+    // the server listens on 127.0.0.1 only).
+    let addrs: Vec<SocketAddr> = (url.host.as_str(), url.port)
         .to_socket_addrs()
         .map_err(|e| io::Error::new(io::ErrorKind::NotConnected, format!("cannot resolve {}: {e}", url.host)))?
-        .next()
-        .ok_or_else(|| io::Error::new(io::ErrorKind::NotConnected, format!("no address for {}", url.host)))?;
+        .collect();
+    if addrs.is_empty() {
+        return Err(io::Error::new(io::ErrorKind::NotConnected, format!("no address for {}", url.host)));
+    }
     let (connect_timeout, read_timeout) = (options.connect_timeout, options.read_timeout);
     let tcp = move || -> Result<TcpStream, FtpError> {
-        let stream = TcpStream::connect_timeout(&addr, connect_timeout).map_err(FtpError::ConnectionError)?;
-        stream.set_read_timeout(Some(read_timeout)).map_err(FtpError::ConnectionError)?;
-        stream.set_write_timeout(Some(read_timeout)).map_err(FtpError::ConnectionError)?;
-        Ok(stream)
+        let mut last = None;
+        for addr in &addrs {
+            match TcpStream::connect_timeout(addr, connect_timeout) {
+                Ok(stream) => {
+                    stream.set_read_timeout(Some(read_timeout)).map_err(FtpError::ConnectionError)?;
+                    stream.set_write_timeout(Some(read_timeout)).map_err(FtpError::ConnectionError)?;
+                    return Ok(stream);
+                }
+                Err(e) => last = Some(e),
+            }
+        }
+        Err(FtpError::ConnectionError(last.expect("at least one address")))
     };
     if url.tls {
-        let connector = tls_connector()?;
+        let connector = tls_connector(options.tls_verify)?;
         let host = url.host.clone();
         let connect = move || -> Result<suppaftp::RustlsFtpStream, FtpError> {
             let ftp = suppaftp::RustlsFtpStream::connect_with_stream(tcp()?)?;
@@ -196,8 +211,20 @@ pub fn open(url: FtpUrl, credentials: Credentials, options: FtpOptions) -> io::R
     }
 }
 
-/// TLS with the system's trusted certificates: the server's certificate is always verified.
-fn tls_connector() -> io::Result<Arc<rustls::ClientConfig>> {
+/// TLS with the system's trusted certificates: the server's certificate is verified, unless
+/// `verify` is false (an explicit `--insecure-tls` / `tls_verify = false`).
+fn tls_connector(verify: bool) -> io::Result<Arc<rustls::ClientConfig>> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let builder = rustls::ClientConfig::builder_with_provider(provider.clone())
+        .with_safe_default_protocol_versions()
+        .map_err(|e| io::Error::other(e.to_string()))?;
+    if !verify {
+        let config = builder
+            .dangerous()
+            .with_custom_certificate_verifier(Arc::new(AnyCertificate(provider)))
+            .with_no_client_auth();
+        return Ok(Arc::new(config));
+    }
     let mut roots = rustls::RootCertStore::empty();
     let found = rustls_native_certs::load_native_certs();
     for cert in found.certs {
@@ -206,13 +233,47 @@ fn tls_connector() -> io::Result<Arc<rustls::ClientConfig>> {
     if roots.is_empty() {
         return Err(io::Error::other("no trusted CA certificates found on this system for FTPS"));
     }
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let config = rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .map_err(|e| io::Error::other(e.to_string()))?
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-    Ok(Arc::new(config))
+    Ok(Arc::new(builder.with_root_certificates(roots).with_no_client_auth()))
+}
+
+/// Accepts any server certificate (still checking the handshake's signatures): for a server
+/// the user explicitly chose not to verify.
+#[derive(Debug)]
+struct AnyCertificate(Arc<rustls::crypto::CryptoProvider>);
+
+impl rustls::client::danger::ServerCertVerifier for AnyCertificate {
+    fn verify_server_cert(
+        &self,
+        _end_entity: &rustls::pki_types::CertificateDer<'_>,
+        _intermediates: &[rustls::pki_types::CertificateDer<'_>],
+        _server_name: &rustls::pki_types::ServerName<'_>,
+        _ocsp_response: &[u8],
+        _now: rustls::pki_types::UnixTime,
+    ) -> Result<rustls::client::danger::ServerCertVerified, rustls::Error> {
+        Ok(rustls::client::danger::ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &rustls::pki_types::CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.0.signature_verification_algorithms)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &rustls::pki_types::CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.0.signature_verification_algorithms)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+        self.0.signature_verification_algorithms.supported_schemes()
+    }
 }
 
 impl<T: TlsStream + Send + 'static> FtpEndpoint<T> {
