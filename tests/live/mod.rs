@@ -59,14 +59,8 @@ impl Live {
 
     /// Stops it with SIGTERM; returns its exit code and how long that took.
     pub fn stop(&mut self) -> (Option<i32>, Duration) {
-        let mut child = self.child.take().unwrap();
-        let started = Instant::now();
-        Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
-        let exited = wait_for(Duration::from_secs(10), || child.try_wait().unwrap().is_some());
-        if !exited {
-            child.kill().unwrap();
-        }
-        (child.wait().unwrap().code(), started.elapsed())
+        let (code, took, _) = self.stop_with_stderr();
+        (code, took)
     }
 }
 
