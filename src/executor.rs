@@ -146,7 +146,7 @@ impl Executor<'_> {
             }
         }
         // Only writes need making durable: a no-op run must not wait for the disk.
-        if plan.actions().any(Action::touches_a_side) {
+        if !plan.is_noop() {
             self.flush();
         }
         writer.commit()?;

@@ -43,10 +43,6 @@ impl Filter {
         Filter::new(current.chain(more), self.recursive)
     }
 
-    pub fn everything() -> Filter {
-        Filter { set: RegexSet::empty(), recursive: true }
-    }
-
     pub fn recursive(&self) -> bool {
         self.recursive
     }

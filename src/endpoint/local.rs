@@ -30,10 +30,6 @@ impl LocalEndpoint {
         LocalEndpoint { root, tag: tag.to_string(), counter: AtomicU64::new(0) }
     }
 
-    pub fn root(&self) -> &Path {
-        &self.root
-    }
-
     fn full(&self, rel: &str) -> PathBuf {
         self.root.join(rel)
     }
