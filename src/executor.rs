@@ -1,15 +1,16 @@
 //! Apply: runs a plan through the endpoints and commits one state change per action that
 //! succeeded. A failing action is a [`Problem`] for its path; the run goes on.
 
+use std::collections::HashMap;
 use std::io;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc;
 
-use crate::endpoint::{Endpoint, HashingReader};
+use crate::endpoint::{Endpoint, HashingReader, RESUMABLE};
 use crate::error::Result;
-use crate::model::{Entry, Side, StateRecord};
-use crate::plan::{Action, Plan};
-use crate::state::StateDb;
+use crate::model::{parent, Entry, Hash, Side, StateRecord};
+use crate::plan::{Action, Plan, StageLimits};
+use crate::state::{StateDb, StateWriter};
 
 /// Something that went wrong with one path; the rest of the run went on.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
@@ -78,6 +79,180 @@ pub struct Outcome {
 enum StateChange {
     Put(String, StateRecord),
     Forget(String),
+    /// A copy written into a staged folder, with the hash of what was read: recorded once the
+    /// folder is moved into place.
+    Staged(Hash),
+}
+
+/// Bounds on a staged folder: a run killed before the folder is moved into place loses at
+/// most this much upload, and files large enough to be resumed are copied one by one.
+const STAGE_LIMITS: StageLimits = StageLimits { files: 1000, bytes: 64 << 20, file_size: RESUMABLE };
+
+/// A new folder filled under a temp name and then moved into place whole, on an endpoint where
+/// that saves round trips (see [`Endpoint::stages_folders`]).
+struct Staged<'p> {
+    side: Side,
+    mkdir: &'p Action,
+    /// The temp folder, once created.
+    temp: Option<String>,
+    /// Copies into it that have not finished yet.
+    remaining: usize,
+    /// Copies written into it, with the hash of what was read.
+    written: Vec<(&'p Action, Hash)>,
+}
+
+/// Staged folders by path: the side they are on and their temp folder.
+type StagedTemps = HashMap<String, (Side, String)>;
+
+/// One application of a plan: the state writer, what happened, the staged folders.
+struct Run<'e, 'p> {
+    executor: &'e Executor<'e>,
+    writer: StateWriter<'e>,
+    outcome: Outcome,
+    staging: HashMap<String, Staged<'p>>,
+}
+
+impl<'p> Run<'_, 'p> {
+    /// Takes in the result of one action: its state changes, or a problem for its path.
+    fn settle(&mut self, action: &'p Action, result: ActionResult) -> Result<()> {
+        let executor = self.executor;
+        let staged_in = match action {
+            Action::Copy { path, .. } => {
+                parent(path).filter(|p| self.staging.get(*p).is_some_and(|s| s.temp.is_some()))
+            }
+            _ => None,
+        };
+        match result {
+            Ok(changes) => {
+                if let [StateChange::Staged(hash)] = changes[..] {
+                    let staged =
+                        self.staging.get_mut(staged_in.expect("written into a staged folder")).expect("staged");
+                    staged.written.push((action, hash));
+                } else {
+                    self.outcome.tally.add(action);
+                    executor.observer.applied(action);
+                    for change in changes {
+                        match change {
+                            StateChange::Put(path, record) => self.writer.put(&path, &record)?,
+                            StateChange::Forget(path) => self.writer.forget(&path)?,
+                            StateChange::Staged(_) => unreachable!("alone in its result"),
+                        }
+                    }
+                    if self.writer.full() {
+                        executor.flush();
+                        self.writer.commit()?;
+                    }
+                }
+            }
+            Err(err) => {
+                let problem = Problem { path: action.path().to_string(), message: describe(action, &err) };
+                executor.observer.problem(&problem);
+                self.outcome.problems.push(problem);
+            }
+        }
+        if let Some(folder) = staged_in {
+            let staged = self.staging.get_mut(folder).expect("staged");
+            staged.remaining -= 1;
+            if staged.remaining == 0 {
+                let folder = folder.to_string();
+                self.commit_staged(&folder)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// True for the creation of a staged folder, which is put off until the copies.
+    fn defers(&self, action: &Action) -> bool {
+        matches!(action, Action::Mkdir { side, path } if self.staging.get(path).is_some_and(|s| s.side == *side))
+    }
+
+    /// Creates the temp folders of the staged folders, right before the copies. A folder whose
+    /// temp cannot be created is created as usual instead.
+    fn open_staged(&mut self) -> Result<()> {
+        let mut folders: Vec<String> = self.staging.keys().cloned().collect();
+        folders.sort_unstable();
+        for folder in folders {
+            let staged = self.staging.get_mut(&folder).expect("listed");
+            if self.executor.observer.should_stop() {
+                self.staging.clear();
+                break;
+            }
+            match self.executor.endpoint(staged.side).mkdir_staged(&folder) {
+                Ok(temp) => staged.temp = Some(temp),
+                Err(_) => {
+                    let mkdir = self.staging.remove(&folder).expect("listed").mkdir;
+                    let result = self.executor.run(mkdir, &StagedTemps::new());
+                    self.settle(mkdir, result)?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn staged_temps(&self) -> StagedTemps {
+        let temps = self.staging.iter().filter_map(|(path, s)| Some((path.clone(), (s.side, s.temp.clone()?))));
+        temps.collect()
+    }
+
+    /// Moves a staged folder into place and records it and the files written into it. If that
+    /// fails, its temp folder is removed and nothing of it is recorded: the next run copies
+    /// its files again.
+    fn commit_staged(&mut self, folder: &str) -> Result<()> {
+        let Some(staged) = self.staging.remove(folder) else { return Ok(()) };
+        let Some(temp) = staged.temp else { return Ok(()) };
+        let endpoint = self.executor.endpoint(staged.side);
+        let name_of = |action: &Action| {
+            let path = action.path();
+            path[path.rfind('/').map_or(0, |i| i + 1)..].to_string()
+        };
+        let names: Vec<(String, u64)> = staged
+            .written
+            .iter()
+            .map(|(action, _)| match action {
+                Action::Copy { entry, .. } => (name_of(action), entry.size),
+                _ => unreachable!("only copies are written into a staged folder"),
+            })
+            .collect();
+        let names: Vec<(&str, u64)> = names.iter().map(|(n, size)| (n.as_str(), *size)).collect();
+        let files = match endpoint.commit_staged(&temp, folder, &names) {
+            Ok(files) => files,
+            Err(err) => {
+                let _ = endpoint.remove_leftover(&temp);
+                let err = io::Error::other(format!(
+                    "not moved into place from its temp folder ({err}); its {} new files are copied again next run",
+                    staged.written.len()
+                ));
+                return self.settle(staged.mkdir, Err(err));
+            }
+        };
+        self.settle(staged.mkdir, Ok(vec![StateChange::Put(folder.to_string(), StateRecord::dir())]))?;
+        for (action, hash) in staged.written {
+            let Action::Copy { from, path, entry, .. } = action else { unreachable!("only copies") };
+            let result = match files.get(&name_of(action)) {
+                Some(written) => {
+                    let (s, d) = match from {
+                        Side::Source => (entry, written),
+                        Side::Destination => (written, entry),
+                    };
+                    Ok(vec![StateChange::Put(path.clone(), StateRecord::synced(s, d, Some(hash)))])
+                }
+                None => Err(io::Error::other("gone from the temp folder before it was moved into place")),
+            };
+            self.settle(action, result)?;
+        }
+        Ok(())
+    }
+
+    /// Moves the staged folders whose copies did not all run (a stop) into place with what
+    /// they hold.
+    fn commit_all_staged(&mut self) -> Result<()> {
+        let mut folders: Vec<String> = self.staging.keys().cloned().collect();
+        folders.sort_unstable();
+        for folder in folders {
+            self.commit_staged(&folder)?;
+        }
+        Ok(())
+    }
 }
 
 /// What running one action gave: the state changes it implies, or why it failed.
@@ -103,48 +278,44 @@ impl Executor<'_> {
     /// Applies `plan` in order (consecutive copies in parallel), committing state as it goes.
     /// Errors only when the state cannot be written.
     pub fn apply(&self, plan: &Plan, db: &StateDb) -> Result<Outcome> {
-        let mut writer = db.writer();
-        let mut outcome = Outcome::default();
-        let mut settle = |action: &Action, result: ActionResult| -> Result<()> {
-            match result {
-                Ok(changes) => {
-                    outcome.tally.add(action);
-                    self.observer.applied(action);
-                    for change in changes {
-                        match change {
-                            StateChange::Put(path, record) => writer.put(&path, &record)?,
-                            StateChange::Forget(path) => writer.forget(&path)?,
-                        }
-                    }
-                    if writer.full() {
-                        self.flush();
-                        writer.commit()?;
-                    }
-                }
-                Err(err) => {
-                    let problem = Problem { path: action.path().to_string(), message: describe(action, &err) };
-                    self.observer.problem(&problem);
-                    outcome.problems.push(problem);
-                }
+        let mut run = Run { executor: self, writer: db.writer(), outcome: Outcome::default(), staging: HashMap::new() };
+        for side in [Side::Source, Side::Destination] {
+            if self.endpoint(side).stages_folders() {
+                run.staging.extend(plan.staged_folders(side, STAGE_LIMITS).into_iter().map(|(path, copies)| {
+                    let mkdir = plan.actions().find(|a| matches!(a, Action::Mkdir { path: p, .. } if *p == path));
+                    let mkdir = mkdir.expect("a staged folder is one the plan creates");
+                    (path, Staged { side, mkdir, temp: None, remaining: copies, written: Vec::new() })
+                }));
             }
-            Ok(())
-        };
+        }
         for phase in plan.phases() {
             let all_copies = phase.iter().all(|a| matches!(a, Action::Copy { .. }));
+            if all_copies {
+                run.open_staged()?;
+            }
+            let staged = run.staged_temps();
             if all_copies && phase.len() > 1 && self.workers > 1 {
-                self.copy_in_parallel(phase, &mut settle)?;
+                self.copy_in_parallel(phase, &staged, &mut |action, result| run.settle(action, result))?;
             } else {
                 for action in phase {
                     if self.observer.should_stop() {
                         break;
                     }
-                    settle(action, self.run(action))?;
+                    if run.defers(action) {
+                        continue;
+                    }
+                    let result = self.run(action, &staged);
+                    run.settle(action, result)?;
                 }
+            }
+            if all_copies {
+                run.commit_all_staged()?;
             }
             if self.observer.should_stop() {
                 break;
             }
         }
+        let Run { mut writer, mut outcome, .. } = run;
         // Only writes need making durable: a no-op run must not wait for the disk.
         if !plan.is_noop() {
             self.flush();
@@ -155,10 +326,11 @@ impl Executor<'_> {
         Ok(outcome)
     }
 
-    fn copy_in_parallel(
+    fn copy_in_parallel<'p>(
         &self,
-        copies: &[Action],
-        settle: &mut dyn FnMut(&Action, ActionResult) -> Result<()>,
+        copies: &'p [Action],
+        staged: &StagedTemps,
+        settle: &mut dyn FnMut(&'p Action, ActionResult) -> Result<()>,
     ) -> Result<()> {
         let next = AtomicUsize::new(0);
         let (tx, rx) = mpsc::sync_channel(256);
@@ -172,7 +344,7 @@ impl Executor<'_> {
                     }
                     let i = next.fetch_add(1, Ordering::Relaxed);
                     let Some(action) = copies.get(i) else { break };
-                    if tx.send((i, self.run(action))).is_err() {
+                    if tx.send((i, self.run(action, staged))).is_err() {
                         break;
                     }
                 });
@@ -205,11 +377,18 @@ impl Executor<'_> {
     }
 
     /// Runs one action; returns the state changes it implies.
-    fn run(&self, action: &Action) -> ActionResult {
+    fn run(&self, action: &Action, staged: &StagedTemps) -> ActionResult {
         match action {
             Action::Copy { from, path, entry, replaces } => {
-                // A large copy an earlier run was cut off in is continued where it stopped.
                 let target = self.endpoint(from.other());
+                if let Some(temp) = staged.get(parent(path).unwrap_or_default()).filter(|(side, _)| *side != *from) {
+                    // Into a staged folder: recorded once the folder is moved into place.
+                    let name = &path[path.rfind('/').map_or(0, |i| i + 1)..];
+                    let mut reader = HashingReader::new(self.endpoint(*from).open(path, entry)?);
+                    target.write_staged(&format!("{}/{name}", temp.1), &mut reader, entry)?;
+                    return Ok(vec![StateChange::Staged(reader.hash())]);
+                }
+                // A large copy an earlier run was cut off in is continued where it stopped.
                 let offset = target.partial(path, entry);
                 let reader = self.endpoint(*from).open_from(path, entry, offset)?;
                 let mut reader = HashingReader::new(reader);

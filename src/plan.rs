@@ -11,7 +11,7 @@
 use std::collections::{HashMap, HashSet};
 use std::fmt;
 
-use crate::model::{ancestors, inside, Entry, Hash, Kind, Observed, Side, Snapshot, State, StateRecord};
+use crate::model::{ancestors, inside, parent, Entry, Hash, Kind, Observed, Side, Snapshot, State, StateRecord};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "kebab-case")]
@@ -164,6 +164,69 @@ impl Plan {
     pub fn is_noop(&self) -> bool {
         !self.actions().any(|a| a.touches_a_side())
     }
+
+    /// The folders this plan creates on `side` and then only fills with new files: at least 2
+    /// and at most `limits.files` copies, each under `limits.file_size` bytes and together at
+    /// most `limits.bytes`, and no other action inside. An endpoint where every rename is a
+    /// round trip can create such a folder under a temp name, fill it, and move it into place
+    /// once (see `Executor`). Returns each folder with its number of copies.
+    pub fn staged_folders(&self, side: Side, limits: StageLimits) -> HashMap<String, usize> {
+        #[derive(Default)]
+        struct Fill {
+            files: usize,
+            bytes: u64,
+            other: bool,
+        }
+        let mut folders: HashMap<&str, Fill> = self
+            .actions()
+            .filter_map(|a| match a {
+                Action::Mkdir { side: s, path } if *s == side => Some((path.as_str(), Fill::default())),
+                _ => None,
+            })
+            .collect();
+        if folders.is_empty() {
+            return HashMap::new();
+        }
+        for action in self.actions() {
+            if let Action::Copy { from, path, entry, replaces: None } = action {
+                if *from != side && entry.size < limits.file_size {
+                    if let Some(fill) = parent(path).and_then(|p| folders.get_mut(p)) {
+                        fill.files += 1;
+                        fill.bytes += entry.size;
+                        continue;
+                    }
+                }
+            }
+            // Anything else inside a folder (a subfolder, a rename, a large file) rules it out.
+            let paths = match action {
+                Action::Rename { from, to, .. } => [Some(from.as_str()), Some(to.as_str())],
+                other => [Some(other.path()), None],
+            };
+            for path in paths.into_iter().flatten() {
+                // A folder's own creation is not something inside it.
+                let own = matches!(action, Action::Mkdir { side: s, .. } if *s == side);
+                for folder in ancestors(path).chain((!own).then_some(path)) {
+                    if let Some(fill) = folders.get_mut(folder) {
+                        fill.other = true;
+                    }
+                }
+            }
+        }
+        folders
+            .into_iter()
+            .filter(|(_, f)| !f.other && (2..=limits.files).contains(&f.files) && f.bytes <= limits.bytes)
+            .map(|(path, f)| (path.to_string(), f.files))
+            .collect()
+    }
+}
+
+/// Bounds on a staged folder (see [`Plan::staged_folders`]): what a run killed before the
+/// folder is moved into place loses, and files that are better resumed one by one.
+#[derive(Debug, Clone, Copy)]
+pub struct StageLimits {
+    pub files: usize,
+    pub bytes: u64,
+    pub file_size: u64,
 }
 
 /// How one side's entry at a path compares with that side's part of the state record.
@@ -939,6 +1002,107 @@ pub fn conflict_name(path: &str, stamp: &str, n: u32) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    const LIMITS: StageLimits = StageLimits { files: 3, bytes: 100, file_size: 50 };
+
+    fn mkdir(side: Side, path: &str) -> Action {
+        Action::Mkdir { side, path: path.into() }
+    }
+
+    fn copy(path: &str, size: u64) -> Action {
+        Action::Copy { from: Side::Source, path: path.into(), entry: Entry::file(size, 0), replaces: None }
+    }
+
+    /// The folders staged on the destination for a plan of these actions.
+    fn staged(actions: Vec<Action>) -> Vec<(String, usize)> {
+        let plan = Plan { phases: vec![actions], conflicts: vec![] };
+        let mut folders: Vec<_> = plan.staged_folders(Side::Destination, LIMITS).into_iter().collect();
+        folders.sort();
+        folders
+    }
+
+    #[test]
+    fn staged_folders() {
+        use Side::{Destination as D, Source as S};
+        type Case = (&'static str, Vec<Action>, Vec<(&'static str, usize)>);
+        let cases: Vec<Case> = vec![
+            ("new folder with small new files", vec![mkdir(D, "a"), copy("a/1", 1), copy("a/2", 2)], vec![("a", 2)]),
+            ("one file gains nothing", vec![mkdir(D, "a"), copy("a/1", 1)], vec![]),
+            (
+                "more files than the limit",
+                vec![mkdir(D, "a"), copy("a/1", 1), copy("a/2", 1), copy("a/3", 1), copy("a/4", 1)],
+                vec![],
+            ),
+            (
+                "more bytes than the limit",
+                vec![mkdir(D, "a"), copy("a/1", 49), copy("a/2", 49), copy("a/3", 49)],
+                vec![],
+            ),
+            ("a file to resume one by one", vec![mkdir(D, "a"), copy("a/1", 1), copy("a/2", 50)], vec![]),
+            ("created on the other side", vec![mkdir(S, "a"), copy("a/1", 1), copy("a/2", 2)], vec![]),
+            ("not created by the plan", vec![copy("a/1", 1), copy("a/2", 2)], vec![]),
+            (
+                "a new subfolder rules out its parent only",
+                vec![
+                    mkdir(D, "a"),
+                    mkdir(D, "a/b"),
+                    copy("a/1", 1),
+                    copy("a/2", 1),
+                    copy("a/b/3", 1),
+                    copy("a/b/4", 1),
+                ],
+                vec![("a/b", 2)],
+            ),
+            (
+                "a rename into it",
+                vec![
+                    mkdir(D, "a"),
+                    Action::Rename {
+                        side: D,
+                        from: "x".into(),
+                        to: "a/x".into(),
+                        entry: Box::new(Entry::file(1, 0)),
+                        counterpart: None,
+                    },
+                    copy("a/1", 1),
+                    copy("a/2", 1),
+                ],
+                vec![],
+            ),
+            (
+                "a copy that replaces something",
+                vec![
+                    mkdir(D, "a"),
+                    copy("a/1", 1),
+                    Action::Copy {
+                        from: S,
+                        path: "a/2".into(),
+                        entry: Entry::file(1, 0),
+                        replaces: Some(Box::new(Entry::file(2, 0))),
+                    },
+                ],
+                vec![],
+            ),
+            (
+                "a copy the other way",
+                vec![
+                    mkdir(D, "a"),
+                    copy("a/1", 1),
+                    Action::Copy { from: D, path: "a/2".into(), entry: Entry::file(1, 0), replaces: None },
+                ],
+                vec![],
+            ),
+            (
+                "two folders",
+                vec![mkdir(D, "a"), mkdir(D, "b"), copy("a/1", 1), copy("a/2", 1), copy("b/1", 1), copy("b/2", 1)],
+                vec![("a", 2), ("b", 2)],
+            ),
+        ];
+        for (name, actions, want) in cases {
+            let want: Vec<(String, usize)> = want.into_iter().map(|(p, n)| (p.to_string(), n)).collect();
+            assert_eq!(staged(actions), want, "{name}");
+        }
+    }
 
     #[test]
     fn conflict_names() {

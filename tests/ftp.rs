@@ -188,3 +188,57 @@ fn dot_files_are_synced_both_ways() {
     let again = f.ok("src", "ftp", &["--mode", "clone"]);
     assert_eq!(again["copied"], 0, "{again}");
 }
+
+/// A new folder of small files is created under a temp name, filled, and renamed into place
+/// once: one RNFR per folder instead of one per file. A folder holding a large file (resumed
+/// one by one) or a new subfolder is created as usual, and every file is recorded as the
+/// server reports it: a rerun copies nothing, on every server.
+#[test]
+fn a_new_folder_of_small_files_is_filled_under_a_temp_name_and_moved_into_place_once() {
+    let f = Ftp::new();
+    for name in ["a.txt", "b.txt", "c.txt", "d.txt", "e.txt"] {
+        f.env.put(S, &format!("fresh/{name}"), name);
+    }
+    f.env.put(S, "nested/inner/x", "x").put(S, "nested/inner/y", "y");
+    f.env.put(S, "mixed/small.txt", "small");
+    fs::write(f.env.src.join("mixed/big.bin"), binary().repeat(16)).unwrap();
+    let first = f.ok("src", "ftp", &["--mode", "clone"]);
+    assert_eq!((first["copied"].as_u64(), first["folders_created"].as_u64()), (Some(9), Some(4)), "{first}");
+    f.env.assert_same();
+    let temps: Vec<String> = util::tree_of(&f.env.dst).into_keys().filter(|p| p.contains(".pairsync-")).collect();
+    assert_eq!(temps, Vec::<String>::new());
+    if f.server.kind == ftp_server::ServerKind::Libunftp {
+        let commands = f.server.commands();
+        let mut renamed: Vec<&str> =
+            commands.iter().filter_map(|c| c.strip_prefix("RNTO ")).map(|p| p.trim_start_matches('/')).collect();
+        renamed.sort_unstable();
+        assert_eq!(renamed, ["fresh", "mixed/big.bin", "mixed/small.txt", "nested/inner"], "{commands:#?}");
+        let stored_in_temps = commands.iter().filter(|c| c.starts_with("STOR ") && c.contains("/.pairsync-")).count();
+        assert_eq!(stored_in_temps, 9, "every upload goes to a temp name or into a temp folder: {commands:#?}");
+    }
+    f.server.clear_commands();
+    let again = f.ok("src", "ftp", &["--mode", "clone"]);
+    assert_eq!((again["copied"].as_u64(), again["deleted"].as_u64()), (Some(0), Some(0)), "{again}");
+    if f.server.kind == ftp_server::ServerKind::Libunftp {
+        let commands = f.server.commands();
+        let per_file = commands.iter().filter(|c| ["STOR", "MLST", "RNFR", "DELE"].iter().any(|v| c.starts_with(v)));
+        assert_eq!(per_file.count(), 0, "{commands:#?}");
+    }
+}
+
+/// In two-way mode a new folder made on the local side is staged the same way, and one made on
+/// the server comes down file by file (local writes gain nothing from staging).
+#[test]
+fn two_way_stages_new_folders_on_the_server_only() {
+    let f = Ftp::new();
+    f.env.put(S, "up/1", "1").put(S, "up/2", "2").put(D, "down/3", "3").put(D, "down/4", "4");
+    let first = f.ok("src", "ftp", &["--mode", "two-way"]);
+    assert_eq!(first["copied"], 4, "{first}");
+    f.env.assert_same();
+    f.env.put(S, "up/5", "5").put(S, "later/6", "6").put(S, "later/7", "7");
+    let second = f.ok("src", "ftp", &["--mode", "two-way"]);
+    assert_eq!(second["copied"], 3, "{second}");
+    f.env.assert_same();
+    let third = f.ok("src", "ftp", &["--mode", "two-way"]);
+    assert_eq!((third["copied"].as_u64(), third["deleted"].as_u64()), (Some(0), Some(0)), "{third}");
+}

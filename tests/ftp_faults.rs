@@ -368,8 +368,9 @@ fn clone_up(env: &TestEnv, server: &FtpServer, extra: &[&str]) -> util::Run {
     env.run(&args)
 }
 
+/// Temp files and temp folders (with what they hold).
 fn temps_on(root: &Path) -> Vec<String> {
-    util::tree_of(root).into_keys().filter(|p| p.rsplit('/').next().unwrap().starts_with(".pairsync-")).collect()
+    util::tree_of(root).into_keys().filter(|p| p.split('/').any(|c| c.starts_with(".pairsync-"))).collect()
 }
 
 /// No file on the server holds other bytes than the source's under its own name (uploads are
@@ -378,7 +379,7 @@ fn temps_on(root: &Path) -> Vec<String> {
 fn assert_no_partial_file(env: &TestEnv, run: &util::Run) {
     let source = env.tree(S);
     for (path, content) in util::tree_of(&env.dst) {
-        if path.rsplit('/').next().unwrap().starts_with(".pairsync-") || content == "<dir>" {
+        if path.split('/').any(|c| c.starts_with(".pairsync-")) || content == "<dir>" {
             continue;
         }
         assert!(source.get(&path) == Some(&content), "{path} on the server is not the source's\n{run}");
@@ -426,6 +427,49 @@ fn a_server_lost_mid_upload_leaves_a_temp_file_the_next_run_removes() {
     assert_eq!(server.cuts(), 1, "{first}");
     assert_no_partial_file(&env, &first);
     assert!(!temps_on(&env.dst).is_empty(), "the cut upload left no temp file\n{first}\n{}", env.trees());
+    server.heal();
+    converges(&env, &server);
+}
+
+/// New folders of small files are staged (filled under a temp name, then renamed into place).
+/// Four 200 KiB files in a new folder, and a cut after 100 KiB of one of them.
+fn staged_env(faults: Faults) -> (TestEnv, FtpServer) {
+    let env = TestEnv::new();
+    fs::create_dir_all(env.src.join("fresh")).unwrap();
+    for i in 0..4u8 {
+        fs::write(env.src.join(format!("fresh/{i}.bin")), &megabyte(i)[..200 * 1024]).unwrap();
+    }
+    let server = FtpServer::start_with(&env.dst, faults);
+    server.write_netrc(&env.home);
+    (env, server)
+}
+
+/// The cut file is left in the temp folder and removed before the folder is moved into place:
+/// the folder appears with the three other files, never with a partial one.
+#[test]
+fn an_upload_cut_in_a_staged_folder_never_shows_and_the_rest_is_moved_into_place() {
+    let (env, server) = staged_env(Faults { cut_upload_after: Some(100 * 1024), down_after_cut: false });
+    let first = clone_up(&env, &server, &[]);
+    env.expect(&first, 1);
+    assert_eq!(server.cuts(), 1, "{first}");
+    assert_no_partial_file(&env, &first);
+    let landed = util::tree_of(&env.dst).into_keys().filter(|p| p.starts_with("fresh/")).count();
+    assert_eq!(landed, 3, "{first}\n{}", env.trees());
+    assert_eq!(temps_on(&env.dst), Vec::<String>::new(), "{first}");
+    converges(&env, &server);
+}
+
+/// The server goes away mid-upload: the temp folder cannot be moved into place nor removed.
+/// Nothing shows under the folder's name, and the next run removes the temp folder.
+#[test]
+fn a_server_lost_while_filling_a_staged_folder_leaves_a_temp_folder_the_next_run_removes() {
+    let (env, server) = staged_env(Faults { cut_upload_after: Some(100 * 1024), down_after_cut: true });
+    let first = clone_up(&env, &server, &[]);
+    env.expect(&first, 1);
+    assert_eq!(server.cuts(), 1, "{first}");
+    assert_no_partial_file(&env, &first);
+    assert!(!env.dst.join("fresh").exists(), "{first}\n{}", env.trees());
+    assert!(!temps_on(&env.dst).is_empty(), "no temp folder left\n{first}\n{}", env.trees());
     server.heal();
     converges(&env, &server);
 }

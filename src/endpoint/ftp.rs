@@ -11,11 +11,15 @@
 //!   where offered), then RNFR/RNTO (DELE + RNTO where the server refuses to overwrite). What
 //!   the server reports afterwards is what is recorded, so servers that cannot set mtimes or
 //!   live in another time zone never cause a second transfer.
+//! - New folders filled with small new files are staged: created under a temp name, filled
+//!   with plain uploads (STOR, MFMT), listed once to record what the server reports, and
+//!   renamed into place whole. Per file that saves the check, the rename and the recording
+//!   listing — four round trips — and a folder never appears half-filled.
 //! - Faults: a dropped connection is re-established, with bounded retries and backoff; a
 //!   server answering 421 (too many connections) is retried later; a file that keeps failing
 //!   is a problem for that path. Up to `connections` connections at once.
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::io::{self, Read, Write};
 use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -472,6 +476,47 @@ impl<T: TlsStream + Send + 'static> FtpEndpoint<T> {
         }
     }
 
+    /// Uploads `data` to `full` (appending to it with `append`) on one connection. The data is
+    /// streamed once, so this is not retried: a failed upload is a problem for its path,
+    /// retried (a large one continued) by the next run.
+    fn upload(&self, full: &str, data: &mut dyn Read, append: bool) -> io::Result<()> {
+        let mut conn = self.take().map_err(io_error)?;
+        let uploaded = (|| -> Result<(), FtpError> {
+            let mut stream =
+                if append { conn.ftp.append_with_stream(full)? } else { conn.ftp.put_with_stream(full)? };
+            let mut buf = [0u8; 64 * 1024];
+            loop {
+                let n = data.read(&mut buf).map_err(FtpError::ConnectionError)?;
+                if n == 0 {
+                    break;
+                }
+                stream.write_all(&buf[..n]).map_err(FtpError::ConnectionError)?;
+            }
+            stream.finish()
+        })();
+        match uploaded {
+            Ok(()) => {
+                self.give_back(conn);
+                Ok(())
+            }
+            Err(e) => Err(self.release(conn, e)),
+        }
+    }
+
+    /// Sets the mtime of `full` with MFMT or SITE UTIME where the server has one. A refusal is
+    /// not an error: the state records whatever the server reports afterwards.
+    fn set_mtime(&self, full: &str, mtime: Mtime) -> io::Result<()> {
+        let stamp = mtime_of_mfmt(mtime);
+        self.with_conn(|conn| {
+            if conn.features.mfmt {
+                let _ = conn.ftp.custom_command(format!("MFMT {stamp} {full}"), &[Status::File]);
+            } else if conn.features.site_utime {
+                let _ = conn.ftp.site(format!("UTIME {full} {stamp} {stamp} {stamp} UTC"));
+            }
+            Ok(())
+        })
+    }
+
     fn temp_name(&self, rel: &str) -> String {
         let n = self.counter.fetch_add(1, Ordering::Relaxed);
         let name = format!(".pairsync-{}-{}-{n}.tmp", self.options.tag, std::process::id());
@@ -555,7 +600,14 @@ impl<T: TlsStream + Send + 'static> Endpoint for FtpEndpoint<T> {
                 let rel = join(&listed.name);
                 match listed.entry.kind {
                     Kind::Dir => {
-                        if !filter.ignores(&rel, Kind::Dir) {
+                        if listed.name.starts_with(".pairsync-") && listed.name.ends_with(".tmp") {
+                            // A staged folder a killed run left (or another pair's, being filled).
+                            if listed.name.starts_with(&own_prefix) {
+                                leftovers.push(rel);
+                            } else {
+                                holders.insert(dir.clone());
+                            }
+                        } else if !filter.ignores(&rel, Kind::Dir) {
                             found.push((rel.clone(), listed.entry));
                             folders.push(rel);
                         } else {
@@ -597,47 +649,15 @@ impl<T: TlsStream + Send + 'static> Endpoint for FtpEndpoint<T> {
         let resumable = like.size >= super::RESUMABLE;
         let temp = if resumable { super::resumable_temp(&self.options.tag, path, like) } else { self.temp_name(path) };
         let (temp_full, target_full) = (self.full(&temp), self.full(path));
-        // Upload on one connection; the data is streamed once, so this is not retried: a failed
-        // upload is a problem for this path, retried (a large one continued) by the next run.
-        let mut conn = self.take().map_err(io_error)?;
-        let uploaded = (|| -> Result<(), FtpError> {
-            // APPE continues the partial temp an earlier run left (its size was checked).
-            let mut stream = if resume_from > 0 {
-                conn.ftp.append_with_stream(&temp_full)?
-            } else {
-                conn.ftp.put_with_stream(&temp_full)?
-            };
-            let mut buf = [0u8; 64 * 1024];
-            loop {
-                let n = data.read(&mut buf).map_err(FtpError::ConnectionError)?;
-                if n == 0 {
-                    break;
-                }
-                stream.write_all(&buf[..n]).map_err(FtpError::ConnectionError)?;
+        if let Err(error) = self.upload(&temp_full, data, resume_from > 0) {
+            // A large upload's partial temp is kept for the next run to continue.
+            if !resumable {
+                let _ = self.with_conn(|c| c.ftp.rm(&temp_full));
             }
-            stream.finish()
-        })();
-        match uploaded {
-            Ok(()) => self.give_back(conn),
-            Err(e) => {
-                let error = self.release(conn, e);
-                // A large upload's partial temp is kept for the next run to continue.
-                if !resumable {
-                    let _ = self.with_conn(|c| c.ftp.rm(&temp_full));
-                }
-                return Err(error);
-            }
+            return Err(error);
         }
-        let stamp = mtime_of_mfmt(like.mtime);
         let finished = (|| -> io::Result<()> {
-            self.with_conn(|conn| {
-                if conn.features.mfmt {
-                    let _ = conn.ftp.custom_command(format!("MFMT {stamp} {temp_full}"), &[Status::File]);
-                } else if conn.features.site_utime {
-                    let _ = conn.ftp.site(format!("UTIME {temp_full} {stamp} {stamp} {stamp} UTC"));
-                }
-                Ok(())
-            })?;
+            self.set_mtime(&temp_full, like.mtime)?;
             // Compare, then mutate: the target must still be what the plan saw.
             self.expect(path, replaces)?;
             self.with_conn(|conn| match conn.ftp.rename(&temp_full, &target_full) {
@@ -654,6 +674,51 @@ impl<T: TlsStream + Send + 'static> Endpoint for FtpEndpoint<T> {
             return Err(e);
         }
         self.stat_rel(path)?.ok_or_else(|| changed_since_scan("the uploaded file vanished"))
+    }
+
+    fn stages_folders(&self) -> bool {
+        true
+    }
+
+    fn mkdir_staged(&self, path: &str) -> io::Result<String> {
+        let staged = self.temp_name(path);
+        let full = self.full(&staged);
+        self.with_conn(|conn| conn.ftp.mkdir(&full))?;
+        Ok(staged)
+    }
+
+    fn write_staged(&self, path: &str, data: &mut dyn Read, like: &Entry) -> io::Result<()> {
+        let full = self.full(path);
+        self.upload(&full, data, false)?;
+        self.set_mtime(&full, like.mtime)
+    }
+
+    /// One listing of the staged folder records every file in it as the server reports it;
+    /// then one check that `path` is still free and one rename.
+    fn commit_staged(&self, staged: &str, path: &str, written: &[(&str, u64)]) -> io::Result<HashMap<String, Entry>> {
+        let staged_full = self.full(staged);
+        let listing = self.with_conn(|conn| Self::list(conn, &staged_full))?;
+        if !listing.unparsed.is_empty() || !listing.rejected.is_empty() || !listing.symlinks.is_empty() {
+            return Err(io::Error::other("the temp folder holds what was not written there; not moved into place"));
+        }
+        let written: HashMap<&str, u64> = written.iter().copied().collect();
+        let mut files = HashMap::new();
+        for listed in listing.entries {
+            if listed.entry.kind != Kind::File {
+                return Err(io::Error::other("a folder appeared in the temp folder; not moved into place"));
+            }
+            if written.get(listed.name.as_str()) == Some(&listed.entry.size) {
+                files.insert(listed.name, listed.entry);
+            } else {
+                // A file cut short: removed, so that it never appears under its name.
+                let full = format!("{staged_full}/{}", listed.name);
+                self.with_conn(|conn| conn.ftp.rm(&full))?;
+            }
+        }
+        self.expect(path, None)?;
+        let target = self.full(path);
+        self.with_conn(|conn| conn.ftp.rename(&staged_full, &target))?;
+        Ok(files)
     }
 
     fn partial(&self, path: &str, like: &Entry) -> u64 {
@@ -739,7 +804,14 @@ impl<T: TlsStream + Send + 'static> Endpoint for FtpEndpoint<T> {
 
     fn remove_leftover(&self, path: &str) -> io::Result<()> {
         let full = self.full(path);
-        self.with_conn(|conn| conn.ftp.rm(&full))
+        let Err(error) = self.with_conn(|conn| conn.ftp.rm(&full)) else { return Ok(()) };
+        // Not a file: a staged folder, which holds only files.
+        let Ok(listing) = self.with_conn(|conn| Self::list(conn, &full)) else { return Err(error) };
+        for listed in listing.entries.iter().filter(|l| l.entry.kind == Kind::File) {
+            let file = format!("{full}/{}", listed.name);
+            self.with_conn(|conn| conn.ftp.rm(&file))?;
+        }
+        self.with_conn(|conn| conn.ftp.rmdir(&full))
     }
 }
 

@@ -8,6 +8,7 @@ pub mod ftp;
 pub mod ftp_listing;
 pub mod local;
 
+use std::collections::HashMap;
 use std::io::{self, Read};
 
 use crate::filter::Filter;
@@ -108,6 +109,37 @@ pub trait Endpoint: Send + Sync {
     /// Opens the file like [`Endpoint::open`], reading from byte `offset` on.
     fn open_from(&self, path: &str, expect: &Entry, offset: u64) -> io::Result<Box<dyn Read + Send + '_>>;
 
+    /// True when this endpoint would rather create a new folder under a temp name, fill it and
+    /// move it into place once ([`Endpoint::mkdir_staged`]) than rename every file into place:
+    /// where each rename and check is a round trip to a server.
+    fn stages_folders(&self) -> bool {
+        false
+    }
+
+    /// Creates a folder under a temp name beside `path` (whose parent exists), invisible under
+    /// any name a scan takes in; returns the temp folder's path. Its files are written with
+    /// [`Endpoint::write_staged`], then it is moved into place by [`Endpoint::commit_staged`].
+    fn mkdir_staged(&self, path: &str) -> io::Result<String> {
+        Err(io::Error::new(io::ErrorKind::Unsupported, format!("{path}: this endpoint does not stage folders")))
+    }
+
+    /// Writes a file straight into a staged folder (`path` lies in it) with the mtime of `like`:
+    /// no temp name, as the folder itself is one. A file cut short stays there, for
+    /// [`Endpoint::commit_staged`] to remove.
+    fn write_staged(&self, path: &str, _data: &mut dyn Read, _like: &Entry) -> io::Result<()> {
+        Err(io::Error::new(io::ErrorKind::Unsupported, format!("{path}: this endpoint does not stage folders")))
+    }
+
+    /// Moves the staged folder `staged` into place at `path`, which must still be free, after
+    /// removing whatever in it is not one of `written` (name and size): a file cut short never
+    /// becomes visible. Returns the files it holds as the endpoint now reports them, by name.
+    fn commit_staged(&self, staged: &str, path: &str, _written: &[(&str, u64)]) -> io::Result<HashMap<String, Entry>> {
+        Err(io::Error::new(
+            io::ErrorKind::Unsupported,
+            format!("{staged} -> {path}: this endpoint does not stage folders"),
+        ))
+    }
+
     /// Creates a folder; its parent exists. Succeeds if a folder is already there.
     fn mkdir(&self, path: &str) -> io::Result<()>;
 
@@ -127,7 +159,8 @@ pub trait Endpoint: Send + Sync {
         Ok(())
     }
 
-    /// Removes a leftover temp file found by [`Endpoint::scan`].
+    /// Removes a leftover temp file (or staged folder, with the files in it) found by
+    /// [`Endpoint::scan`].
     fn remove_leftover(&self, path: &str) -> io::Result<()>;
 
     /// BLAKE3 of the file's content.

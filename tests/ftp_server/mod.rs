@@ -139,6 +139,8 @@ pub struct FtpServer {
     thread: Option<std::thread::JoinHandle<()>>,
     /// pyftpdlib or vsftpd.
     external: Option<External>,
+    /// libunftp: every command sent after a login, as "VERB argument".
+    commands: Arc<std::sync::Mutex<Vec<String>>>,
 }
 
 /// A server run as a child process (in its own process group).
@@ -193,6 +195,8 @@ impl FtpServer {
         let (shutdown_tx, shutdown_rx) = tokio::sync::oneshot::channel::<()>();
         let serve_root = root.clone();
         let serve_faults = faults.clone();
+        let commands = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let serve_commands = commands.clone();
         let thread = std::thread::Builder::new()
             .name("ftp-test-server".into())
             .spawn(move || {
@@ -203,7 +207,7 @@ impl FtpServer {
                         return;
                     }
                 };
-                rt.block_on(serve(serve_root, serve_faults, ready_tx, shutdown_rx));
+                rt.block_on(serve(serve_root, serve_faults, serve_commands, ready_tx, shutdown_rx));
                 // Drops every session task (and their sockets); bounded in case a blocking fs call hangs.
                 rt.shutdown_timeout(Duration::from_secs(2));
             })
@@ -224,9 +228,20 @@ impl FtpServer {
             shutdown: Some(shutdown_tx),
             thread: Some(thread),
             external: None,
+            commands,
         };
         server.wait_until_ready();
         server
+    }
+
+    /// The commands clients sent after logging in, as "VERB argument" (libunftp only; other
+    /// servers give an empty list). Cleared by [`FtpServer::clear_commands`].
+    pub fn commands(&self) -> Vec<String> {
+        self.commands.lock().unwrap().clone()
+    }
+
+    pub fn clear_commands(&self) {
+        self.commands.lock().unwrap().clear();
     }
 
     /// `ftp://tester@127.0.0.1:PORT/<dir>` (a leading `/` in `dir` is ignored); for vsftpd, which
@@ -307,6 +322,7 @@ impl FtpServer {
                 shutdown: None,
                 thread: None,
                 external: Some(External { child, dir, owner }),
+                commands: Arc::default(),
             };
             match server.wait_until_external_ready() {
                 Ok(()) => {
@@ -516,6 +532,7 @@ fn passive_port_range() -> RangeInclusive<u16> {
 async fn serve(
     root: PathBuf,
     faults: Option<Arc<FaultState>>,
+    commands: Arc<std::sync::Mutex<Vec<String>>>,
     ready: std::sync::mpsc::Sender<std::io::Result<u16>>,
     mut shutdown: tokio::sync::oneshot::Receiver<()>,
 ) {
@@ -577,7 +594,7 @@ async fn serve(
                 tokio::spawn(async move {
                     let _ = server.service(session).await;
                 });
-                tokio::spawn(relay(client, upstream, faults.clone()));
+                tokio::spawn(relay(client, upstream, faults.clone(), commands.clone()));
             }
         }
     }
@@ -585,13 +602,18 @@ async fn serve(
 
 /// Relays one control connection. With faults armed, until the session is cut (by its data
 /// relay) or the server goes down: returning drops both control sockets.
-async fn relay(client: TcpStream, upstream: TcpStream, faults: Option<Arc<FaultState>>) {
-    let Some(faults) = faults else { return relay_control(client, upstream, None).await };
+async fn relay(
+    client: TcpStream,
+    upstream: TcpStream,
+    faults: Option<Arc<FaultState>>,
+    commands: Arc<std::sync::Mutex<Vec<String>>>,
+) {
+    let Some(faults) = faults else { return relay_control(client, upstream, None, commands).await };
     let (cut_tx, mut cut_rx) = watch::channel(false);
     let cut = Arc::new(cut_tx);
     let mut down = faults.down.subscribe();
     tokio::select! {
-        _ = relay_control(client, upstream, Some(Session { faults: faults.clone(), cut: cut.clone() })) => {}
+        _ = relay_control(client, upstream, Some(Session { faults: faults.clone(), cut: cut.clone() }), commands) => {}
         _ = cut_rx.wait_for(|cut| *cut) => {}
         _ = down.wait_for(|down| *down) => {}
     }
@@ -607,7 +629,13 @@ struct Session {
 
 /// Relays one control connection, enforcing USER/PASS before anything reaches a logged-in session.
 /// With `session`, passive replies are rewritten to route data connections through [`relay_data`].
-async fn relay_control(client: TcpStream, upstream: TcpStream, session: Option<Session>) {
+/// After the login, each command is appended to `commands`.
+async fn relay_control(
+    client: TcpStream,
+    upstream: TcpStream,
+    session: Option<Session>,
+    commands: Arc<std::sync::Mutex<Vec<String>>>,
+) {
     let (client_read, mut client_write) = client.into_split();
     let (upstream_read, mut upstream_write) = upstream.into_split();
 
@@ -676,8 +704,19 @@ async fn relay_control(client: TcpStream, upstream: TcpStream, session: Option<S
                 break;
             }
         }
-        // `reader` still holds any bytes buffered after PASS; copying from it forwards those first.
-        let _ = tokio::io::copy(&mut reader, &mut upstream_write).await;
+        // `reader` still holds any bytes buffered after PASS, which are read first.
+        loop {
+            line.clear();
+            match reader.read_until(b'\n', &mut line).await {
+                Ok(0) | Err(_) => break,
+                Ok(_) => {}
+            }
+            let text = String::from_utf8_lossy(&line).trim_end_matches(['\r', '\n']).to_string();
+            commands.lock().unwrap().push(text);
+            if upstream_write.write_all(&line).await.is_err() {
+                break;
+            }
+        }
         let _ = upstream_write.shutdown().await;
     };
     tokio::join!(server_to_client, client_to_server);
