@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # FTP benchmark: 2,000 files in 20 folders uploaded to pyftpdlib on loopback, pairsync against
 # lftp's `mirror -R` at --parallel=1 and --parallel=4, in one run. Also counts the per-file
-# commands (STOR, RETR, MLST, SIZE, MDTM, MFMT, DELE, RNFR) each no-op sends.
-# Usage: bash bench/ftp.sh        Env: BENCH_DIR (default /tmp/pairsync-ftp-bench), FILES (2000)
+# commands (STOR, RETR, MLST, SIZE, MDTM, MFMT, DELE, RNFR) each sends. Medians of ROUNDS rounds.
+# Usage: bash bench/ftp.sh   Env: BENCH_DIR (default /tmp/pairsync-ftp-bench), FILES (2000), ROUNDS (3)
 set -euo pipefail
 
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -49,11 +49,11 @@ python3 -m pyftpdlib -i 127.0.0.1 -p "$PORT" -w -d "$WORK/root" -u bench -P benc
 SERVER=$!
 trap 'kill $SERVER 2>/dev/null || true' EXIT
 for _ in $(seq 100); do (exec 3<>"/dev/tcp/127.0.0.1/$PORT") 2>/dev/null && break; sleep 0.1; done
-mkdir -p "$WORK/root/ps" "$WORK/root/lftp1" "$WORK/root/lftp4"
 printf 'machine 127.0.0.1 login bench password benchpw\n' >"$WORK/home/.netrc"
 chmod 600 "$WORK/home/.netrc"
 
-# measure NAME CMD...: wall seconds, and the per-file commands the server saw meanwhile.
+# measure NAME CMD...: wall seconds (appended to SECS[NAME]), and the per-file commands the
+# server saw meanwhile (CMDS[NAME], last round).
 declare -A SECS CMDS
 measure() {
     local name=$1; shift
@@ -64,45 +64,61 @@ measure() {
     t1=$EPOCHREALTIME
     sleep 0.2 # let the server flush its log
     after=$(wc -l <"$LOG")
-    SECS[$name]=$(python3 -c "print(f'{$t1 - $t0:.3f}')")
+    local secs
+    secs=$(python3 -c "print(f'{$t1 - $t0:.3f}')")
+    SECS[$name]="${SECS[$name]:-} $secs"
     CMDS[$name]=$(sed -n "$((before + 1)),${after}p" "$LOG" | grep -cE '<- (STOR|RETR|MLST|SIZE|MDTM|MFMT|DELE|RNFR) ' || true)
-    say "$(printf '%-14s %8s s  %6s per-file commands' "$name" "${SECS[$name]}" "${CMDS[$name]}")"
+    say "$(printf '%-14s %8s s  %6s per-file commands' "$name" "$secs" "${CMDS[$name]}")"
 }
 
-URL=ftp://bench@127.0.0.1:$PORT/ps
-ps() { HOME=$WORK/home "$PS" -q --state-dir "$WORK/state" sync --mode clone "$WORK/src" "$URL"; }
-lftp1() { lftp -u bench,benchpw -e "set ftp:use-mdtm on; mirror -R --parallel=1 $WORK/src /lftp1; quit" "ftp://127.0.0.1:$PORT"; }
-lftp4() { lftp -u bench,benchpw -e "set ftp:use-mdtm on; mirror -R --parallel=4 $WORK/src /lftp4; quit" "ftp://127.0.0.1:$PORT"; }
+# Each round uploads into fresh folders, the three tools in a rotated order (this machine's disk
+# is noisy: one file creation costs the server 0.03 ms or 1 ms from one minute to the next), then
+# re-runs each as a no-op. Figures are medians over the rounds.
+ps() { HOME=$WORK/home "$PS" -q --state-dir "$WORK/state$R" sync --mode clone "$WORK/src" "ftp://bench@127.0.0.1:$PORT/ps$R"; }
+lftp1() { lftp -u bench,benchpw -e "set ftp:use-mdtm on; mirror -R --parallel=1 $WORK/src /lftp1-$R; quit" "ftp://127.0.0.1:$PORT"; }
+lftp4() { lftp -u bench,benchpw -e "set ftp:use-mdtm on; mirror -R --parallel=4 $WORK/src /lftp4-$R; quit" "ftp://127.0.0.1:$PORT"; }
+ROUNDS=${ROUNDS:-3}
+TOOLS=(ps lftp1 lftp4)
+for R in $(seq "$ROUNDS"); do
+    mkdir -p "$WORK/root/ps$R" "$WORK/state$R"
+    for i in 0 1 2; do
+        tool=${TOOLS[$(((i + R - 1) % 3))]}
+        measure "${tool}_initial" "$tool"
+    done
+    diff -r "$WORK/src" "$WORK/root/ps$R" >/dev/null || { echo "bench-ftp: pairsync upload differs" >&2; exit 1; }
+    for tool in "${TOOLS[@]}"; do measure "${tool}_noop" "$tool"; done
+done
 
-measure ps_initial ps
-measure lftp1_initial lftp1
-measure lftp4_initial lftp4
-diff -r "$WORK/src" "$WORK/root/ps" >/dev/null || { echo "bench-ftp: pairsync upload differs" >&2; exit 1; }
-measure ps_noop ps
-measure lftp1_noop lftp1
-measure lftp4_noop lftp4
-
+median() { python3 -c "import statistics, sys; print(f'{statistics.median(map(float, sys.argv[1:])):.3f}')" $1; }
+declare -A MED
+for n in "${!SECS[@]}"; do MED[$n]=$(median "${SECS[$n]}"); done
 ratio() { python3 -c "print(f'{$1 / $2:.2f}')"; }
+# Per round: pairsync initial / lftp --parallel=4 initial.
+RATIOS=$(python3 -c "import sys; a, b = sys.argv[1].split(), sys.argv[2].split(); print(' '.join(f'{float(x) / float(y):.2f}' for x, y in zip(a, b)))" "${SECS[ps_initial]}" "${SECS[lftp4_initial]}")
 {
     echo "# pairsync FTP benchmark"
     echo
-    echo "Date: $(date -u '+%Y-%m-%d %H:%M:%S UTC'), nproc: $(nproc), $FILES files in 20 folders (0-64 KiB), pyftpdlib $(python3 -c 'import pyftpdlib; print(pyftpdlib.__ver__)') on loopback, $(lftp --version | head -1)"
+    echo "Date: $(date -u '+%Y-%m-%d %H:%M:%S UTC'), nproc: $(nproc), $FILES files in 20 folders (0-64 KiB), pyftpdlib $(python3 -c 'import pyftpdlib; print(pyftpdlib.__ver__)') on loopback serving $WORK/root ($(df --output=fstype "$WORK" | tail -1)), $(lftp --version | head -1)"
     echo
-    echo "| command | seconds | per-file commands |"
-    echo "|---|---:|---:|"
+    echo "Medians of $ROUNDS rounds (each round: fresh folders, the tools in a rotated order)."
+    echo
+    echo "| command | median seconds | every round | per-file commands |"
+    echo "|---|---:|---|---:|"
     for n in ps_initial lftp1_initial lftp4_initial ps_noop lftp1_noop lftp4_noop; do
-        echo "| $n | ${SECS[$n]} | ${CMDS[$n]} |"
+        echo "| $n | ${MED[$n]} | ${SECS[$n]# } | ${CMDS[$n]} |"
     done
     echo
-    echo "| ratio | value | target |"
+    echo "| ratio (medians) | value | target |"
     echo "|---|---:|---|"
-    echo "| pairsync no-op / lftp --parallel=1 no-op | $(ratio "${SECS[ps_noop]}" "${SECS[lftp1_noop]}") | <= 1 |"
-    echo "| pairsync no-op / lftp --parallel=4 no-op | $(ratio "${SECS[ps_noop]}" "${SECS[lftp4_noop]}") | <= 1 |"
+    echo "| pairsync no-op / lftp --parallel=1 no-op | $(ratio "${MED[ps_noop]}" "${MED[lftp1_noop]}") | <= 1 |"
+    echo "| pairsync no-op / lftp --parallel=4 no-op | $(ratio "${MED[ps_noop]}" "${MED[lftp4_noop]}") | <= 1 |"
     echo "| pairsync no-op per-file commands | ${CMDS[ps_noop]} | 0 |"
-    echo "| pairsync initial / lftp --parallel=4 initial | $(ratio "${SECS[ps_initial]}" "${SECS[lftp4_initial]}") | <= 1 |"
-    echo "| pairsync initial / lftp --parallel=1 initial | $(ratio "${SECS[ps_initial]}" "${SECS[lftp1_initial]}") | |"
+    echo "| pairsync initial / lftp --parallel=4 initial | $(ratio "${MED[ps_initial]}" "${MED[lftp4_initial]}") | <= 1 |"
+    echo "| pairsync initial / lftp --parallel=1 initial | $(ratio "${MED[ps_initial]}" "${MED[lftp1_initial]}") | |"
     echo
-    echo "pairsync: \`pairsync sync --mode clone SRC ftp://bench@127.0.0.1:PORT/ps\` (4 connections);"
-    echo "lftp: \`lftp -e 'set ftp:use-mdtm on; mirror -R --parallel=N SRC /lftpN'\`."
+    echo "pairsync initial / lftp --parallel=4 initial, round by round: $RATIOS."
+    echo
+    echo "pairsync: \`pairsync sync --mode clone SRC ftp://bench@127.0.0.1:PORT/psN\` (4 connections);"
+    echo "lftp: \`lftp -e 'set ftp:use-mdtm on; mirror -R --parallel=N SRC /lftpN-R'\`."
 } >"$RESULTS"
 cat "$RESULTS"

@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 use std::io;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::mpsc;
+use std::sync::{mpsc, OnceLock};
 
 use crate::endpoint::{Endpoint, HashingReader, RESUMABLE};
 use crate::error::Result;
@@ -89,45 +89,53 @@ enum StateChange {
 const STAGE_LIMITS: StageLimits = StageLimits { files: 1000, bytes: 64 << 20, file_size: RESUMABLE };
 
 /// A new folder filled under a temp name and then moved into place whole, on an endpoint where
-/// that saves round trips (see [`Endpoint::stages_folders`]).
-struct Staged<'p> {
+/// that saves round trips (see [`Endpoint::stages_folders`]). Shared with the copy workers.
+struct StagedFolder {
     side: Side,
+    /// The temp folder, created by the first copy into it (so that only the folders being
+    /// filled exist as temps), or why it could not be.
+    temp: OnceLock<std::result::Result<String, String>>,
+}
+
+/// Staged folders by path.
+type StagedFolders = HashMap<String, StagedFolder>;
+
+/// The bookkeeping of one staged folder, kept by the thread that settles results.
+struct Filling<'p> {
     mkdir: &'p Action,
-    /// The temp folder, once created.
-    temp: Option<String>,
     /// Copies into it that have not finished yet.
     remaining: usize,
     /// Copies written into it, with the hash of what was read.
     written: Vec<(&'p Action, Hash)>,
+    /// A copy into it failed: its partial file may be in the temp folder.
+    failed: bool,
 }
 
-/// Staged folders by path: the side they are on and their temp folder.
-type StagedTemps = HashMap<String, (Side, String)>;
+/// What running one action gave: the state changes it implies, or why it failed.
+type ActionResult = io::Result<Vec<StateChange>>;
 
 /// One application of a plan: the state writer, what happened, the staged folders.
 struct Run<'e, 'p> {
     executor: &'e Executor<'e>,
     writer: StateWriter<'e>,
     outcome: Outcome,
-    staging: HashMap<String, Staged<'p>>,
+    staged: &'p StagedFolders,
+    filling: HashMap<&'p str, Filling<'p>>,
 }
 
 impl<'p> Run<'_, 'p> {
     /// Takes in the result of one action: its state changes, or a problem for its path.
     fn settle(&mut self, action: &'p Action, result: ActionResult) -> Result<()> {
         let executor = self.executor;
-        let staged_in = match action {
-            Action::Copy { path, .. } => {
-                parent(path).filter(|p| self.staging.get(*p).is_some_and(|s| s.temp.is_some()))
-            }
+        let filling = match action {
+            Action::Copy { path, .. } => parent(path).filter(|p| self.filling.contains_key(p)),
             _ => None,
         };
         match result {
             Ok(changes) => {
                 if let [StateChange::Staged(hash)] = changes[..] {
-                    let staged =
-                        self.staging.get_mut(staged_in.expect("written into a staged folder")).expect("staged");
-                    staged.written.push((action, hash));
+                    let folder = self.filling.get_mut(filling.expect("written into a staged folder")).expect("filling");
+                    folder.written.push((action, hash));
                 } else {
                     self.outcome.tally.add(action);
                     executor.observer.applied(action);
@@ -145,67 +153,47 @@ impl<'p> Run<'_, 'p> {
                 }
             }
             Err(err) => {
+                if let Some(folder) = filling {
+                    self.filling.get_mut(folder).expect("filling").failed = true;
+                }
                 let problem = Problem { path: action.path().to_string(), message: describe(action, &err) };
                 executor.observer.problem(&problem);
                 self.outcome.problems.push(problem);
             }
         }
-        if let Some(folder) = staged_in {
-            let staged = self.staging.get_mut(folder).expect("staged");
-            staged.remaining -= 1;
-            if staged.remaining == 0 {
-                let folder = folder.to_string();
-                self.commit_staged(&folder)?;
+        if let Some(folder) = filling {
+            let entry = self.filling.get_mut(folder).expect("filling");
+            entry.remaining -= 1;
+            if entry.remaining == 0 {
+                self.commit_staged(folder)?;
             }
         }
         Ok(())
     }
 
-    /// True for the creation of a staged folder, which is put off until the copies.
+    /// True for the creation of a staged folder, which its first copy does.
     fn defers(&self, action: &Action) -> bool {
-        matches!(action, Action::Mkdir { side, path } if self.staging.get(path).is_some_and(|s| s.side == *side))
-    }
-
-    /// Creates the temp folders of the staged folders, right before the copies. A folder whose
-    /// temp cannot be created is created as usual instead.
-    fn open_staged(&mut self) -> Result<()> {
-        let mut folders: Vec<String> = self.staging.keys().cloned().collect();
-        folders.sort_unstable();
-        for folder in folders {
-            let staged = self.staging.get_mut(&folder).expect("listed");
-            if self.executor.observer.should_stop() {
-                self.staging.clear();
-                break;
-            }
-            match self.executor.endpoint(staged.side).mkdir_staged(&folder) {
-                Ok(temp) => staged.temp = Some(temp),
-                Err(_) => {
-                    let mkdir = self.staging.remove(&folder).expect("listed").mkdir;
-                    let result = self.executor.run(mkdir, &StagedTemps::new());
-                    self.settle(mkdir, result)?;
-                }
-            }
-        }
-        Ok(())
-    }
-
-    fn staged_temps(&self) -> StagedTemps {
-        let temps = self.staging.iter().filter_map(|(path, s)| Some((path.clone(), (s.side, s.temp.clone()?))));
-        temps.collect()
+        matches!(action, Action::Mkdir { side, path } if self.staged.get(path).is_some_and(|s| s.side == *side))
     }
 
     /// Moves a staged folder into place and records it and the files written into it. If that
     /// fails, its temp folder is removed and nothing of it is recorded: the next run copies
     /// its files again.
-    fn commit_staged(&mut self, folder: &str) -> Result<()> {
-        let Some(staged) = self.staging.remove(folder) else { return Ok(()) };
-        let Some(temp) = staged.temp else { return Ok(()) };
+    fn commit_staged(&mut self, folder: &'p str) -> Result<()> {
+        let Some(filling) = self.filling.remove(folder) else { return Ok(()) };
+        let staged = &self.staged[folder];
+        // Never created (no copy into it ran), or it could not be: its copies said why.
+        let Some(Ok(temp)) = staged.temp.get() else { return Ok(()) };
         let endpoint = self.executor.endpoint(staged.side);
+        if filling.written.is_empty() {
+            let _ = endpoint.remove_leftover(temp);
+            return Ok(());
+        }
         let name_of = |action: &Action| {
             let path = action.path();
             path[path.rfind('/').map_or(0, |i| i + 1)..].to_string()
         };
-        let names: Vec<(String, u64)> = staged
+        let names: Vec<(String, u64)> = filling
             .written
             .iter()
             .map(|(action, _)| match action {
@@ -214,19 +202,19 @@ impl<'p> Run<'_, 'p> {
             })
             .collect();
         let names: Vec<(&str, u64)> = names.iter().map(|(n, size)| (n.as_str(), *size)).collect();
-        let files = match endpoint.commit_staged(&temp, folder, &names) {
+        let files = match endpoint.commit_staged(temp, folder, &names, filling.failed) {
             Ok(files) => files,
             Err(err) => {
-                let _ = endpoint.remove_leftover(&temp);
+                let _ = endpoint.remove_leftover(temp);
                 let err = io::Error::other(format!(
                     "not moved into place from its temp folder ({err}); its {} new files are copied again next run",
-                    staged.written.len()
+                    filling.written.len()
                 ));
-                return self.settle(staged.mkdir, Err(err));
+                return self.settle(filling.mkdir, Err(err));
             }
         };
-        self.settle(staged.mkdir, Ok(vec![StateChange::Put(folder.to_string(), StateRecord::dir())]))?;
-        for (action, hash) in staged.written {
+        self.settle(filling.mkdir, Ok(vec![StateChange::Put(folder.to_string(), StateRecord::dir())]))?;
+        for (action, hash) in filling.written {
             let Action::Copy { from, path, entry, .. } = action else { unreachable!("only copies") };
             let result = match files.get(&name_of(action)) {
                 Some(written) => {
@@ -236,27 +224,25 @@ impl<'p> Run<'_, 'p> {
                     };
                     Ok(vec![StateChange::Put(path.clone(), StateRecord::synced(s, d, Some(hash)))])
                 }
-                None => Err(io::Error::other("gone from the temp folder before it was moved into place")),
+                None => Err(io::Error::other("not moved into place from the temp folder; copied again next run")),
             };
             self.settle(action, result)?;
         }
         Ok(())
     }
 
-    /// Moves the staged folders whose copies did not all run (a stop) into place with what
-    /// they hold.
+    /// After the copies (all done, or a stop): moves the folders still being filled into
+    /// place with what they hold. With the temps made by the first copy, these are only the
+    /// few folders the workers were in.
     fn commit_all_staged(&mut self) -> Result<()> {
-        let mut folders: Vec<String> = self.staging.keys().cloned().collect();
+        let mut folders: Vec<&'p str> = self.filling.keys().copied().collect();
         folders.sort_unstable();
         for folder in folders {
-            self.commit_staged(&folder)?;
+            self.commit_staged(folder)?;
         }
         Ok(())
     }
 }
-
-/// What running one action gave: the state changes it implies, or why it failed.
-type ActionResult = io::Result<Vec<StateChange>>;
 
 pub struct Executor<'a> {
     pub endpoints: [&'a dyn Endpoint; 2],
@@ -278,22 +264,42 @@ impl Executor<'_> {
     /// Applies `plan` in order (consecutive copies in parallel), committing state as it goes.
     /// Errors only when the state cannot be written.
     pub fn apply(&self, plan: &Plan, db: &StateDb) -> Result<Outcome> {
-        let mut run = Run { executor: self, writer: db.writer(), outcome: Outcome::default(), staging: HashMap::new() };
-        for side in [Side::Source, Side::Destination] {
-            if self.endpoint(side).stages_folders() {
-                run.staging.extend(plan.staged_folders(side, STAGE_LIMITS).into_iter().map(|(path, copies)| {
-                    let mkdir = plan.actions().find(|a| matches!(a, Action::Mkdir { path: p, .. } if *p == path));
-                    let mkdir = mkdir.expect("a staged folder is one the plan creates");
-                    (path, Staged { side, mkdir, temp: None, remaining: copies, written: Vec::new() })
-                }));
+        let staged = self.staged_folders(plan);
+        let mut run = Run {
+            executor: self,
+            writer: db.writer(),
+            outcome: Outcome::default(),
+            staged: &staged,
+            filling: HashMap::new(),
+        };
+        if !staged.is_empty() {
+            // The creation of each staged folder, found in one pass.
+            let mut mkdirs: HashMap<(Side, &str), &Action> = plan
+                .actions()
+                .filter_map(|a| match a {
+                    Action::Mkdir { side, path } => Some(((*side, path.as_str()), a)),
+                    _ => None,
+                })
+                .collect();
+            for action in plan.actions() {
+                if let Action::Copy { from, path, .. } = action {
+                    let Some((folder, staged)) = parent(path).and_then(|p| staged.get_key_value(p)) else { continue };
+                    if staged.side == *from {
+                        continue;
+                    }
+                    let mkdir = mkdirs.remove(&(staged.side, folder.as_str()));
+                    let filling = run.filling.entry(folder.as_str()).or_insert_with(|| Filling {
+                        mkdir: mkdir.expect("a staged folder is one the plan creates"),
+                        remaining: 0,
+                        written: Vec::new(),
+                        failed: false,
+                    });
+                    filling.remaining += 1;
+                }
             }
         }
         for phase in plan.phases() {
             let all_copies = phase.iter().all(|a| matches!(a, Action::Copy { .. }));
-            if all_copies {
-                run.open_staged()?;
-            }
-            let staged = run.staged_temps();
             if all_copies && phase.len() > 1 && self.workers > 1 {
                 self.copy_in_parallel(phase, &staged, &mut |action, result| run.settle(action, result))?;
             } else {
@@ -326,10 +332,23 @@ impl Executor<'_> {
         Ok(outcome)
     }
 
+    /// The folders to stage: those the plan creates and fills with small new files, on an
+    /// endpoint that gains by it.
+    fn staged_folders(&self, plan: &Plan) -> StagedFolders {
+        let mut staged = StagedFolders::new();
+        for side in [Side::Source, Side::Destination] {
+            if self.endpoint(side).stages_folders() {
+                let folders = plan.staged_folders(side, STAGE_LIMITS).into_keys();
+                staged.extend(folders.map(|path| (path, StagedFolder { side, temp: OnceLock::new() })));
+            }
+        }
+        staged
+    }
+
     fn copy_in_parallel<'p>(
         &self,
         copies: &'p [Action],
-        staged: &StagedTemps,
+        staged: &StagedFolders,
         settle: &mut dyn FnMut(&'p Action, ActionResult) -> Result<()>,
     ) -> Result<()> {
         let next = AtomicUsize::new(0);
@@ -377,15 +396,19 @@ impl Executor<'_> {
     }
 
     /// Runs one action; returns the state changes it implies.
-    fn run(&self, action: &Action, staged: &StagedTemps) -> ActionResult {
+    fn run(&self, action: &Action, staged: &StagedFolders) -> ActionResult {
         match action {
             Action::Copy { from, path, entry, replaces } => {
                 let target = self.endpoint(from.other());
-                if let Some(temp) = staged.get(parent(path).unwrap_or_default()).filter(|(side, _)| *side != *from) {
+                let folder = parent(path).and_then(|p| staged.get_key_value(p)).filter(|(_, s)| s.side != *from);
+                if let Some((folder, staged)) = folder {
                     // Into a staged folder: recorded once the folder is moved into place.
+                    let temp = staged.temp.get_or_init(|| target.mkdir_staged(folder).map_err(|e| e.to_string()));
+                    let temp =
+                        temp.as_ref().map_err(|e| io::Error::other(format!("cannot create a temp folder: {e}")))?;
                     let name = &path[path.rfind('/').map_or(0, |i| i + 1)..];
                     let mut reader = HashingReader::new(self.endpoint(*from).open(path, entry)?);
-                    target.write_staged(&format!("{}/{name}", temp.1), &mut reader, entry)?;
+                    target.write_staged(&format!("{temp}/{name}"), &mut reader, entry)?;
                     return Ok(vec![StateChange::Staged(reader.hash())]);
                 }
                 // A large copy an earlier run was cut off in is continued where it stopped.

@@ -242,3 +242,24 @@ fn two_way_stages_new_folders_on_the_server_only() {
     let third = f.ok("src", "ftp", &["--mode", "two-way"]);
     assert_eq!((third["copied"].as_u64(), third["deleted"].as_u64()), (Some(0), Some(0)), "{third}");
 }
+
+/// Names: a folder merely named like a temp (`.pairsync-notes.tmp`) is synced like any other
+/// and stays on both sides; a local name no FTP listing can carry (a backslash) is refused on
+/// every run, a problem for that path only, and a two-way run never takes its absence on the
+/// server for a deletion. The rest of its (staged) folder lands.
+#[test]
+fn temp_like_names_are_synced_and_names_ftp_cannot_carry_are_refused() {
+    let f = Ftp::new();
+    f.env.put(S, "keep/.pairsync-notes.tmp/a", "a").put(S, "keep/.pairsync-0123abcd.tmp", "not ours either");
+    f.env.put(S, "mixed/ok1", "1").put(S, "mixed/ok2", "2").put(S, "mixed/back\\slash", "b");
+    for round in 0..2 {
+        let run = f.sync("src", "ftp", &["--mode", "two-way"]);
+        f.env.expect(&run, 1);
+        assert!(run.stderr.contains("back\\\\slash") && run.stderr.contains("no FTP listing"), "round {round}: {run}");
+        assert!(f.env.exists(S, "mixed/back\\slash"), "round {round}: {}", f.env.trees());
+        for path in ["keep/.pairsync-notes.tmp/a", "keep/.pairsync-0123abcd.tmp", "mixed/ok1", "mixed/ok2"] {
+            assert!(f.env.exists(S, path) && f.env.exists(D, path), "round {round}: {path}\n{}", f.env.trees());
+        }
+        assert!(!f.env.exists(D, "mixed/back\\slash"), "{}", f.env.trees());
+    }
+}

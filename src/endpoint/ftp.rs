@@ -30,7 +30,7 @@ use suppaftp::types::FileType;
 use suppaftp::{FtpError, ImplFtpStream, Mode, Status, TlsStream};
 
 use super::ftp_listing::{self, Listing};
-use super::{changed_since_scan, Endpoint, IssueKind, Scan, ScanIssue};
+use super::{changed_since_scan, temp_owner, Endpoint, IssueKind, Scan, ScanIssue, TempOwner};
 use crate::credentials::Credentials;
 use crate::filter::Filter;
 use crate::model::{Entry, Kind, Mtime, Snapshot};
@@ -517,6 +517,19 @@ impl<T: TlsStream + Send + 'static> FtpEndpoint<T> {
         })
     }
 
+    /// Refuses a path whose name this endpoint's listings would reject (a local name may hold a
+    /// backslash or a line break): written, it would vanish from every scan, and a two-way run
+    /// would take that for a deletion.
+    fn carries(rel: &str) -> io::Result<()> {
+        match rel.split('/').find_map(|name| ftp_listing::name_problem(name).map(|p| (name, p))) {
+            None => Ok(()),
+            Some((name, problem)) => Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("{name:?} {problem}: no FTP listing can carry that name; not written"),
+            )),
+        }
+    }
+
     fn temp_name(&self, rel: &str) -> String {
         let n = self.counter.fetch_add(1, Ordering::Relaxed);
         let name = format!(".pairsync-{}-{}-{n}.tmp", self.options.tag, std::process::id());
@@ -548,7 +561,6 @@ impl<T: TlsStream + Send + 'static> Endpoint for FtpEndpoint<T> {
         // Folders holding something left out: they cannot be emptied, so they are never deleted.
         let mut holders = std::collections::HashSet::new();
         let mut folders = vec![String::new()];
-        let own_prefix = format!(".pairsync-{}-", self.options.tag);
         while let Some(dir) = folders.pop() {
             let path = self.full(&dir);
             let listing = match self.with_conn(|conn| Self::list(conn, &path)) {
@@ -600,13 +612,12 @@ impl<T: TlsStream + Send + 'static> Endpoint for FtpEndpoint<T> {
                 let rel = join(&listed.name);
                 match listed.entry.kind {
                     Kind::Dir => {
-                        if listed.name.starts_with(".pairsync-") && listed.name.ends_with(".tmp") {
+                        if let Some(owner) = temp_owner(&listed.name, &self.options.tag) {
                             // A staged folder a killed run left (or another pair's, being filled).
-                            if listed.name.starts_with(&own_prefix) {
+                            if owner == TempOwner::Own {
                                 leftovers.push(rel);
-                            } else {
-                                holders.insert(dir.clone());
                             }
+                            holders.insert(dir.clone());
                         } else if !filter.ignores(&rel, Kind::Dir) {
                             found.push((rel.clone(), listed.entry));
                             folders.push(rel);
@@ -615,12 +626,11 @@ impl<T: TlsStream + Send + 'static> Endpoint for FtpEndpoint<T> {
                         }
                     }
                     Kind::File => {
-                        if listed.name.starts_with(".pairsync-") && listed.name.ends_with(".tmp") {
-                            if listed.name.starts_with(&own_prefix) {
+                        if let Some(owner) = temp_owner(&listed.name, &self.options.tag) {
+                            if owner == TempOwner::Own {
                                 leftovers.push(rel);
-                            } else {
-                                holders.insert(dir.clone());
                             }
+                            holders.insert(dir.clone());
                         } else if !filter.ignores(&rel, Kind::File) {
                             found.push((rel, listed.entry));
                         } else {
@@ -646,6 +656,7 @@ impl<T: TlsStream + Send + 'static> Endpoint for FtpEndpoint<T> {
         replaces: Option<&Entry>,
         resume_from: u64,
     ) -> io::Result<Entry> {
+        Self::carries(path)?;
         let resumable = like.size >= super::RESUMABLE;
         let temp = if resumable { super::resumable_temp(&self.options.tag, path, like) } else { self.temp_name(path) };
         let (temp_full, target_full) = (self.full(&temp), self.full(path));
@@ -681,6 +692,7 @@ impl<T: TlsStream + Send + 'static> Endpoint for FtpEndpoint<T> {
     }
 
     fn mkdir_staged(&self, path: &str) -> io::Result<String> {
+        Self::carries(path)?;
         let staged = self.temp_name(path);
         let full = self.full(&staged);
         self.with_conn(|conn| conn.ftp.mkdir(&full))?;
@@ -688,37 +700,54 @@ impl<T: TlsStream + Send + 'static> Endpoint for FtpEndpoint<T> {
     }
 
     fn write_staged(&self, path: &str, data: &mut dyn Read, like: &Entry) -> io::Result<()> {
+        Self::carries(path)?;
         let full = self.full(path);
         self.upload(&full, data, false)?;
         self.set_mtime(&full, like.mtime)
     }
 
     /// One listing of the staged folder records every file in it as the server reports it;
-    /// then one check that `path` is still free and one rename.
-    fn commit_staged(&self, staged: &str, path: &str, written: &[(&str, u64)]) -> io::Result<HashMap<String, Entry>> {
+    /// then one check that `path` is still free and one rename (or, after a failed write, a
+    /// rename per written file).
+    fn commit_staged(
+        &self,
+        staged: &str,
+        path: &str,
+        written: &[(&str, u64)],
+        failed: bool,
+    ) -> io::Result<HashMap<String, Entry>> {
         let staged_full = self.full(staged);
         let listing = self.with_conn(|conn| Self::list(conn, &staged_full))?;
-        if !listing.unparsed.is_empty() || !listing.rejected.is_empty() || !listing.symlinks.is_empty() {
-            return Err(io::Error::other("the temp folder holds what was not written there; not moved into place"));
-        }
         let written: HashMap<&str, u64> = written.iter().copied().collect();
-        let mut files = HashMap::new();
-        for listed in listing.entries {
-            if listed.entry.kind != Kind::File {
-                return Err(io::Error::other("a folder appeared in the temp folder; not moved into place"));
-            }
-            if written.get(listed.name.as_str()) == Some(&listed.entry.size) {
-                files.insert(listed.name, listed.entry);
-            } else {
-                // A file cut short: removed, so that it never appears under its name.
-                let full = format!("{staged_full}/{}", listed.name);
-                self.with_conn(|conn| conn.ftp.rm(&full))?;
-            }
-        }
+        let listed = listing.entries.len();
+        let files: HashMap<String, Entry> = listing
+            .entries
+            .into_iter()
+            .filter(|l| l.entry.kind == Kind::File && written.get(l.name.as_str()) == Some(&l.entry.size))
+            .map(|l| (l.name, l.entry))
+            .collect();
+        let clean = listed == files.len()
+            && listing.unparsed.is_empty()
+            && listing.rejected.is_empty()
+            && listing.symlinks.is_empty();
         self.expect(path, None)?;
         let target = self.full(path);
-        self.with_conn(|conn| conn.ftp.rename(&staged_full, &target))?;
-        Ok(files)
+        if clean && !failed {
+            self.with_conn(|conn| conn.ftp.rename(&staged_full, &target))?;
+            return Ok(files);
+        }
+        // Move what was written, file by file; the rest stays in the temp folder, removed now
+        // or by the next run.
+        self.with_conn(|conn| conn.ftp.mkdir(&target))?;
+        let mut moved = HashMap::new();
+        for (name, entry) in files {
+            let (from, to) = (format!("{staged_full}/{name}"), format!("{target}/{name}"));
+            if self.with_conn(|conn| conn.ftp.rename(&from, &to)).is_ok() {
+                moved.insert(name, entry);
+            }
+        }
+        let _ = self.remove_leftover(staged);
+        Ok(moved)
     }
 
     fn partial(&self, path: &str, like: &Entry) -> u64 {
@@ -754,6 +783,7 @@ impl<T: TlsStream + Send + 'static> Endpoint for FtpEndpoint<T> {
     }
 
     fn mkdir(&self, path: &str) -> io::Result<()> {
+        Self::carries(path)?;
         let full = self.full(path);
         match self.with_conn(|conn| conn.ftp.mkdir(&full)) {
             Ok(()) => Ok(()),
@@ -775,6 +805,7 @@ impl<T: TlsStream + Send + 'static> Endpoint for FtpEndpoint<T> {
     }
 
     fn rename(&self, from: &str, to: &str, expect: &Entry) -> io::Result<Entry> {
+        Self::carries(to)?;
         self.expect(from, Some(expect))?;
         self.expect(to, None)?;
         let (from_full, to_full) = (self.full(from), self.full(to));

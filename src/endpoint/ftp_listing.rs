@@ -103,7 +103,8 @@ pub fn safe_name(name: &str) -> bool {
     name_problem(name).is_none()
 }
 
-fn name_problem(name: &str) -> Option<&'static str> {
+/// What makes a name unsafe (see [`safe_name`]), or `None`.
+pub fn name_problem(name: &str) -> Option<&'static str> {
     Some(match name {
         "" => "is empty",
         "." => "is '.'",

@@ -10,7 +10,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use filetime::FileTime;
 
-use super::{changed_since_scan, changed_while_copying, Endpoint, IssueKind, Scan, ScanIssue};
+use super::{changed_since_scan, changed_while_copying, Endpoint, IssueKind, Scan, ScanIssue, TempOwner};
 use crate::filter::Filter;
 use crate::model::{ancestors, Entry, Kind, Mtime, Snapshot};
 
@@ -85,14 +85,6 @@ impl LocalEndpoint {
             Some(dir) => format!("{dir}/{name}"),
             None => name,
         }
-    }
-
-    fn is_temp(name: &str) -> bool {
-        name.starts_with(TEMP_PREFIX) && name.ends_with(TEMP_SUFFIX)
-    }
-
-    fn is_own_temp(&self, name: &str) -> bool {
-        Self::is_temp(name) && name[TEMP_PREFIX.len()..].starts_with(&format!("{}-", self.tag))
     }
 }
 
@@ -367,8 +359,12 @@ impl LocalEndpoint {
                         continue;
                     }
                 };
+                let temp = super::temp_owner(name, &self.tag);
                 if ft.is_dir() {
-                    if !filter.ignores(&rel, Kind::Dir) {
+                    if temp.is_some() {
+                        // A temp folder (an FTP endpoint's staged folder): left alone.
+                        holders.insert(dir.clone());
+                    } else if !filter.ignores(&rel, Kind::Dir) {
                         found.push((rel.clone(), Entry::dir()));
                         if recursive {
                             folders.push((rel, true));
@@ -377,12 +373,11 @@ impl LocalEndpoint {
                         holders.insert(dir.clone());
                     }
                 } else if ft.is_file() {
-                    if Self::is_temp(name) {
-                        if self.is_own_temp(name) {
+                    if let Some(owner) = temp {
+                        if owner == TempOwner::Own {
                             leftovers.push(rel);
-                        } else {
-                            holders.insert(dir.clone());
                         }
+                        holders.insert(dir.clone());
                     } else if filter.ignores(&rel, Kind::File) {
                         holders.insert(dir.clone());
                     } else {
@@ -439,7 +434,7 @@ mod tests {
 
     fn endpoint() -> (tempfile::TempDir, LocalEndpoint) {
         let dir = tempfile::tempdir().unwrap();
-        let endpoint = LocalEndpoint::new(dir.path().to_path_buf(), "t");
+        let endpoint = LocalEndpoint::new(dir.path().to_path_buf(), "0123abcd");
         (dir, endpoint)
     }
 

@@ -130,10 +130,18 @@ pub trait Endpoint: Send + Sync {
         Err(io::Error::new(io::ErrorKind::Unsupported, format!("{path}: this endpoint does not stage folders")))
     }
 
-    /// Moves the staged folder `staged` into place at `path`, which must still be free, after
-    /// removing whatever in it is not one of `written` (name and size): a file cut short never
-    /// becomes visible. Returns the files it holds as the endpoint now reports them, by name.
-    fn commit_staged(&self, staged: &str, path: &str, _written: &[(&str, u64)]) -> io::Result<HashMap<String, Entry>> {
+    /// Moves the staged folder `staged` into place at `path`, which must still be free, with
+    /// the files in it that are among `written` (name and size). Returns those files as the
+    /// endpoint now reports them, by name. Nothing else in it ever appears at `path`: when a
+    /// write into it `failed` (its partial file may still be landing on the server) or it holds
+    /// anything else, `path` is created and the written files are moved into it one by one.
+    fn commit_staged(
+        &self,
+        staged: &str,
+        path: &str,
+        _written: &[(&str, u64)],
+        _failed: bool,
+    ) -> io::Result<HashMap<String, Entry>> {
         Err(io::Error::new(
             io::ErrorKind::Unsupported,
             format!("{staged} -> {path}: this endpoint does not stage folders"),
@@ -170,6 +178,31 @@ pub trait Endpoint: Send + Sync {
         io::copy(&mut reader, &mut hasher)?;
         Ok(*hasher.finalize().as_bytes())
     }
+}
+
+/// Whose temp file or folder a name is: `.pairsync-<tag>-<anything>.tmp`, the tag being a pair's
+/// 8 hex digits. Every endpoint uses this one rule, for files and folders alike, so that a
+/// name one side hides is hidden by the other too (else a two-way run would carry its
+/// "deletion" over). `None` for any other name, which is synced like any other.
+pub fn temp_owner(name: &str, own_tag: &str) -> Option<TempOwner> {
+    let rest = name.strip_prefix(".pairsync-")?;
+    let (tag, tail) = (rest.get(..8)?, &rest[8..]);
+    if !tag.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+        || !tail.starts_with('-')
+        || !tail.ends_with(".tmp")
+    {
+        return None;
+    }
+    Some(if tag == own_tag { TempOwner::Own } else { TempOwner::Other })
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TempOwner {
+    /// Left by a killed run of this pair: removed (or continued) by this one.
+    Own,
+    /// Another pair's, maybe being written right now: left alone, and its folder is never
+    /// deleted.
+    Other,
 }
 
 /// Files at least this large are copied under a temp name that a later run finds again, so that
@@ -216,5 +249,28 @@ impl<R: Read> Read for HashingReader<R> {
         let n = self.inner.read(buf)?;
         self.hasher.update(&buf[..n]);
         Ok(n)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn temp_names_are_only_the_generated_shape() {
+        let own = "0123abcd";
+        for (name, want) in [
+            (".pairsync-0123abcd-42-7.tmp", Some(TempOwner::Own)),
+            (".pairsync-0123abcd-r00ff00ff00ff00ff.tmp", Some(TempOwner::Own)),
+            (".pairsync-deadbeef-1-0.tmp", Some(TempOwner::Other)),
+            (".pairsync-notes.tmp", None),
+            (".pairsync-0123abcd.tmp", None),
+            (".pairsync-0123ABCD-1-0.tmp", None),
+            (".pairsync-0123abcd-1-0.tmpx", None),
+            ("pairsync-0123abcd-1-0.tmp", None),
+            (".pairsync-0123ab", None),
+        ] {
+            assert_eq!(temp_owner(name, own), want, "{name}");
+        }
     }
 }
