@@ -58,6 +58,7 @@ declare -A SECS CMDS
 measure() {
     local name=$1; shift
     local before after t0 t1
+    sync # the previous upload's writeback must not land on this one's time
     before=$(wc -l <"$LOG")
     t0=$EPOCHREALTIME
     "$@" >"$WORK/$name.out" 2>&1 || { echo "bench-ftp: $name failed:" >&2; cat "$WORK/$name.out" >&2; exit 1; }
