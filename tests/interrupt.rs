@@ -7,24 +7,7 @@ use std::fs;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use pairsync::executor::Observer;
-use pairsync::plan::Action;
 use pairsync::sync::{sync, Reporter};
-
-/// Asks to stop once `after` actions were applied.
-struct StopAfter {
-    after: usize,
-    applied: AtomicUsize,
-}
-
-impl Observer for StopAfter {
-    fn applied(&self, _action: &Action) {
-        self.applied.fetch_add(1, Ordering::SeqCst);
-    }
-    fn should_stop(&self) -> bool {
-        self.applied.load(Ordering::SeqCst) >= self.after
-    }
-}
-impl Reporter for StopAfter {}
 
 /// Asks to stop from the `after`-th time it is asked on (a copy worker asks before each file).
 struct StopAsked {
@@ -78,10 +61,10 @@ fn a_run_stopped_while_filling_staged_folders_moves_what_they_hold_into_place() 
     };
     let landed = tree(&dst);
     assert!(landed.iter().all(|p| !p.contains(".pairsync-")), "temp left: {landed:?}");
-    assert!((20..200).contains(&landed.len()), "{} files landed: {landed:?}", landed.len());
+    assert!((1..=30).contains(&landed.len()), "{} files landed: {landed:?}", landed.len());
     assert_eq!(first.tally.copied, landed.len(), "every file moved into place is counted (and recorded)");
 
-    let second = sync(&job, &StopAfter { after: usize::MAX, applied: AtomicUsize::new(0) }).unwrap();
+    let second = sync(&job, &StopAsked { after: usize::MAX, asked: AtomicUsize::new(0) }).unwrap();
     assert!(!second.interrupted);
     assert_eq!(second.tally.copied, 200 - landed.len(), "the second run copies only what the first did not");
     assert_eq!(tree(&dst).len(), 200);
@@ -96,22 +79,18 @@ fn a_stopped_run_keeps_what_it_did_and_the_next_run_finishes() {
     for i in 0..200 {
         fs::write(src.join(format!("f{i:03}")), format!("file {i}")).unwrap();
     }
-    use clap::Parser;
-    let argv = ["pairsync", "sync", src.to_str().unwrap(), dst.to_str().unwrap()];
-    let pairsync::cli::Command::Sync(args) = pairsync::cli::Args::try_parse_from(argv).unwrap().command else {
-        unreachable!("parsed as sync")
-    };
-    let job = pairsync::cli::job(&args, Some(state.clone())).unwrap();
+    let job = job(&["pairsync", "sync", src.to_str().unwrap(), dst.to_str().unwrap()], &state);
 
-    let stopper = StopAfter { after: 5, applied: AtomicUsize::new(0) };
-    let first = sync(&job, &stopper).unwrap();
+    // A worker asks before each file: once told to stop, none takes another. (Stopping on a
+    // count of applied actions would depend on how far the workers ran ahead of the thread
+    // that records them.)
+    let first = sync(&job, &StopAsked { after: 10, asked: AtomicUsize::new(0) }).unwrap();
     assert!(first.interrupted, "{first:?}");
     let copied = fs::read_dir(&dst).unwrap().count();
-    // Workers finish the file they hold when asked to stop: a few more than 5, far fewer than 200.
-    assert!((5..20).contains(&copied), "copied {copied}");
+    assert!((1..=10).contains(&copied), "copied {copied}");
     assert_eq!(first.tally.copied, copied, "every file copied is counted (and recorded)");
 
-    let second = sync(&job, &StopAfter { after: usize::MAX, applied: AtomicUsize::new(0) }).unwrap();
+    let second = sync(&job, &StopAsked { after: usize::MAX, asked: AtomicUsize::new(0) }).unwrap();
     assert!(!second.interrupted);
     assert_eq!(second.tally.copied, 200 - copied, "the second run copies only what the first did not");
     assert_eq!(fs::read_dir(&dst).unwrap().count(), 200);
