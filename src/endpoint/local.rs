@@ -1,18 +1,24 @@
 //! A local directory. Never follows a symlink when scanning and never writes through one: every
-//! parent of a path written to is checked to be a real folder (not a link) below the root.
+//! write, rename, delete and read happens relative to its folder, opened by walking from the
+//! root one name at a time without following a link (`openat` with `O_NOFOLLOW`). The open
+//! folder pins the real folder, so one swapped for a link at any moment, even between a check
+//! and a rename, cannot send anything outside the root.
 
-use std::fs::{self, File, OpenOptions};
+use std::fs::{self, File};
 use std::io::{self, Read, Write};
-use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::os::fd::OwnedFd;
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use filetime::FileTime;
+use rustix::fs::{AtFlags, FileType, Mode, OFlags};
+use rustix::io::Errno;
 
 use super::{changed_since_scan, changed_while_copying, Endpoint, IssueKind, Scan, ScanIssue, TempOwner};
 use crate::filter::Filter;
-use crate::model::{ancestors, Entry, Kind, Mtime, Snapshot};
+use crate::model::{Entry, Kind, Mtime, Snapshot};
 
 pub struct LocalEndpoint {
     root: PathBuf,
@@ -34,35 +40,39 @@ impl LocalEndpoint {
         self.root.join(rel)
     }
 
-    /// Refuses to touch `rel` unless each of its parents is a real folder, not a symlink:
-    /// a link in the tree must never let a write escape the root. Checked afresh every time
-    /// (right before a temp file is made and again right before the rename), never cached: a
-    /// folder may be swapped for a link while a run goes on.
-    fn check_parents(&self, rel: &str) -> io::Result<()> {
-        let parents: Vec<&str> = ancestors(rel).collect();
-        for dir in parents.into_iter().rev() {
-            let meta = fs::symlink_metadata(self.full(dir))?;
-            if meta.file_type().is_symlink() {
-                return Err(io::Error::other(format!("{dir} is a symbolic link; refusing to write through it")));
-            }
-            if !meta.is_dir() {
-                return Err(io::Error::other(format!("{dir} is not a folder")));
-            }
+    /// The folder `dir` (relative, "" for the root), opened by walking from the root one name
+    /// at a time, never through a symlink: a link or a file on the way is an error naming it.
+    fn open_folder(&self, dir: &str) -> io::Result<OwnedFd> {
+        let flags = OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC;
+        // The root itself may be a link (a mount point's alias): the user chose it.
+        let mut fd = rustix::fs::open(&self.root, flags, Mode::empty())?;
+        let mut walked = 0;
+        for name in dir.split('/').filter(|n| !n.is_empty()) {
+            walked += name.len() + 1;
+            fd = match rustix::fs::openat(&fd, name, flags | OFlags::NOFOLLOW, Mode::empty()) {
+                Ok(next) => next,
+                Err(err) => {
+                    let here = &dir[..walked - 1];
+                    return Err(match entry_at(&fd, name) {
+                        Err(_) if err == Errno::NOTDIR || err == Errno::LOOP => {
+                            io::Error::other(format!("{here} is a symbolic link; refusing to write through it"))
+                        }
+                        Ok(Some(_)) => io::Error::other(format!("{here} is not a folder")),
+                        _ => err.into(),
+                    });
+                }
+            };
         }
-        Ok(())
+        Ok(fd)
     }
 
-    /// What is at `rel` now must be what the plan saw (`None`: nothing).
-    fn expect_current(&self, rel: &str, expect: Option<&Entry>) -> io::Result<()> {
-        let now = self.stat_path(rel)?;
-        match (now, expect) {
-            (None, None) => Ok(()),
-            (Some(_), None) => Err(changed_since_scan("something appeared there")),
-            (None, Some(_)) => Err(changed_since_scan("it disappeared")),
-            (Some(now), Some(then)) if then.is_dir() && now.is_dir() => Ok(()),
-            (Some(now), Some(then)) if now.same_metadata(then) => Ok(()),
-            (Some(_), Some(_)) => Err(changed_since_scan("size or mtime differ")),
-        }
+    /// The open folder holding `rel`, and `rel`'s name in it.
+    fn parent_of<'r>(&self, rel: &'r str) -> io::Result<(OwnedFd, &'r str)> {
+        let (dir, name) = match rel.rfind('/') {
+            Some(i) => (&rel[..i], &rel[i + 1..]),
+            None => ("", rel),
+        };
+        Ok((self.open_folder(dir)?, name))
     }
 
     /// The file or folder at `rel`, `None` if nothing is there; a symlink or special file is
@@ -86,6 +96,49 @@ impl LocalEndpoint {
             None => name,
         }
     }
+}
+
+/// What is at `name` in `dir` now must be what the plan saw (`None`: nothing).
+fn expect_at(dir: &OwnedFd, name: &str, expect: Option<&Entry>) -> io::Result<()> {
+    match (entry_at(dir, name)?, expect) {
+        (None, None) => Ok(()),
+        (Some(_), None) => Err(changed_since_scan("something appeared there")),
+        (None, Some(_)) => Err(changed_since_scan("it disappeared")),
+        (Some(now), Some(then)) if then.is_dir() && now.is_dir() => Ok(()),
+        (Some(now), Some(then)) if now.same_metadata(then) => Ok(()),
+        (Some(_), Some(_)) => Err(changed_since_scan("size or mtime differ")),
+    }
+}
+
+/// The file or folder `name` in `dir`, `None` if nothing is there; a symlink or special file is
+/// an error, so that no compare takes it for "nothing" and nothing is written over it.
+fn entry_at(dir: &OwnedFd, name: &str) -> io::Result<Option<Entry>> {
+    match rustix::fs::statat(dir, name, AtFlags::SYMLINK_NOFOLLOW) {
+        Ok(st) => {
+            let entry = match FileType::from_raw_mode(st.st_mode) {
+                FileType::Directory => Entry::dir(),
+                FileType::RegularFile => {
+                    let mtime = st.st_mtime * 1_000_000_000 + st.st_mtime_nsec as i64;
+                    Entry { mode: Some(st.st_mode & 0o7777), ..Entry::file(st.st_size as u64, mtime) }
+                }
+                _ => return Err(io::Error::other("a symbolic link or special file is in the way; left alone")),
+            };
+            Ok(Some(entry))
+        }
+        Err(Errno::NOENT) => Ok(None),
+        Err(err) => Err(err.into()),
+    }
+}
+
+fn create_new(dir: &OwnedFd, name: &str) -> io::Result<File> {
+    // O_EXCL and O_NOFOLLOW: never a file (or link) planted at the temp name. 0600 until the copy
+    // is done: a private file is never readable by others meanwhile.
+    let flags = OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+    Ok(File::from(rustix::fs::openat(dir, name, flags, Mode::from_raw_mode(0o600))?))
+}
+
+fn unlink(dir: &OwnedFd, name: &str) -> io::Result<()> {
+    Ok(rustix::fs::unlinkat(dir, name, AtFlags::empty())?)
 }
 
 /// A file or folder entry from lstat metadata; `None` for symlinks and special files.
@@ -164,13 +217,14 @@ impl Endpoint for LocalEndpoint {
         replaces: Option<&Entry>,
         resume_from: u64,
     ) -> io::Result<Entry> {
-        self.check_parents(path)?;
+        let (dir, name) = self.parent_of(path)?;
         let resumable = like.size >= super::RESUMABLE;
         let temp = if resumable { super::resumable_temp(&self.tag, path, like) } else { self.temp_name(path) };
-        let temp_path = self.full(&temp);
+        let temp = &temp[temp.rfind('/').map_or(0, |i| i + 1)..];
         let mut file = if resume_from > 0 {
             // O_NOFOLLOW: continue only the very file an earlier run left, never a planted link.
-            let file = OpenOptions::new().append(true).custom_flags(libc::O_NOFOLLOW).open(&temp_path)?;
+            let flags = OFlags::WRONLY | OFlags::APPEND | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+            let file = File::from(rustix::fs::openat(&dir, temp, flags, Mode::empty())?);
             if file.metadata()?.len() != resume_from {
                 return Err(changed_since_scan("the partial copy to continue changed"));
             }
@@ -178,11 +232,9 @@ impl Endpoint for LocalEndpoint {
         } else {
             if resumable {
                 // A stale partial of the same content that is not worth continuing.
-                let _ = fs::remove_file(&temp_path);
+                let _ = unlink(&dir, temp);
             }
-            // create_new: O_EXCL never follows a symlink planted at the temp name.
-            // 0600 until the copy is done: a private file is never readable by others meanwhile.
-            OpenOptions::new().write(true).create_new(true).mode(0o600).open(&temp_path)?
+            create_new(&dir, temp)?
         };
         let written = (|| {
             // On the stack: a heap buffer this size is an mmap and fresh page faults per file.
@@ -200,11 +252,10 @@ impl Endpoint for LocalEndpoint {
             }
             let meta = file.metadata()?;
             drop(file);
-            // Compare, then mutate: the target must still be what the plan saw, and its folders
-            // real folders, checked right before the rename (the copy may have taken a while).
-            self.check_parents(path)?;
-            self.expect_current(path, replaces)?;
-            fs::rename(&temp_path, self.full(path))?;
+            // Compare, then mutate: the target must still be what the plan saw (the copy may
+            // have taken a while). The rename is within the open folder.
+            expect_at(&dir, name, replaces)?;
+            rustix::fs::renameat(&dir, temp, &dir, name)?;
             Ok(meta)
         })();
         match written {
@@ -212,7 +263,7 @@ impl Endpoint for LocalEndpoint {
             Err(err) => {
                 // A large copy's partial temp is kept for the next run to continue.
                 if !resumable {
-                    let _ = fs::remove_file(&temp_path);
+                    let _ = unlink(&dir, temp);
                 }
                 Err(err)
             }
@@ -223,16 +274,19 @@ impl Endpoint for LocalEndpoint {
         if like.size < super::RESUMABLE {
             return 0;
         }
-        let temp = self.full(&super::resumable_temp(&self.tag, path, like));
-        match fs::symlink_metadata(temp) {
-            Ok(meta) if meta.is_file() && meta.len() > 0 && meta.len() < like.size => meta.len(),
+        let temp = super::resumable_temp(&self.tag, path, like);
+        let Ok((dir, name)) = self.parent_of(&temp) else { return 0 };
+        match entry_at(&dir, name) {
+            Ok(Some(entry)) if entry.kind == Kind::File && entry.size > 0 && entry.size < like.size => entry.size,
             _ => 0,
         }
     }
 
     fn open_from(&self, path: &str, expect: &Entry, offset: u64) -> io::Result<Box<dyn Read + Send + '_>> {
         use std::io::Seek;
-        let mut file = File::open(self.full(path))?;
+        let (dir, name) = self.parent_of(path)?;
+        let flags = OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+        let mut file = File::from(rustix::fs::openat(&dir, name, flags, Mode::empty())?);
         let meta = file.metadata()?;
         if !meta.is_file() || entry_of(&meta).is_none_or(|now| !now.same_metadata(expect)) {
             return Err(changed_since_scan("size or mtime differ"));
@@ -242,34 +296,29 @@ impl Endpoint for LocalEndpoint {
     }
 
     fn mkdir(&self, path: &str) -> io::Result<()> {
-        self.check_parents(path)?;
-        match fs::create_dir(self.full(path)) {
-            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => match self.stat_path(path)? {
+        let (dir, name) = self.parent_of(path)?;
+        match rustix::fs::mkdirat(&dir, name, Mode::from_raw_mode(0o777)) {
+            Err(Errno::EXIST) => match entry_at(&dir, name)? {
                 Some(entry) if entry.is_dir() => Ok(()),
                 _ => Err(io::Error::other("something that is not a folder is in the way")),
             },
-            other => other,
-        }?;
-        Ok(())
-    }
-
-    fn remove(&self, path: &str, expect: &Entry) -> io::Result<()> {
-        self.check_parents(path)?;
-        self.expect_current(path, Some(expect))?;
-        if expect.is_dir() {
-            fs::remove_dir(self.full(path))
-        } else {
-            fs::remove_file(self.full(path))
+            other => Ok(other?),
         }
     }
 
+    fn remove(&self, path: &str, expect: &Entry) -> io::Result<()> {
+        let (dir, name) = self.parent_of(path)?;
+        expect_at(&dir, name, Some(expect))?;
+        let flags = if expect.is_dir() { AtFlags::REMOVEDIR } else { AtFlags::empty() };
+        Ok(rustix::fs::unlinkat(&dir, name, flags)?)
+    }
+
     fn rename(&self, from: &str, to: &str, expect: &Entry) -> io::Result<Entry> {
-        self.check_parents(from)?;
-        self.check_parents(to)?;
-        self.expect_current(from, Some(expect))?;
-        self.expect_current(to, None)?;
-        fs::rename(self.full(from), self.full(to))?;
-        self.stat_path(to)?.ok_or_else(|| changed_since_scan("renamed file vanished"))
+        let ((from_dir, from_name), (to_dir, to_name)) = (self.parent_of(from)?, self.parent_of(to)?);
+        expect_at(&from_dir, from_name, Some(expect))?;
+        expect_at(&to_dir, to_name, None)?;
+        rustix::fs::renameat(&from_dir, from_name, &to_dir, to_name)?;
+        entry_at(&to_dir, to_name)?.ok_or_else(|| changed_since_scan("renamed file vanished"))
     }
 
     fn read_check_file(&self, path: &str, limit: usize) -> io::Result<Option<Vec<u8>>> {
@@ -298,7 +347,8 @@ impl Endpoint for LocalEndpoint {
     }
 
     fn remove_leftover(&self, path: &str) -> io::Result<()> {
-        fs::remove_file(self.full(path))
+        let (dir, name) = self.parent_of(path)?;
+        unlink(&dir, name)
     }
 }
 
@@ -438,6 +488,47 @@ mod tests {
         (dir, endpoint)
     }
 
+    /// A reader that, on its first read, swaps the folder `a` of `root` for a symlink to
+    /// `outside`: the folder changes under a write in progress.
+    struct Swapper<'a> {
+        root: &'a Path,
+        outside: &'a Path,
+        swapped: bool,
+    }
+
+    impl Read for Swapper<'_> {
+        fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+            if self.swapped {
+                return Ok(0);
+            }
+            self.swapped = true;
+            fs::rename(self.root.join("a"), self.root.join("a.moved"))?;
+            std::os::unix::fs::symlink(self.outside, self.root.join("a"))?;
+            buf[..4].copy_from_slice(b"data");
+            Ok(4)
+        }
+    }
+
+    #[test]
+    fn a_folder_swapped_for_a_link_mid_write_never_sends_the_write_outside() {
+        let (dir, ep) = endpoint();
+        let outside = tempfile::tempdir().unwrap();
+        fs::create_dir(dir.path().join("a")).unwrap();
+        let mut data = Swapper { root: dir.path(), outside: outside.path(), swapped: false };
+        // The write goes on in the folder it opened (now "a.moved"), inside the root.
+        ep.write("a/f", &mut data, &Entry::file(4, 1_000_000_000), None, 0).unwrap();
+        assert_eq!(fs::read(dir.path().join("a.moved/f")).unwrap(), b"data");
+        assert_eq!(fs::read_dir(outside.path()).unwrap().count(), 0, "a write went through the link");
+        // Every later write through the link is refused, naming it.
+        let err = ep.write("a/g", &mut &b"x"[..], &Entry::file(1, 0), None, 0).unwrap_err();
+        assert!(err.to_string().contains("a is a symbolic link"), "{err}");
+        let err = ep.mkdir("a/sub").unwrap_err();
+        assert!(err.to_string().contains("a is a symbolic link"), "{err}");
+        let err = ep.open("a/f", &Entry::file(4, 1_000_000_000)).err().expect("a read through the link");
+        assert!(err.to_string().contains("a is a symbolic link"), "{err}");
+        assert_eq!(fs::read_dir(outside.path()).unwrap().count(), 0);
+    }
+
     #[test]
     fn a_file_growing_while_read_fails_the_read() {
         let (dir, ep) = endpoint();
@@ -446,7 +537,7 @@ mod tests {
         let mut reader = ep.open("f", &entry).unwrap();
         let mut buf = [0u8; 4096];
         reader.read_exact(&mut buf).unwrap();
-        OpenOptions::new().append(true).open(dir.path().join("f")).unwrap().write_all(b"more").unwrap();
+        fs::OpenOptions::new().append(true).open(dir.path().join("f")).unwrap().write_all(b"more").unwrap();
         let err = io::copy(&mut reader, &mut io::sink()).unwrap_err();
         assert!(err.to_string().contains("changed while being read"), "{err}");
     }
