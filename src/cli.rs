@@ -337,8 +337,15 @@ pub fn run(args: Args) -> ExitCode {
             state().and_then(|state| done(commands::delete(config, &state, &name, purge_state, quiet)))
         }
         Command::Run { names, group, all } => state().and_then(|state| {
-            let options =
-                RunOptions { verbosity, json, prefixed: false, stop: None, quiet_noops: false, quiet_skips: false };
+            let options = RunOptions {
+                verbosity,
+                json,
+                prefixed: false,
+                stop: None,
+                quiet_noops: false,
+                quiet_skips: false,
+                json_sink: None,
+            };
             commands::run(config, &state, (&names, group.as_deref(), all), &options)
         }),
         Command::Logs { name, follow, lines } => {

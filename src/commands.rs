@@ -402,8 +402,16 @@ pub fn run(
     let quiet = options.verbosity == crate::report::Verbosity::Quiet;
     let config = load(config_flag, quiet)?;
     let chosen = select(&config, selection.0, selection.1, selection.2)?;
-    let options = RunOptions { prefixed: chosen.len() > 1, ..options.clone() };
-    Ok(chosen.iter().map(|item| items::run(item, state_dir, &options)).fold(ExitCode::Synced, ExitCode::merge))
+    let several = chosen.len() > 1;
+    // --json prints one object: for several items, {"items": [summary + "item", ...], "exit_code"}.
+    let sink = (options.json && several).then(crate::report::JsonSink::default);
+    let options = RunOptions { prefixed: several, json_sink: sink.clone(), ..options.clone() };
+    let exit = chosen.iter().map(|item| items::run(item, state_dir, &options)).fold(ExitCode::Synced, ExitCode::merge);
+    if let Some(sink) = sink {
+        let items = std::mem::take(&mut *sink.lock().unwrap());
+        println!("{}", serde_json::json!({ "items": items, "exit_code": exit.code() }));
+    }
+    Ok(exit)
 }
 
 /// Prints the last `lines` lines of an item's log, then (with `follow`) what is appended,

@@ -63,8 +63,15 @@ pub fn watch(
     let chosen = commands::select(&config, selection.0, None, selection.1)?;
     let stop = Arc::new(AtomicBool::new(false));
     let signals = stop_on_signals(stop.clone())?;
-    let options =
-        RunOptions { verbosity, json: false, prefixed: true, stop: Some(stop), quiet_noops: true, quiet_skips: false };
+    let options = RunOptions {
+        verbosity,
+        json: false,
+        prefixed: true,
+        stop: Some(stop),
+        quiet_noops: true,
+        quiet_skips: false,
+        json_sink: None,
+    };
     let code = crate::watch::run(chosen, state_dir, &options, settings);
     signals.close();
     // Stopped by a signal, the watch itself ends well; what its runs found is in their logs.
@@ -122,6 +129,7 @@ pub fn run(
         stop: Some(stop.clone()),
         quiet_noops: false,
         quiet_skips: false,
+        json_sink: None,
     };
     // Items with watch = true are also synced live, on their own thread.
     let watched: Vec<Item> = commands::load(config_flag.clone(), true)?

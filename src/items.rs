@@ -135,6 +135,8 @@ pub struct RunOptions {
     pub quiet_noops: bool,
     /// A skipped run prints and logs nothing (a paused item, already reported).
     pub quiet_skips: bool,
+    /// `--json` for several items: each summary goes here (see [`crate::report::JsonSink`]).
+    pub json_sink: Option<crate::report::JsonSink>,
 }
 
 /// Syncs an item now: logs to its log file, records its last run, returns its exit code.
@@ -155,6 +157,10 @@ pub fn run_scoped(item: &Item, state_dir: &Path, options: &RunOptions, scope: Op
     let console = if options.prefixed { console.with_prefix(&item.name) } else { console };
     let console = if options.quiet_noops { console.with_quiet_noops() } else { console };
     let console = if options.quiet_skips { console.with_quiet_skips() } else { console };
+    let console = match &options.json_sink {
+        Some(sink) => console.with_json_sink(&item.name, sink.clone()),
+        None => console,
+    };
     let console = match &options.stop {
         Some(flag) => console.with_stop(flag.clone()),
         None => console,

@@ -36,7 +36,13 @@ pub struct Console {
     pending_start: Mutex<Option<String>>,
     /// A run of an item already known to be skipped (paused in watch mode) says nothing again.
     quiet_skips: bool,
+    /// With `--json` for several items: the summary object goes here, with the item's name,
+    /// to be printed in one object with the others'.
+    json_sink: Option<(String, JsonSink)>,
 }
+
+/// Where the JSON summaries of several items' runs gather.
+pub type JsonSink = Arc<Mutex<Vec<serde_json::Value>>>;
 
 /// A log file over this size is moved to `NAME.1` (replacing the older one) when opened.
 pub const LOG_CAP: u64 = 4 * 1024 * 1024;
@@ -74,7 +80,27 @@ impl Console {
             quiet_noops: false,
             pending_start: Mutex::new(None),
             quiet_skips: false,
+            json_sink: None,
         })
+    }
+
+    /// With `--json`, hands the summary object (with `"item": name`) to `sink` instead of
+    /// printing it.
+    pub fn with_json_sink(mut self, item: &str, sink: JsonSink) -> Console {
+        self.json_sink = Some((item.to_string(), sink));
+        self
+    }
+
+    fn print_json(&self, mut object: serde_json::Value) {
+        match &self.json_sink {
+            Some((item, sink)) => {
+                if let Some(fields) = object.as_object_mut() {
+                    fields.insert("item".into(), item.clone().into());
+                }
+                sink.lock().unwrap().push(object);
+            }
+            None => println!("{object}"),
+        }
     }
 
     /// Stops runs after the current file once `flag` is set.
@@ -152,8 +178,7 @@ impl Console {
         }
         self.log(&format!("skipped: {error} (exit {})", error.exit_code().code()));
         if self.json {
-            let object = serde_json::json!({ "error": error.to_string(), "exit_code": error.exit_code().code() });
-            println!("{object}");
+            self.print_json(serde_json::json!({ "error": error.to_string(), "exit_code": error.exit_code().code() }));
         }
         eprintln!("pairsync: {}{error}", self.prefix);
     }
@@ -173,7 +198,7 @@ impl Console {
         let line = summary_line(summary);
         self.log(&format!("end {line} (exit {})", summary.exit_code));
         if self.json {
-            println!("{}", serde_json::to_string(summary).expect("summary serializes"));
+            self.print_json(serde_json::to_value(summary).expect("summary serializes"));
         } else if self.verbosity > Verbosity::Quiet {
             println!("pairsync: {}{line}", self.prefix);
         }
