@@ -25,7 +25,7 @@ use util::{Side::Source as S, TestEnv};
 /// A connection idle this long is dropped, so that no thread outlives its test by much.
 const IDLE: Duration = Duration::from_secs(10);
 /// How long a transfer waits for the client's data connection.
-const DATA_TIMEOUT: Duration = Duration::from_secs(5);
+const DATA_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// What the fake server serves: MLSD lines per folder (without line ends) and file contents,
 /// both keyed by the exact path the client sends ("/", "/sub", "/ok.txt").

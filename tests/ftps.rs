@@ -41,38 +41,52 @@ fn start(env: &TestEnv) -> (Server, u16) {
         .status()
         .unwrap();
     assert!(made.success());
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-    let child = Command::new("python3")
-        .args([
-            "-m",
-            "pyftpdlib",
-            "-i",
-            "127.0.0.1",
-            "-p",
-            &port.to_string(),
-            "-w",
-            "-u",
-            "tester",
-            "-P",
-            "s3cret-pw",
-            "--tls",
-        ])
-        .arg("-d")
-        .arg(&env.dst)
-        .arg("--keyfile")
-        .arg(&key)
-        .arg("--certfile")
-        .arg(&cert)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let started = Instant::now();
-    while TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(started.elapsed() < Duration::from_secs(10), "pyftpdlib did not start");
-        std::thread::sleep(Duration::from_millis(50));
+    // A free port is only free until someone takes it: a server that cannot bind it exits, and
+    // one that answers must greet as pyftpdlib; otherwise try another port.
+    for _ in 0..4 {
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let mut child = Command::new("python3")
+            .args([
+                "-m",
+                "pyftpdlib",
+                "-i",
+                "127.0.0.1",
+                "-p",
+                &port.to_string(),
+                "-w",
+                "-u",
+                "tester",
+                "-P",
+                "s3cret-pw",
+                "--tls",
+            ])
+            .arg("-d")
+            .arg(&env.dst)
+            .arg("--keyfile")
+            .arg(&key)
+            .arg("--certfile")
+            .arg(&cert)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let started = Instant::now();
+        while started.elapsed() < Duration::from_secs(30) && child.try_wait().unwrap().is_none() {
+            if let Ok(stream) = TcpStream::connect(("127.0.0.1", port)) {
+                let _ = stream.set_read_timeout(Some(Duration::from_secs(10)));
+                let mut greeting = String::new();
+                let _ = std::io::BufRead::read_line(&mut std::io::BufReader::new(stream), &mut greeting);
+                if greeting.starts_with("220") && greeting.contains("pyftpdlib") {
+                    return (Server(child), port);
+                }
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = child.kill();
+        let _ = child.wait();
     }
-    (Server(child), port)
+    panic!("pyftpdlib did not start");
 }
 
 #[test]

@@ -191,17 +191,16 @@ impl Env {
             std::thread::sleep(Duration::from_millis(2));
         };
         let out = child.wait_with_output().unwrap();
-        match killed_at {
+        // What happened is what the exit status says: the run may have ended on its own between
+        // the last check and the kill (the kill then hits a zombie and changes nothing).
+        match std::os::unix::process::ExitStatusExt::signal(&out.status) {
+            Some(9) if killed_at.is_some() => killed_at,
             // A run that ended on its own must have ended well.
-            None => assert!(out.status.success(), "the sync failed before it was killed\n{}", explain(&cmd, &out)),
-            Some(_) => assert_eq!(
-                std::os::unix::process::ExitStatusExt::signal(&out.status),
-                Some(9),
-                "the sync was not killed by SIGKILL\n{}",
-                explain(&cmd, &out)
-            ),
+            _ => {
+                assert!(out.status.success(), "the sync failed before it was killed\n{}", explain(&cmd, &out));
+                None
+            }
         }
-        killed_at
     }
 
     /// Both trees, which must be identical, hold no temp file and equal `expected` (when given);

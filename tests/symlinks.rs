@@ -8,7 +8,6 @@ use std::os::unix::fs::symlink;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use pairsync::executor::Observer;
-use pairsync::plan::Action;
 use pairsync::sync::{sync, Reporter};
 use util::{Side::Destination as D, Side::Source as S, TestEnv};
 
@@ -43,7 +42,9 @@ fn a_symlink_where_the_source_has_a_file_is_not_overwritten() {
     assert_eq!(env.read(D, "a"), "1");
 }
 
-/// Swaps the destination's `sub` for a symlink to `outside` right after the first copy.
+/// Swaps the destination's `sub` for a symlink to `outside` once it holds a copied file. Done
+/// when a copy worker asks whether to stop, which it does before each file: the copies after
+/// the swap are certain, however far the workers ran ahead of the recording thread.
 struct SwapAfterFirstCopy {
     dst: std::path::PathBuf,
     outside: std::path::PathBuf,
@@ -51,11 +52,17 @@ struct SwapAfterFirstCopy {
 }
 
 impl Observer for SwapAfterFirstCopy {
-    fn applied(&self, action: &Action) {
-        if matches!(action, Action::Copy { .. }) && !self.done.swap(true, Ordering::SeqCst) {
+    fn should_stop(&self) -> bool {
+        let copied = || {
+            fs::read_dir(self.dst.join("sub"))
+                .map(|d| d.flatten().any(|e| !e.file_name().to_string_lossy().starts_with(".pairsync-")))
+                .unwrap_or(false)
+        };
+        if !self.done.load(Ordering::SeqCst) && copied() && !self.done.swap(true, Ordering::SeqCst) {
             fs::rename(self.dst.join("sub"), self.dst.join("sub-moved")).unwrap();
             symlink(&self.outside, self.dst.join("sub")).unwrap();
         }
+        false
     }
 }
 impl Reporter for SwapAfterFirstCopy {}
