@@ -352,6 +352,10 @@ pub fn show(config_flag: Option<PathBuf>, state_dir: &Path, name: &str, quiet: b
     println!("max_delete:   {}%", item.max_delete);
     println!("schedule:     {}", opt(&item.schedule));
     println!("watch:        {}", item.watch);
+    if [&item.source, &item.destination].iter().any(|side| side.kind == EndpointKind::Ftp) {
+        let connections = item.connections.map_or("4 (default)".to_string(), |n| n.to_string());
+        println!("connections:  {connections}");
+    }
     println!("log:          {}", items::log_path(&item, state_dir).display());
     for (label, side) in [("source", &item.source), ("destination", &item.destination)] {
         println!("{label}:");
@@ -363,6 +367,10 @@ pub fn show(config_flag: Option<PathBuf>, state_dir: &Path, name: &str, quiet: b
                 (None, None) => "from ~/.netrc".to_string(),
             };
             println!("  password:   {password}");
+            if side.tls {
+                let verify = if side.tls_verify { "verified" } else { "NOT verified (tls_verify = false)" };
+                println!("  certificate: {verify}");
+            }
         }
         println!("  ignore:     {}", if side.ignore.is_empty() { "-".into() } else { side.ignore.join("  ") });
         println!("  check:      {}", opt(&side.check));

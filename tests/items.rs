@@ -388,6 +388,12 @@ fn insecure_tls_is_stored_per_side_and_refused_without_tls() {
     it.ok(&["add", "site", "--source", &src, "--destination", "ftps://deploy@example.com/www", "--insecure-tls"]);
     let text = fs::read_to_string(&it.config).unwrap();
     assert!(text.contains("tls_verify = false"), "{text}");
+    let show = it.ok(&["show", "site"]);
+    for want in ["connections:  4 (default)", "certificate: NOT verified (tls_verify = false)"] {
+        assert!(show.stdout.contains(want), "missing {want:?}\n{show}");
+    }
+    it.ok(&["edit", "site", "--connections", "2"]);
+    assert!(it.ok(&["show", "site"]).stdout.contains("connections:  2\n"));
     fs::write(&it.config, text.replace("tls = true", "tls = false")).unwrap();
     let run = it.cmd(&["list"]);
     assert_eq!(run.code, 2, "{run}");

@@ -466,14 +466,7 @@ impl<T: TlsStream + Send + 'static> FtpEndpoint<T> {
     }
 
     fn expect(&self, rel: &str, expect: Option<&Entry>) -> io::Result<()> {
-        match (self.stat_rel(rel)?, expect) {
-            (None, None) => Ok(()),
-            (Some(_), None) => Err(changed_since_scan("something appeared there")),
-            (None, Some(_)) => Err(changed_since_scan("it disappeared")),
-            (Some(now), Some(then)) if now.is_dir() && then.is_dir() => Ok(()),
-            (Some(now), Some(then)) if now.same_metadata(then) => Ok(()),
-            (Some(_), Some(_)) => Err(changed_since_scan("size or mtime differ")),
-        }
+        super::still_as_planned(self.stat_rel(rel)?, expect)
     }
 
     /// Uploads `data` to `full` (appending to it with `append`) on one connection. The data is

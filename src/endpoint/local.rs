@@ -100,14 +100,7 @@ impl LocalEndpoint {
 
 /// What is at `name` in `dir` now must be what the plan saw (`None`: nothing).
 fn expect_at(dir: &OwnedFd, name: &str, expect: Option<&Entry>) -> io::Result<()> {
-    match (entry_at(dir, name)?, expect) {
-        (None, None) => Ok(()),
-        (Some(_), None) => Err(changed_since_scan("something appeared there")),
-        (None, Some(_)) => Err(changed_since_scan("it disappeared")),
-        (Some(now), Some(then)) if then.is_dir() && now.is_dir() => Ok(()),
-        (Some(now), Some(then)) if now.same_metadata(then) => Ok(()),
-        (Some(_), Some(_)) => Err(changed_since_scan("size or mtime differ")),
-    }
+    super::still_as_planned(entry_at(dir, name)?, expect)
 }
 
 /// The file or folder `name` in `dir`, `None` if nothing is there; a symlink or special file is

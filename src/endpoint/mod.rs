@@ -220,6 +220,19 @@ pub fn resumable_temp(tag: &str, rel: &str, like: &Entry) -> String {
     }
 }
 
+/// Compare, then mutate: what is at a path `now` must be what the plan saw there (`expect`,
+/// `None`: nothing). A folder is still a folder whatever its mtime.
+pub fn still_as_planned(now: Option<Entry>, expect: Option<&Entry>) -> io::Result<()> {
+    match (now, expect) {
+        (None, None) => Ok(()),
+        (Some(_), None) => Err(changed_since_scan("something appeared there")),
+        (None, Some(_)) => Err(changed_since_scan("it disappeared")),
+        (Some(now), Some(then)) if now.is_dir() && then.is_dir() => Ok(()),
+        (Some(now), Some(then)) if now.same_metadata(then) => Ok(()),
+        (Some(_), Some(_)) => Err(changed_since_scan("size or mtime differ")),
+    }
+}
+
 pub fn changed_since_scan(what: &str) -> io::Error {
     io::Error::other(format!("changed since the scan ({what}); left alone, retried next run"))
 }
