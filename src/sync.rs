@@ -300,10 +300,26 @@ pub fn sync(job: &Job, reporter: &dyn Reporter) -> Result<Summary> {
         Root::Local(path) => state_dir.strip_prefix(path).ok().filter(|rel| !rel.as_os_str().is_empty()),
         Root::Ftp(_) => None,
     });
-    let patterns: Vec<(&'static str, String)> = inside_roots
+    let mut patterns: Vec<(&'static str, String)> = inside_roots
         .filter_map(|rel| rel.to_str())
         .map(|rel| ("state folder", format!("^{}(/|$)", regex::escape(rel))))
         .collect();
+    // So is a check file given by an absolute path inside its own root (a relative one is in
+    // the job's filter already): a drive's marker copied to the other side would vouch for it.
+    let markers = job.checks.iter().zip([&source, &destination]).filter_map(|(check, root)| {
+        let path = Path::new(&check.as_ref()?.path);
+        let rel = match root {
+            Root::Local(root) if path.is_absolute() => {
+                // The root is canonical: so must be the folder of the file, to compare.
+                let full = path.parent()?.canonicalize().ok()?.join(path.file_name()?);
+                full.strip_prefix(root).ok()?.to_str()?.to_string()
+            }
+            Root::Ftp(url) if path.is_absolute() => path.to_str()?.strip_prefix(&format!("{}/", url.dir))?.to_string(),
+            _ => return None,
+        };
+        Some(("file check", format!("^{}$", regex::escape(&rel))))
+    });
+    patterns.extend(markers);
     let own_filter;
     let filter = if patterns.is_empty() {
         &job.filter

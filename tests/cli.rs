@@ -438,6 +438,20 @@ fn clone_never_deletes_nor_copies_the_check_file() {
     env.assert_tree(S, &[("a", "1")]);
 }
 
+/// The same for a check file given by its absolute path: it lies inside the destination's root,
+/// so a two-way run must neither copy it to the source nor count it as the destination's.
+#[test]
+fn an_absolute_check_file_inside_its_root_is_never_synced() {
+    let env = TestEnv::new();
+    env.put(S, "a", "1").put(D, ".disk-id", "usb-7");
+    let spec = format!("{}=usb-7", env.dst.join(".disk-id").display());
+    for _ in 0..2 {
+        env.sync_ok(&["--mode", "two-way", "--check-destination", &spec]);
+    }
+    env.assert_tree(D, &[(".disk-id", "usb-7"), ("a", "1")]);
+    env.assert_tree(S, &[("a", "1")]);
+}
+
 #[test]
 fn json_output_is_only_json_even_when_verbose() {
     let env = TestEnv::new();
