@@ -1,6 +1,7 @@
 //! The daemon: runs every scheduled item at its due time in local time, each run on its own
 //! thread and never two runs of one item at once. SIGTERM and SIGINT let the running syncs
-//! finish their current file and commit their state, then it exits 0; SIGHUP rereads the config.
+//! finish their current file and commit their state, then it exits 0; SIGHUP rereads the config
+//! (the schedules, and the watched items, which start over).
 
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
@@ -50,7 +51,8 @@ fn scheduled(config_flag: Option<PathBuf>, quiet: bool, now: &DateTime<Local>) -
     Ok(out)
 }
 
-/// `pairsync watch`: the named (or all) items, live, until SIGTERM or SIGINT.
+/// `pairsync watch`: the named (or all) items, live, until SIGTERM or SIGINT. SIGHUP rereads
+/// the config: the watch starts over with the items as they are now (a full run each).
 pub fn watch(
     config_flag: Option<PathBuf>,
     state_dir: &Path,
@@ -59,36 +61,94 @@ pub fn watch(
     settings: &WatchSettings,
 ) -> Result<ExitCode> {
     let quiet = verbosity == Verbosity::Quiet;
-    let config = commands::load(config_flag, quiet)?;
-    let chosen = commands::select(&config, selection.0, None, selection.1)?;
+    let choose = || {
+        let config = commands::load(config_flag.clone(), quiet)?;
+        commands::select(&config, selection.0, None, selection.1)
+    };
+    let mut chosen = choose()?;
+    let (terminate, reread) = (Arc::new(AtomicBool::new(false)), Arc::new(AtomicBool::new(false)));
+    let mut signals = signal_hook::iterator::Signals::new([SIGTERM, SIGINT, SIGHUP])
+        .map_err(|e| Error::Usage(format!("cannot handle signals: {e}")))?;
+    let handle = signals.handle();
     let stop = Arc::new(AtomicBool::new(false));
-    let signals = stop_on_signals(stop.clone())?;
+    let (flags, stop_for_signals) = ((terminate.clone(), reread.clone()), stop.clone());
+    let listener = std::thread::spawn(move || {
+        for signal in signals.forever() {
+            let flag = if signal == SIGHUP { &flags.1 } else { &flags.0 };
+            flag.store(true, Ordering::Relaxed);
+            // Either way the current watch ends, its running sync after the current file.
+            stop_for_signals.store(true, Ordering::Relaxed);
+        }
+    });
     let options = RunOptions {
         verbosity,
         json: false,
         prefixed: true,
-        stop: Some(stop),
+        stop: Some(stop.clone()),
         quiet_noops: true,
         quiet_skips: false,
         json_sink: None,
     };
-    let code = crate::watch::run(chosen, state_dir, &options, settings);
-    signals.close();
+    let code = loop {
+        let code = crate::watch::run(chosen.clone(), state_dir, &options, settings);
+        if terminate.load(Ordering::Relaxed) || !reread.swap(false, Ordering::Relaxed) {
+            break code;
+        }
+        match choose() {
+            Ok(now) => {
+                chosen = now;
+                if !quiet {
+                    println!("pairsync watch: config reread; watching {} items", chosen.len());
+                }
+            }
+            Err(e) => eprintln!("pairsync watch: config not reread, keeping the old one: {e}"),
+        }
+        stop.store(false, Ordering::Relaxed);
+    };
+    handle.close();
+    let _ = listener.join();
     // Stopped by a signal, the watch itself ends well; what its runs found is in their logs.
     Ok(if code == ExitCode::Usage { code } else { ExitCode::Synced })
 }
 
-/// Sets `stop` on SIGTERM or SIGINT (a handle to end the listening thread).
-fn stop_on_signals(stop: Arc<AtomicBool>) -> Result<signal_hook::iterator::Handle> {
-    let mut signals = signal_hook::iterator::Signals::new([SIGTERM, SIGINT])
-        .map_err(|e| Error::Usage(format!("cannot handle signals: {e}")))?;
-    let handle = signals.handle();
-    std::thread::spawn(move || {
-        if signals.forever().next().is_some() {
-            stop.store(true, Ordering::Relaxed);
+/// The daemon's watched items (`watch = true`), synced live on a thread of their own, with a
+/// stop flag of their own so that a reread config can replace them.
+struct Watching {
+    thread: JoinHandle<ExitCode>,
+    stop: Arc<AtomicBool>,
+}
+
+impl Watching {
+    fn start(
+        config_flag: Option<PathBuf>,
+        state_dir: &Path,
+        options: &RunOptions,
+        settings: &WatchSettings,
+    ) -> Result<Option<Watching>> {
+        let watched: Vec<Item> = commands::load(config_flag, true)?
+            .items()
+            .map_err(items::config_error)?
+            .into_iter()
+            .filter(|item| item.watch)
+            .collect();
+        if watched.is_empty() {
+            return Ok(None);
         }
-    });
-    Ok(handle)
+        if options.verbosity > Verbosity::Quiet {
+            println!("pairsync daemon: watching {} items", watched.len());
+        }
+        let stop = Arc::new(AtomicBool::new(false));
+        let options = RunOptions { quiet_noops: true, stop: Some(stop.clone()), ..options.clone() };
+        let (state_dir, settings) = (state_dir.to_path_buf(), settings.clone());
+        let thread = std::thread::spawn(move || crate::watch::run(watched, &state_dir, &options, &settings));
+        Ok(Some(Watching { thread, stop }))
+    }
+
+    /// Ends the watch; its running sync stops after the current file.
+    fn stop(self) {
+        self.stop.store(true, Ordering::Relaxed);
+        let _ = self.thread.join();
+    }
 }
 
 pub fn run(
@@ -132,18 +192,7 @@ pub fn run(
         json_sink: None,
     };
     // Items with watch = true are also synced live, on their own thread.
-    let watched: Vec<Item> = commands::load(config_flag.clone(), true)?
-        .items()
-        .map_err(items::config_error)?
-        .into_iter()
-        .filter(|item| item.watch)
-        .collect();
-    let watcher = (!watched.is_empty()).then(|| {
-        say(&format!("watching {} items", watched.len()));
-        let options = RunOptions { quiet_noops: true, ..options.clone() };
-        let (state_dir, settings) = (state_dir.to_path_buf(), settings.clone());
-        std::thread::spawn(move || crate::watch::run(watched, &state_dir, &options, &settings))
-    });
+    let mut watching = Watching::start(config_flag.clone(), state_dir, &options, settings)?;
     let mut running: HashSet<String> = HashSet::new();
     let mut workers: HashMap<String, JoinHandle<()>> = HashMap::new();
     loop {
@@ -174,6 +223,15 @@ pub fn run(
                 Ok(reloaded) => {
                     items = reloaded;
                     say(&format!("config reread; {} scheduled items", items.len()));
+                    // The watched items start over as the config now has them.
+                    if let Some(old) = watching.take() {
+                        old.stop();
+                    }
+                    watching =
+                        Watching::start(config_flag.clone(), state_dir, &options, settings).unwrap_or_else(|e| {
+                            eprintln!("pairsync daemon: watched items not restarted: {e}");
+                            None
+                        });
                 }
                 Err(e) => eprintln!("pairsync daemon: config not reread, keeping the old one: {e}"),
             },
@@ -191,8 +249,8 @@ pub fn run(
     for (_, handle) in workers {
         let _ = handle.join();
     }
-    if let Some(watcher) = watcher {
-        let _ = watcher.join();
+    if let Some(watching) = watching {
+        watching.stop();
     }
     signal_handle.close();
     let _ = signal_thread.join();

@@ -78,8 +78,8 @@ fn local_root(side: &crate::config::SideConfig) -> Option<PathBuf> {
 /// the tool's temp files.
 fn relative(root: &Path, path: &Path) -> Option<String> {
     let rel = path.strip_prefix(root).ok()?.to_str()?.replace(std::path::MAIN_SEPARATOR, "/");
-    let name = rel.rsplit('/').next().unwrap_or_default();
-    let temp = name.starts_with(".pairsync-") && name.ends_with(".tmp");
+    // A temp file or folder of any pair (the same rule as the scans'), or anything in one.
+    let temp = rel.split('/').any(|name| crate::endpoint::temp_owner(name, "").is_some());
     (!rel.is_empty() && !temp).then_some(rel)
 }
 
@@ -253,4 +253,21 @@ pub fn run(items: Vec<Item>, state_dir: &Path, options: &RunOptions, settings: &
     }
     say("stopped");
     worst
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn events_on_temp_files_and_folders_are_not_changes() {
+        let root = Path::new("/r");
+        let rel = |p: &str| relative(root, Path::new(p));
+        assert_eq!(rel("/r/a/b.txt").as_deref(), Some("a/b.txt"));
+        assert_eq!(rel("/r/.pairsync-notes.tmp").as_deref(), Some(".pairsync-notes.tmp"));
+        assert_eq!(rel("/r/a/.pairsync-0123abcd-7-1.tmp"), None);
+        assert_eq!(rel("/r/a/.pairsync-deadbeef-7-1.tmp/f"), None);
+        assert_eq!(rel("/r"), None);
+        assert_eq!(rel("/elsewhere/x"), None);
+    }
 }

@@ -109,3 +109,35 @@ fn a_file_check_that_stops_holding_pauses_the_item_until_it_holds_again() {
     let (code, _, stderr) = live.stop_with_stderr();
     assert_eq!(code, Some(0), "{stderr}");
 }
+
+/// SIGHUP rereads the config: the watch starts over with the item as it is now (here, with a
+/// new ignore pattern) and goes on; it used to end the watch.
+#[test]
+fn sighup_rereads_the_config_and_the_watch_goes_on() {
+    let mut live = Live::start(&["watch", "live"], &[], |env| {
+        env.put(S, "a", "1");
+    });
+    carried(&live, "the first full run", || live.env.exists(D, "a"));
+    live.cli(&["edit", "live", "--ignore", "^skip"]);
+    live.signal("HUP");
+    carried(&live, "the config reread", || live.stdout().contains("config reread; watching 1 items"));
+    live.env.put(S, "skip-me", "s").put(S, "take-me", "t");
+    carried(&live, "a change after the reread", || live.env.exists(D, "take-me"));
+    assert!(!live.env.exists(D, "skip-me"), "the new ignore pattern is not in effect\n{}", live.env.trees());
+    let (code, _, stderr) = live.stop_with_stderr();
+    assert_eq!(code, Some(0), "{stderr}");
+}
+
+/// The daemon's SIGHUP picks up items marked `watch` since it started.
+#[test]
+fn the_daemon_watches_an_item_marked_watch_after_it_started_once_told_by_sighup() {
+    let mut live = Live::start(&["daemon"], &[], |_| {});
+    carried(&live, "the daemon's start", || live.stdout().contains("started; 0 scheduled items"));
+    live.cli(&["edit", "live", "--watch"]);
+    live.signal("HUP");
+    carried(&live, "the config reread", || live.stdout().contains("watching 1 items"));
+    live.env.put(S, "x", "1");
+    carried(&live, "a change under the daemon", || live.env.exists(D, "x"));
+    let (code, _, stderr) = live.stop_with_stderr();
+    assert_eq!(code, Some(0), "{stderr}");
+}

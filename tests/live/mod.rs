@@ -32,7 +32,7 @@ impl Live {
             .args(args)
             .env("HOME", &env.home)
             .env("PAIRSYNC_STATE_DIR", &env.state)
-            .stdout(Stdio::null())
+            .stdout(std::fs::File::create(env.root.join("stdout.log")).unwrap())
             .stderr(Stdio::piped())
             .spawn()
             .unwrap();
@@ -41,6 +41,25 @@ impl Live {
 
     pub fn pid(&self) -> u32 {
         self.child.as_ref().unwrap().id()
+    }
+
+    /// What it printed on standard output so far.
+    pub fn stdout(&self) -> String {
+        std::fs::read_to_string(self.env.root.join("stdout.log")).unwrap_or_default()
+    }
+
+    /// Sends it a signal (`HUP`, `TERM`, ...).
+    pub fn signal(&self, name: &str) {
+        let sent = Command::new("kill").args([&format!("-{name}"), &self.pid().to_string()]).status().unwrap();
+        assert!(sent.success(), "kill -{name} failed");
+    }
+
+    /// `pairsync -C CONFIG ARGS...`, which must exit 0 (an edit of the item, say).
+    #[track_caller]
+    pub fn cli(&self, args: &[&str]) {
+        let mut all = vec!["-C", self.config.to_str().unwrap()];
+        all.extend_from_slice(args);
+        self.env.expect(&self.env.run(&all), 0);
     }
 
     /// Stops it with SIGTERM; returns its exit code, how long that took, and its stderr.
