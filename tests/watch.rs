@@ -3,6 +3,7 @@
 //! a full run would give. (The 10,000-file burst is tests/watch_burst.rs: run alone, it cannot
 //! starve these timing tests of CPU.)
 
+mod ftp_server;
 mod live;
 mod util;
 
@@ -138,6 +139,30 @@ fn the_daemon_watches_an_item_marked_watch_after_it_started_once_told_by_sighup(
     carried(&live, "the config reread", || live.stdout().contains("watching 1 items"));
     live.env.put(S, "x", "1");
     carried(&live, "a change under the daemon", || live.env.exists(D, "x"));
+    let (code, _, stderr) = live.stop_with_stderr();
+    assert_eq!(code, Some(0), "{stderr}");
+}
+
+/// An FTP side has nothing to watch: it is polled, a full run every --poll seconds, so a file
+/// put on the server arrives, and a local change still goes up at once.
+#[test]
+fn an_ftp_side_is_polled() {
+    let mut server = None;
+    let mut live = Live::start_with(&["watch", "live", "--poll", "1"], &["--mode", "two-way"], |env| {
+        env.put(S, "a", "1");
+        let started = ftp_server::FtpServer::start(&env.dst);
+        started.write_netrc(&env.home);
+        let url = started.url("");
+        server = Some(started);
+        Some(url)
+    });
+    let env = &live.env;
+    carried(&live, "the first full run", || env.exists(D, "a"));
+    env.put(D, "from-the-server", "s");
+    server.as_ref().unwrap().fix_permissions();
+    carried(&live, "a file put on the server, by polling", || env.exists(S, "from-the-server"));
+    env.put(S, "local", "l");
+    carried(&live, "a local change", || env.exists(D, "local"));
     let (code, _, stderr) = live.stop_with_stderr();
     assert_eq!(code, Some(0), "{stderr}");
 }

@@ -20,11 +20,20 @@ impl Live {
     /// An item `live` over the env's folders, watched by `pairsync ARGS` (`watch live ...` or
     /// `daemon`).
     pub fn start(args: &[&str], add_flags: &[&str], before: impl FnOnce(&TestEnv)) -> Live {
+        Live::start_with(args, add_flags, |env| {
+            before(env);
+            None
+        })
+    }
+
+    /// The same, with the destination `before` returns instead of the env's folder (an FTP URL).
+    pub fn start_with(args: &[&str], add_flags: &[&str], before: impl FnOnce(&TestEnv) -> Option<String>) -> Live {
         let env = TestEnv::new();
-        before(&env);
+        let destination = before(&env).unwrap_or_else(|| env.dst.to_str().unwrap().to_string());
         let config = env.root.join("pairsync.toml");
-        let (src, dst) = (env.src.to_str().unwrap(), env.dst.to_str().unwrap());
-        let mut add = vec!["-C", config.to_str().unwrap(), "add", "live", "--source", src, "--destination", dst];
+        let src = env.src.to_str().unwrap();
+        let mut add =
+            vec!["-C", config.to_str().unwrap(), "add", "live", "--source", src, "--destination", destination.as_str()];
         add.extend_from_slice(add_flags);
         env.expect(&env.run(&add), 0);
         let child = Command::new(env!("CARGO_BIN_EXE_pairsync"))
