@@ -54,6 +54,8 @@ pub enum Command {
     /// Add an item to the config file.
     Add(ItemArgs),
     /// Change fields of an item (only those given).
+    #[command(after_help = "An ignore list given (--ignore, --ignore-source, --ignore-destination) replaces the \
+                            item's; \"\" removes a check, a group or a schedule.")]
     Edit(ItemArgs),
     /// Copy an item under a new name.
     Copy { name: String, new: String },
@@ -134,6 +136,27 @@ impl WatchArgs {
     }
 }
 
+/// What a pair leaves out and when it may run: the same flags for `sync`, `add` and `edit`
+/// (where a list given replaces the item's, and "" removes a check).
+#[derive(Debug, Clone, ClapArgs)]
+pub struct FilterArgs {
+    /// Ignore paths matching this regex (on the '/'-separated relative path), on both sides.
+    #[arg(long, value_name = "RE")]
+    pub ignore: Vec<String>,
+    /// Ignore paths matching this regex, written for the source (hides them from the pair).
+    #[arg(long, value_name = "RE")]
+    pub ignore_source: Vec<String>,
+    /// Ignore paths matching this regex, written for the destination (hides them from the pair).
+    #[arg(long, value_name = "RE")]
+    pub ignore_destination: Vec<String>,
+    /// Sync only if this file exists on the source side (and its content matches REGEX).
+    #[arg(long, value_name = "PATH[=REGEX]")]
+    pub check_source: Option<String>,
+    /// Sync only if this file exists on the destination side (and its content matches REGEX).
+    #[arg(long, value_name = "PATH[=REGEX]")]
+    pub check_destination: Option<String>,
+}
+
 /// The fields of an item, as flags: all are needed by `add` (source and destination at least),
 /// and those given are changed by `edit`.
 #[derive(Debug, ClapArgs)]
@@ -153,19 +176,8 @@ pub struct ItemArgs {
     /// Sync the whole trees (the default; undoes --no-recursive).
     #[arg(long)]
     pub recursive: bool,
-    /// Ignore paths matching RE on both sides (replaces both sides' lists when editing).
-    #[arg(long, value_name = "RE")]
-    pub ignore: Vec<String>,
-    #[arg(long, value_name = "RE")]
-    pub ignore_source: Vec<String>,
-    #[arg(long, value_name = "RE")]
-    pub ignore_destination: Vec<String>,
-    /// File check of the source side: PATH[=REGEX] ("" removes it).
-    #[arg(long, value_name = "PATH[=REGEX]")]
-    pub check_source: Option<String>,
-    /// File check of the destination side: PATH[=REGEX] ("" removes it).
-    #[arg(long, value_name = "PATH[=REGEX]")]
-    pub check_destination: Option<String>,
+    #[command(flatten)]
+    pub filter: FilterArgs,
     #[arg(long, value_enum)]
     pub conflict: Option<ConflictPolicy>,
     #[arg(long, value_name = "PCT", value_parser = clap::value_parser!(u8).range(0..=100))]
@@ -219,21 +231,8 @@ pub struct SyncArgs {
     /// Sync only the files directly in the two folders.
     #[arg(long)]
     pub no_recursive: bool,
-    /// Ignore paths matching this regex (on the '/'-separated relative path), on both sides.
-    #[arg(long, value_name = "RE")]
-    pub ignore: Vec<String>,
-    /// Ignore paths matching this regex, written for the source (hides them from the pair).
-    #[arg(long, value_name = "RE")]
-    pub ignore_source: Vec<String>,
-    /// Ignore paths matching this regex, written for the destination (hides them from the pair).
-    #[arg(long, value_name = "RE")]
-    pub ignore_destination: Vec<String>,
-    /// Sync only if this file exists on the source side (and its content matches REGEX).
-    #[arg(long, value_name = "PATH[=REGEX]")]
-    pub check_source: Option<String>,
-    /// Sync only if this file exists on the destination side (and its content matches REGEX).
-    #[arg(long, value_name = "PATH[=REGEX]")]
-    pub check_destination: Option<String>,
+    #[command(flatten)]
+    pub filter: FilterArgs,
     /// How two-way conflicts are resolved.
     #[arg(long, value_enum, default_value = "keep-both")]
     pub conflict: ConflictPolicy,
@@ -272,14 +271,15 @@ fn state_dir(flag: Option<PathBuf>) -> Result<PathBuf> {
 
 /// Resolves the flags of `sync` into a validated job.
 pub fn job(args: &SyncArgs, state_dir_flag: Option<PathBuf>) -> Result<Job> {
-    let patterns = args
+    let f = &args.filter;
+    let patterns = f
         .ignore
         .iter()
         .map(|p| ("--ignore", p.as_str()))
-        .chain(args.ignore_source.iter().map(|p| ("--ignore-source", p.as_str())))
-        .chain(args.ignore_destination.iter().map(|p| ("--ignore-destination", p.as_str())));
+        .chain(f.ignore_source.iter().map(|p| ("--ignore-source", p.as_str())))
+        .chain(f.ignore_destination.iter().map(|p| ("--ignore-destination", p.as_str())));
     let check = |flag: &str, spec: &Option<String>| spec.as_deref().map(|s| FileCheck::parse(flag, s)).transpose();
-    let checks = [check("--check-source", &args.check_source)?, check("--check-destination", &args.check_destination)?];
+    let checks = [check("--check-source", &f.check_source)?, check("--check-destination", &f.check_destination)?];
     let filter = crate::items::pair_filter(patterns, &checks, !args.no_recursive)?;
     Ok(Job {
         source: args.source.clone(),

@@ -100,17 +100,19 @@ fn apply(item: &mut Item, args: &ItemArgs) -> Result<()> {
     if args.recursive {
         item.recursive = true;
     }
-    if !args.ignore.is_empty() || !args.ignore_source.is_empty() {
-        item.source.ignore = args.ignore.iter().chain(&args.ignore_source).cloned().collect();
+    let f = &args.filter;
+    if !f.ignore.is_empty() || !f.ignore_source.is_empty() {
+        item.source.ignore = f.ignore.iter().chain(&f.ignore_source).cloned().collect();
     }
-    if !args.ignore.is_empty() || !args.ignore_destination.is_empty() {
-        item.destination.ignore = args.ignore.iter().chain(&args.ignore_destination).cloned().collect();
+    if !f.ignore.is_empty() || !f.ignore_destination.is_empty() {
+        item.destination.ignore = f.ignore.iter().chain(&f.ignore_destination).cloned().collect();
     }
+    // "" removes a check.
     let optional = |value: &Option<String>| value.as_ref().map(|v| Some(v.clone()).filter(|v| !v.is_empty()));
-    if let Some(check) = optional(&args.check_source) {
+    if let Some(check) = optional(&f.check_source) {
         item.source.check = check;
     }
-    if let Some(check) = optional(&args.check_destination) {
+    if let Some(check) = optional(&f.check_destination) {
         item.destination.check = check;
     }
     if let Some(conflict) = args.conflict {
