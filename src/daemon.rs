@@ -37,9 +37,15 @@ struct Scheduled {
     due: DateTime<Local>,
 }
 
-fn scheduled(config_flag: Option<PathBuf>, quiet: bool, now: &DateTime<Local>) -> Result<Vec<Scheduled>> {
-    let config = commands::load(config_flag, quiet)?;
-    let items = config.items().map_err(items::config_error)?;
+/// The config's items: the scheduled ones with their next due time, and those to watch. Read
+/// once, so that a reread config is taken whole or not at all.
+fn load(config_flag: Option<PathBuf>, quiet: bool, now: &DateTime<Local>) -> Result<(Vec<Scheduled>, Vec<Item>)> {
+    let items = commands::load(config_flag, quiet)?.items().map_err(items::config_error)?;
+    let watched = items.iter().filter(|item| item.watch).cloned().collect();
+    Ok((scheduled(items, now)?, watched))
+}
+
+fn scheduled(items: Vec<Item>, now: &DateTime<Local>) -> Result<Vec<Scheduled>> {
     let mut out = Vec::new();
     for item in items {
         let Some(spec) = item.schedule.as_deref() else { continue };
@@ -75,9 +81,9 @@ pub fn watch(
     let listener = std::thread::spawn(move || {
         for signal in signals.forever() {
             let flag = if signal == SIGHUP { &flags.1 } else { &flags.0 };
-            flag.store(true, Ordering::Relaxed);
+            flag.store(true, Ordering::SeqCst);
             // Either way the current watch ends, its running sync after the current file.
-            stop_for_signals.store(true, Ordering::Relaxed);
+            stop_for_signals.store(true, Ordering::SeqCst);
         }
     });
     let options = RunOptions {
@@ -91,7 +97,13 @@ pub fn watch(
     };
     let code = loop {
         let code = crate::watch::run(chosen.clone(), state_dir, &options, settings);
-        if terminate.load(Ordering::Relaxed) || !reread.swap(false, Ordering::Relaxed) {
+        if terminate.load(Ordering::SeqCst) || !reread.swap(false, Ordering::SeqCst) {
+            break code;
+        }
+        // Cleared before anything else: a signal from now on sets it again, and the next watch
+        // then ends at once, so that neither a SIGTERM nor another SIGHUP is lost.
+        stop.store(false, Ordering::SeqCst);
+        if terminate.load(Ordering::SeqCst) {
             break code;
         }
         match choose() {
@@ -103,7 +115,6 @@ pub fn watch(
             }
             Err(e) => eprintln!("pairsync watch: config not reread, keeping the old one: {e}"),
         }
-        stop.store(false, Ordering::Relaxed);
     };
     handle.close();
     let _ = listener.join();
@@ -119,34 +130,44 @@ struct Watching {
 }
 
 impl Watching {
+    /// Watches `watched` on a new thread, once `previous` (told to stop now) has ended: the
+    /// scheduler never waits for a watch to finish its current file.
     fn start(
-        config_flag: Option<PathBuf>,
+        watched: Vec<Item>,
+        previous: Option<Watching>,
         state_dir: &Path,
         options: &RunOptions,
         settings: &WatchSettings,
-    ) -> Result<Option<Watching>> {
-        let watched: Vec<Item> = commands::load(config_flag, true)?
-            .items()
-            .map_err(items::config_error)?
-            .into_iter()
-            .filter(|item| item.watch)
-            .collect();
-        if watched.is_empty() {
-            return Ok(None);
+    ) -> Option<Watching> {
+        if let Some(previous) = &previous {
+            previous.stop.store(true, Ordering::SeqCst);
         }
-        if options.verbosity > Verbosity::Quiet {
+        if watched.is_empty() && previous.is_none() {
+            return None;
+        }
+        if !watched.is_empty() && options.verbosity > Verbosity::Quiet {
             println!("pairsync daemon: watching {} items", watched.len());
         }
         let stop = Arc::new(AtomicBool::new(false));
         let options = RunOptions { quiet_noops: true, stop: Some(stop.clone()), ..options.clone() };
         let (state_dir, settings) = (state_dir.to_path_buf(), settings.clone());
-        let thread = std::thread::spawn(move || crate::watch::run(watched, &state_dir, &options, &settings));
-        Ok(Some(Watching { thread, stop }))
+        // With nothing to watch the thread only waits for the previous watch to end (joined
+        // when the daemon stops, so that no sync is cut off mid-file).
+        let thread = std::thread::spawn(move || {
+            if let Some(previous) = previous {
+                previous.stop();
+            }
+            if watched.is_empty() {
+                return ExitCode::Synced;
+            }
+            crate::watch::run(watched, &state_dir, &options, &settings)
+        });
+        Some(Watching { thread, stop })
     }
 
     /// Ends the watch; its running sync stops after the current file.
     fn stop(self) {
-        self.stop.store(true, Ordering::Relaxed);
+        self.stop.store(true, Ordering::SeqCst);
         let _ = self.thread.join();
     }
 }
@@ -163,7 +184,7 @@ pub fn run(
             println!("pairsync daemon: {line}");
         }
     };
-    let mut items = scheduled(config_flag.clone(), quiet, &Local::now())?;
+    let (mut items, watched) = load(config_flag.clone(), quiet, &Local::now())?;
     let (tx, rx) = mpsc::channel::<Event>();
     let mut signals = signal_hook::iterator::Signals::new([SIGTERM, SIGINT, SIGHUP])
         .map_err(|e| Error::Usage(format!("cannot handle signals: {e}")))?;
@@ -192,7 +213,7 @@ pub fn run(
         json_sink: None,
     };
     // Items with watch = true are also synced live, on their own thread.
-    let mut watching = Watching::start(config_flag.clone(), state_dir, &options, settings)?;
+    let mut watching = Watching::start(watched, None, state_dir, &options, settings);
     let mut running: HashSet<String> = HashSet::new();
     let mut workers: HashMap<String, JoinHandle<()>> = HashMap::new();
     loop {
@@ -219,19 +240,12 @@ pub fn run(
         let next = items.iter().map(|s| s.due).min();
         let wait = next.map_or(MAX_WAIT, |due| (due - Local::now()).to_std().unwrap_or(Duration::ZERO).min(MAX_WAIT));
         match rx.recv_timeout(wait) {
-            Ok(Event::Signal(SIGHUP)) => match scheduled(config_flag.clone(), quiet, &Local::now()) {
-                Ok(reloaded) => {
+            Ok(Event::Signal(SIGHUP)) => match load(config_flag.clone(), quiet, &Local::now()) {
+                Ok((reloaded, watched)) => {
                     items = reloaded;
                     say(&format!("config reread; {} scheduled items", items.len()));
                     // The watched items start over as the config now has them.
-                    if let Some(old) = watching.take() {
-                        old.stop();
-                    }
-                    watching =
-                        Watching::start(config_flag.clone(), state_dir, &options, settings).unwrap_or_else(|e| {
-                            eprintln!("pairsync daemon: watched items not restarted: {e}");
-                            None
-                        });
+                    watching = Watching::start(watched, watching.take(), state_dir, &options, settings);
                 }
                 Err(e) => eprintln!("pairsync daemon: config not reread, keeping the old one: {e}"),
             },
@@ -245,7 +259,10 @@ pub fn run(
         }
     }
     say("stopping: letting running syncs finish their current file");
-    stop.store(true, Ordering::Relaxed);
+    stop.store(true, Ordering::SeqCst);
+    if let Some(watching) = &watching {
+        watching.stop.store(true, Ordering::SeqCst);
+    }
     for (_, handle) in workers {
         let _ = handle.join();
     }
