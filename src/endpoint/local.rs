@@ -51,19 +51,31 @@ impl LocalEndpoint {
             walked += name.len() + 1;
             fd = match rustix::fs::openat(&fd, name, flags | OFlags::NOFOLLOW, Mode::empty()) {
                 Ok(next) => next,
-                Err(err) => {
+                Err(err) if err == Errno::NOTDIR || err == Errno::LOOP => {
                     let here = &dir[..walked - 1];
-                    return Err(match entry_at(&fd, name) {
-                        Err(_) if err == Errno::NOTDIR || err == Errno::LOOP => {
-                            io::Error::other(format!("{here} is a symbolic link; refusing to write through it"))
-                        }
-                        Ok(Some(_)) => io::Error::other(format!("{here} is not a folder")),
-                        _ => err.into(),
-                    });
+                    let link = rustix::fs::statat(&fd, name, AtFlags::SYMLINK_NOFOLLOW)
+                        .is_ok_and(|st| FileType::from_raw_mode(st.st_mode) == FileType::Symlink);
+                    return Err(io::Error::other(if link {
+                        format!("{here} is a symbolic link; refusing to go through it")
+                    } else {
+                        format!("{here} is not a folder")
+                    }));
                 }
+                Err(err) => return Err(err.into()),
             };
         }
         Ok(fd)
+    }
+
+    /// The open folder `fd` must still be the folder `dir` of the tree: not moved out of the
+    /// root, nor replaced, while a copy into it went on.
+    fn still_in_place(&self, fd: &OwnedFd, dir: &str) -> io::Result<()> {
+        let (pinned, now) = (rustix::fs::fstat(fd)?, rustix::fs::fstat(self.open_folder(dir)?)?);
+        if (pinned.st_dev, pinned.st_ino) == (now.st_dev, now.st_ino) {
+            Ok(())
+        } else {
+            Err(changed_since_scan("its folder was moved or replaced"))
+        }
     }
 
     /// The open folder holding `rel`, and `rel`'s name in it.
@@ -128,6 +140,21 @@ fn create_new(dir: &OwnedFd, name: &str) -> io::Result<File> {
     // is done: a private file is never readable by others meanwhile.
     let flags = OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC;
     Ok(File::from(rustix::fs::openat(dir, name, flags, Mode::from_raw_mode(0o600))?))
+}
+
+/// Renames `from` in `dir` to `to` in `to_dir`. With `fresh` (the plan saw nothing at `to`) it
+/// never replaces what appeared there since the last check (RENAME_NOREPLACE, where the file
+/// system has it).
+fn rename_at(dir: &OwnedFd, from: &str, to_dir: &OwnedFd, to: &str, fresh: bool) -> io::Result<()> {
+    if fresh {
+        match rustix::fs::renameat_with(dir, from, to_dir, to, rustix::fs::RenameFlags::NOREPLACE) {
+            Ok(()) => return Ok(()),
+            Err(Errno::EXIST) => return Err(changed_since_scan("something appeared there")),
+            Err(Errno::INVAL) | Err(Errno::NOSYS) => {} // not supported here: checked just before
+            Err(err) => return Err(err.into()),
+        }
+    }
+    Ok(rustix::fs::renameat(dir, from, to_dir, to)?)
 }
 
 fn unlink(dir: &OwnedFd, name: &str) -> io::Result<()> {
@@ -248,7 +275,8 @@ impl Endpoint for LocalEndpoint {
             // Compare, then mutate: the target must still be what the plan saw (the copy may
             // have taken a while). The rename is within the open folder.
             expect_at(&dir, name, replaces)?;
-            rustix::fs::renameat(&dir, temp, &dir, name)?;
+            self.still_in_place(&dir, path.rfind('/').map_or("", |i| &path[..i]))?;
+            rename_at(&dir, temp, &dir, name, replaces.is_none())?;
             Ok(meta)
         })();
         match written {
@@ -279,7 +307,12 @@ impl Endpoint for LocalEndpoint {
         use std::io::Seek;
         let (dir, name) = self.parent_of(path)?;
         let flags = OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC;
-        let mut file = File::from(rustix::fs::openat(&dir, name, flags, Mode::empty())?);
+        let mut file = match rustix::fs::openat(&dir, name, flags, Mode::empty()) {
+            Ok(fd) => File::from(fd),
+            // O_NOFOLLOW met a link: the file was replaced by one since the scan.
+            Err(Errno::LOOP) => return Err(changed_since_scan("now a symbolic link")),
+            Err(err) => return Err(err.into()),
+        };
         let meta = file.metadata()?;
         if !meta.is_file() || entry_of(&meta).is_none_or(|now| !now.same_metadata(expect)) {
             return Err(changed_since_scan("size or mtime differ"));
@@ -310,7 +343,7 @@ impl Endpoint for LocalEndpoint {
         let ((from_dir, from_name), (to_dir, to_name)) = (self.parent_of(from)?, self.parent_of(to)?);
         expect_at(&from_dir, from_name, Some(expect))?;
         expect_at(&to_dir, to_name, None)?;
-        rustix::fs::renameat(&from_dir, from_name, &to_dir, to_name)?;
+        rename_at(&from_dir, from_name, &to_dir, to_name, true)?;
         entry_at(&to_dir, to_name)?.ok_or_else(|| changed_since_scan("renamed file vanished"))
     }
 
@@ -508,18 +541,21 @@ mod tests {
         let outside = tempfile::tempdir().unwrap();
         fs::create_dir(dir.path().join("a")).unwrap();
         let mut data = Swapper { root: dir.path(), outside: outside.path(), swapped: false };
-        // The write goes on in the folder it opened (now "a.moved"), inside the root.
-        ep.write("a/f", &mut data, &Entry::file(4, 1_000_000_000), None, 0).unwrap();
-        assert_eq!(fs::read(dir.path().join("a.moved/f")).unwrap(), b"data");
+        // The write went on in the folder it opened (now "a.moved"), but is not renamed into
+        // place there: that folder is no longer "a". Its temp file is removed.
+        let err = ep.write("a/f", &mut data, &Entry::file(4, 1_000_000_000), None, 0).unwrap_err();
+        assert!(err.to_string().contains("a is a symbolic link"), "{err}");
+        assert_eq!(fs::read_dir(dir.path().join("a.moved")).unwrap().count(), 0);
         assert_eq!(fs::read_dir(outside.path()).unwrap().count(), 0, "a write went through the link");
         // Every later write through the link is refused, naming it.
         let err = ep.write("a/g", &mut &b"x"[..], &Entry::file(1, 0), None, 0).unwrap_err();
         assert!(err.to_string().contains("a is a symbolic link"), "{err}");
         let err = ep.mkdir("a/sub").unwrap_err();
         assert!(err.to_string().contains("a is a symbolic link"), "{err}");
+        fs::write(outside.path().join("f"), b"data").unwrap();
         let err = ep.open("a/f", &Entry::file(4, 1_000_000_000)).err().expect("a read through the link");
         assert!(err.to_string().contains("a is a symbolic link"), "{err}");
-        assert_eq!(fs::read_dir(outside.path()).unwrap().count(), 0);
+        assert_eq!(fs::read_dir(outside.path()).unwrap().count(), 1, "only the file this test put there");
     }
 
     #[test]
