@@ -336,18 +336,28 @@ pub fn run(args: Args) -> ExitCode {
         Command::Delete { name, purge_state } => {
             state().and_then(|state| done(commands::delete(config, &state, &name, purge_state, quiet)))
         }
-        Command::Run { names, group, all } => state().and_then(|state| {
-            let options = RunOptions {
-                verbosity,
-                json,
-                prefixed: false,
-                stop: None,
-                quiet_noops: false,
-                quiet_skips: false,
-                json_sink: None,
-            };
-            commands::run(config, &state, (&names, group.as_deref(), all), &options)
-        }),
+        Command::Run { names, group, all } => state()
+            .and_then(|state| {
+                let options = RunOptions {
+                    verbosity,
+                    json,
+                    prefixed: false,
+                    stop: None,
+                    quiet_noops: false,
+                    quiet_skips: false,
+                    json_sink: None,
+                };
+                commands::run(config, &state, (&names, group.as_deref(), all), &options)
+            })
+            .inspect_err(|error| {
+                // --json: an error before any item ran is the one object too, as for `sync`.
+                if json {
+                    println!(
+                        "{}",
+                        serde_json::json!({ "error": error.to_string(), "exit_code": error.exit_code().code() })
+                    );
+                }
+            }),
         Command::Logs { name, follow, lines } => {
             state().and_then(|state| done(commands::logs(config, &state, &name, lines, follow)))
         }

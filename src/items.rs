@@ -150,7 +150,13 @@ pub fn run_scoped(item: &Item, state_dir: &Path, options: &RunOptions, scope: Op
     let console = match Console::new(options.verbosity, options.json, false, Some(&log)) {
         Ok(console) => console,
         Err(e) => {
-            eprintln!("pairsync: {}: log file {}: {e}", item.name, log.display());
+            let message = format!("log file {}: {e}", log.display());
+            eprintln!("pairsync: {}: {message}", item.name);
+            if let Some(sink) = &options.json_sink {
+                let object =
+                    serde_json::json!({ "item": item.name, "error": message, "exit_code": ExitCode::Usage.code() });
+                sink.lock().unwrap().push(object);
+            }
             return ExitCode::Usage;
         }
     };

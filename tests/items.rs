@@ -130,6 +130,11 @@ fn run_by_group_returns_the_worst_exit_code() {
         items.iter().map(|i| (i["item"].as_str().unwrap(), i["exit_code"].as_i64().unwrap())).collect();
     assert_eq!(named, [("good", 0), ("usb", 3)], "{run}");
     assert!(items[1]["error"].as_str().unwrap().contains("file check"), "{run}");
+    // An unknown item: nothing runs, and the error is the one object.
+    let run = it.cmd(&["--json", "run", "good", "nosuch"]);
+    it.env.expect(&run, 2);
+    let object: serde_json::Value = serde_json::from_str(run.stdout.trim()).unwrap_or_else(|e| panic!("{e}\n{run}"));
+    assert!(object["error"].as_str().unwrap().contains("nosuch") && object["exit_code"] == 2, "{run}");
     // One item: its summary object alone, as for `sync --json`.
     let run = it.cmd(&["--json", "run", "good"]);
     it.env.expect(&run, 0);

@@ -166,3 +166,23 @@ fn an_ftp_side_is_polled() {
     let (code, _, stderr) = live.stop_with_stderr();
     assert_eq!(code, Some(0), "{stderr}");
 }
+
+/// A SIGHUP while the config file is broken keeps the items watched as they were; a SIGTERM
+/// right after a SIGHUP still ends the watch (exit 0).
+#[test]
+fn a_broken_config_on_sighup_keeps_the_watch_and_sigterm_right_after_sighup_stops_it() {
+    let mut live = Live::start(&["watch", "live"], &[], |env| {
+        env.put(S, "a", "1");
+    });
+    carried(&live, "the first full run", || live.env.exists(D, "a"));
+    let good = fs::read_to_string(&live.config).unwrap();
+    fs::write(&live.config, "[[item]\nbroken").unwrap();
+    live.signal("HUP");
+    live.env.put(S, "b", "2");
+    carried(&live, "a change after the failed reread", || live.env.exists(D, "b"));
+    fs::write(&live.config, good).unwrap();
+    live.signal("HUP");
+    let (code, _, stderr) = live.stop_with_stderr();
+    assert_eq!(code, Some(0), "{stderr}");
+    assert!(stderr.contains("config not reread, keeping the old one"), "{stderr}");
+}
