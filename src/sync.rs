@@ -314,7 +314,21 @@ pub fn sync(job: &Job, reporter: &dyn Reporter) -> Result<Summary> {
                 let full = path.parent()?.canonicalize().ok()?.join(path.file_name()?);
                 full.strip_prefix(root).ok()?.to_str()?.to_string()
             }
-            Root::Ftp(url) if path.is_absolute() => path.to_str()?.strip_prefix(&format!("{}/", url.dir))?.to_string(),
+            Root::Ftp(url) if path.is_absolute() => {
+                // By components, so that "//" or "/./" in the check path make no difference.
+                let dir = if url.dir.is_empty() { "/" } else { url.dir.as_str() };
+                let names: Option<Vec<&str>> = path
+                    .strip_prefix(dir)
+                    .ok()?
+                    .components()
+                    .filter(|c| *c != std::path::Component::CurDir)
+                    .map(|c| match c {
+                        std::path::Component::Normal(name) => name.to_str(),
+                        _ => None,
+                    })
+                    .collect();
+                Some(names?.join("/")).filter(|rel| !rel.is_empty())?
+            }
             _ => return None,
         };
         Some(("file check", format!("^{}$", regex::escape(&rel))))

@@ -263,3 +263,19 @@ fn temp_like_names_are_synced_and_names_ftp_cannot_carry_are_refused() {
         assert!(!f.env.exists(D, "mixed/back\\slash"), "{}", f.env.trees());
     }
 }
+
+/// A check file given by an absolute path on the server, inside the FTP root (even spelled with
+/// "//"), marks the drive and is never synced to the other side.
+#[test]
+fn an_absolute_check_file_inside_the_ftp_root_is_never_synced() {
+    let f = Ftp::new();
+    f.env.put(S, "a", "1").put(D, ".disk-id", "usb-7");
+    let url = f.server.url("");
+    let dir = url.splitn(4, '/').nth(3).unwrap_or_default().trim_end_matches('/');
+    let spec = if dir.is_empty() { "//.disk-id=usb-7".to_string() } else { format!("/{dir}//.disk-id=usb-7") };
+    for _ in 0..2 {
+        f.ok("src", "ftp", &["--mode", "two-way", "--check-destination", &spec]);
+    }
+    assert!(!f.env.exists(S, ".disk-id"), "the marker was synced\n{}", f.env.trees());
+    assert_eq!(f.env.read(D, ".disk-id"), "usb-7");
+}
