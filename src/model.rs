@@ -254,6 +254,22 @@ impl<V> FromIterator<(String, V)> for SortedMap<V> {
     }
 }
 
+/// `a/b/c` -> (`a/b`, `c`); `c` -> (``, `c`): the folder of a relative path and its name.
+pub fn split(path: &str) -> (&str, &str) {
+    match path.rfind('/') {
+        Some(i) => (&path[..i], &path[i + 1..]),
+        None => ("", path),
+    }
+}
+
+/// The path of `name` in the same folder as `path`.
+pub fn sibling(path: &str, name: &str) -> String {
+    match parent(path) {
+        Some(dir) => format!("{dir}/{name}"),
+        None => name.to_string(),
+    }
+}
+
 /// The parent folder of a relative path, if it is not at the root.
 pub fn parent(path: &str) -> Option<&str> {
     path.rfind('/').map(|i| &path[..i])

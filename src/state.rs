@@ -16,7 +16,7 @@ use std::fs::{self, File};
 use std::path::{Path, PathBuf};
 
 use crate::error::{Error, Result};
-use crate::model::{Kind, Observed, State, StateRecord};
+use crate::model::{split, Kind, Observed, State, StateRecord};
 
 /// Records per sled batch: big batches cost memory (DESIGN.md "State"), tiny ones speed.
 pub const BATCH: usize = 1000;
@@ -206,14 +206,6 @@ impl StateWriter<'_> {
         self.db.db.apply_batch(batch).map_err(|e| sled_error(&self.db.path, e))?;
         self.pending = 0;
         Ok(())
-    }
-}
-
-/// `a/b/c` -> (`a/b`, `c`); `c` -> (``, `c`).
-fn split(path: &str) -> (&str, &str) {
-    match path.rfind('/') {
-        Some(i) => (&path[..i], &path[i + 1..]),
-        None => ("", path),
     }
 }
 

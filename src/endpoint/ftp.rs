@@ -33,7 +33,7 @@ use super::ftp_listing::{self, Listing};
 use super::{changed_since_scan, temp_owner, Endpoint, IssueKind, Scan, ScanIssue, TempOwner};
 use crate::credentials::Credentials;
 use crate::filter::Filter;
-use crate::model::{Entry, Kind, Mtime, Snapshot};
+use crate::model::{sibling, split, Entry, Kind, Mtime, Snapshot};
 
 /// Where an FTP side is: `ftp[s]://[user@]host[:port]/dir`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -437,10 +437,7 @@ impl<T: TlsStream + Send + 'static> FtpEndpoint<T> {
     /// MLSD) where offered, else the listing of its folder — never SIZE and MDTM, whose precision
     /// differs from LIST's, so that what is recorded always compares with what a scan sees.
     fn stat_rel(&self, rel: &str) -> io::Result<Option<Entry>> {
-        let (parent, name) = match rel.rfind('/') {
-            Some(i) => (&rel[..i], &rel[i + 1..]),
-            None => ("", rel),
-        };
+        let (parent, name) = split(rel);
         let (folder, full) = (self.full(parent), self.full(rel));
         self.with_conn(|conn| {
             if conn.features.mlsd {
@@ -525,11 +522,7 @@ impl<T: TlsStream + Send + 'static> FtpEndpoint<T> {
 
     fn temp_name(&self, rel: &str) -> String {
         let n = self.counter.fetch_add(1, Ordering::Relaxed);
-        let name = format!(".pairsync-{}-{}-{n}.tmp", self.options.tag, std::process::id());
-        match rel.rfind('/') {
-            Some(i) => format!("{}/{name}", &rel[..i]),
-            None => name,
-        }
+        sibling(rel, &format!(".pairsync-{}-{}-{n}.tmp", self.options.tag, std::process::id()))
     }
 }
 

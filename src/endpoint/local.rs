@@ -18,7 +18,7 @@ use rustix::io::Errno;
 
 use super::{changed_since_scan, changed_while_copying, Endpoint, IssueKind, Scan, ScanIssue, TempOwner};
 use crate::filter::Filter;
-use crate::model::{Entry, Kind, Mtime, Snapshot};
+use crate::model::{sibling, split, Entry, Kind, Mtime, Snapshot};
 
 pub struct LocalEndpoint {
     root: PathBuf,
@@ -80,10 +80,7 @@ impl LocalEndpoint {
 
     /// The open folder holding `rel`, and `rel`'s name in it.
     fn parent_of<'r>(&self, rel: &'r str) -> io::Result<(OwnedFd, &'r str)> {
-        let (dir, name) = match rel.rfind('/') {
-            Some(i) => (&rel[..i], &rel[i + 1..]),
-            None => ("", rel),
-        };
+        let (dir, name) = split(rel);
         Ok((self.open_folder(dir)?, name))
     }
 
@@ -103,10 +100,7 @@ impl LocalEndpoint {
     fn temp_name(&self, rel: &str) -> String {
         let n = self.counter.fetch_add(1, Ordering::Relaxed);
         let name = format!("{TEMP_PREFIX}{}-{}-{n}{TEMP_SUFFIX}", self.tag, std::process::id());
-        match crate::model::parent(rel) {
-            Some(dir) => format!("{dir}/{name}"),
-            None => name,
-        }
+        sibling(rel, &name)
     }
 }
 
@@ -240,7 +234,7 @@ impl Endpoint for LocalEndpoint {
         let (dir, name) = self.parent_of(path)?;
         let resumable = like.size >= super::RESUMABLE;
         let temp = if resumable { super::resumable_temp(&self.tag, path, like) } else { self.temp_name(path) };
-        let temp = &temp[temp.rfind('/').map_or(0, |i| i + 1)..];
+        let temp = split(&temp).1;
         let mut file = if resume_from > 0 {
             // O_NOFOLLOW: continue only the very file an earlier run left, never a planted link.
             let flags = OFlags::WRONLY | OFlags::APPEND | OFlags::NOFOLLOW | OFlags::CLOEXEC;
@@ -275,7 +269,7 @@ impl Endpoint for LocalEndpoint {
             // Compare, then mutate: the target must still be what the plan saw (the copy may
             // have taken a while). The rename is within the open folder.
             expect_at(&dir, name, replaces)?;
-            self.still_in_place(&dir, path.rfind('/').map_or("", |i| &path[..i]))?;
+            self.still_in_place(&dir, split(path).0)?;
             rename_at(&dir, temp, &dir, name, replaces.is_none())?;
             Ok(meta)
         })();

@@ -213,11 +213,7 @@ pub const RESUMABLE: u64 = 1 << 20;
 /// size and mtime, so a copy is only ever continued with the content it began with.
 pub fn resumable_temp(tag: &str, rel: &str, like: &Entry) -> String {
     let hash = blake3::hash(format!("{rel}\0{}\0{}", like.size, like.mtime).as_bytes()).to_hex();
-    let name = format!(".pairsync-{tag}-r{}.tmp", &hash[..16]);
-    match rel.rfind('/') {
-        Some(i) => format!("{}/{name}", &rel[..i]),
-        None => name,
-    }
+    crate::model::sibling(rel, &format!(".pairsync-{tag}-r{}.tmp", &hash[..16]))
 }
 
 /// Compare, then mutate: what is at a path `now` must be what the plan saw there (`expect`,
