@@ -8,7 +8,7 @@ use std::sync::{mpsc, OnceLock};
 
 use crate::endpoint::{Endpoint, HashingReader, RESUMABLE};
 use crate::error::Result;
-use crate::model::{parent, Entry, Hash, Side, StateRecord};
+use crate::model::{parent, split, Entry, Hash, Side, StateRecord};
 use crate::plan::{Action, Plan, StageLimits};
 use crate::state::{StateDb, StateWriter};
 
@@ -98,7 +98,7 @@ struct StagedFolder {
 }
 
 /// Staged folders by path.
-type StagedFolders = HashMap<String, StagedFolder>;
+type StagedFolders<'p> = HashMap<&'p str, StagedFolder>;
 
 /// The bookkeeping of one staged folder, kept by the thread that settles results.
 struct Filling<'p> {
@@ -119,7 +119,7 @@ struct Run<'e, 'p> {
     executor: &'e Executor<'e>,
     writer: StateWriter<'e>,
     outcome: Outcome,
-    staged: &'p StagedFolders,
+    staged: &'p StagedFolders<'p>,
     filling: HashMap<&'p str, Filling<'p>>,
 }
 
@@ -173,7 +173,7 @@ impl<'p> Run<'_, 'p> {
 
     /// True for the creation of a staged folder, which its first copy does.
     fn defers(&self, action: &Action) -> bool {
-        matches!(action, Action::Mkdir { side, path } if self.staged.get(path).is_some_and(|s| s.side == *side))
+        matches!(action, Action::Mkdir { side, path } if self.staged.get(path.as_str()).is_some_and(|s| s.side == *side))
     }
 
     /// Moves a staged folder into place and records it and the files written into it. If that
@@ -189,19 +189,14 @@ impl<'p> Run<'_, 'p> {
             let _ = endpoint.remove_leftover(temp);
             return Ok(());
         }
-        let name_of = |action: &Action| {
-            let path = action.path();
-            path[path.rfind('/').map_or(0, |i| i + 1)..].to_string()
-        };
-        let names: Vec<(String, u64)> = filling
+        let names: Vec<(&str, u64)> = filling
             .written
             .iter()
             .map(|(action, _)| match action {
-                Action::Copy { entry, .. } => (name_of(action), entry.size),
+                Action::Copy { path, entry, .. } => (split(path).1, entry.size),
                 _ => unreachable!("only copies are written into a staged folder"),
             })
             .collect();
-        let names: Vec<(&str, u64)> = names.iter().map(|(n, size)| (n.as_str(), *size)).collect();
         let files = match endpoint.commit_staged(temp, folder, &names, filling.failed) {
             Ok(files) => files,
             Err(err) => {
@@ -216,7 +211,7 @@ impl<'p> Run<'_, 'p> {
         self.settle(filling.mkdir, Ok(vec![StateChange::Put(folder.to_string(), StateRecord::dir())]))?;
         for (action, hash) in filling.written {
             let Action::Copy { from, path, entry, .. } = action else { unreachable!("only copies") };
-            let result = match files.get(&name_of(action)) {
+            let result = match files.get(split(path).1) {
                 Some(written) => {
                     let (s, d) = match from {
                         Side::Source => (entry, written),
@@ -264,40 +259,19 @@ impl Executor<'_> {
     /// Applies `plan` in order (consecutive copies in parallel), committing state as it goes.
     /// Errors only when the state cannot be written.
     pub fn apply(&self, plan: &Plan, db: &StateDb) -> Result<Outcome> {
-        let staged = self.staged_folders(plan);
-        let mut run = Run {
-            executor: self,
-            writer: db.writer(),
-            outcome: Outcome::default(),
-            staged: &staged,
-            filling: HashMap::new(),
-        };
-        if !staged.is_empty() {
-            // The creation of each staged folder, found in one pass.
-            let mut mkdirs: HashMap<(Side, &str), &Action> = plan
-                .actions()
-                .filter_map(|a| match a {
-                    Action::Mkdir { side, path } => Some(((*side, path.as_str()), a)),
-                    _ => None,
-                })
-                .collect();
-            for action in plan.actions() {
-                if let Action::Copy { from, path, .. } = action {
-                    let Some((folder, staged)) = parent(path).and_then(|p| staged.get_key_value(p)) else { continue };
-                    if staged.side == *from {
-                        continue;
-                    }
-                    let mkdir = mkdirs.remove(&(staged.side, folder.as_str()));
-                    let filling = run.filling.entry(folder.as_str()).or_insert_with(|| Filling {
-                        mkdir: mkdir.expect("a staged folder is one the plan creates"),
-                        remaining: 0,
-                        written: Vec::new(),
-                        failed: false,
-                    });
-                    filling.remaining += 1;
+        // The folders to stage: those the plan creates and fills with small new files, on an
+        // endpoint that gains by it.
+        let (mut staged, mut filling) = (StagedFolders::new(), HashMap::new());
+        for side in [Side::Source, Side::Destination] {
+            if self.endpoint(side).stages_folders() {
+                for (folder, (mkdir, copies)) in plan.staged_folders(side, STAGE_LIMITS) {
+                    staged.insert(folder, StagedFolder { side, temp: OnceLock::new() });
+                    filling.insert(folder, Filling { mkdir, remaining: copies, written: Vec::new(), failed: false });
                 }
             }
         }
+        let mut run =
+            Run { executor: self, writer: db.writer(), outcome: Outcome::default(), staged: &staged, filling };
         for phase in plan.phases() {
             let all_copies = phase.iter().all(|a| matches!(a, Action::Copy { .. }));
             if all_copies && phase.len() > 1 && self.workers > 1 {
@@ -330,19 +304,6 @@ impl Executor<'_> {
         db.flush()?;
         outcome.interrupted = self.observer.should_stop();
         Ok(outcome)
-    }
-
-    /// The folders to stage: those the plan creates and fills with small new files, on an
-    /// endpoint that gains by it.
-    fn staged_folders(&self, plan: &Plan) -> StagedFolders {
-        let mut staged = StagedFolders::new();
-        for side in [Side::Source, Side::Destination] {
-            if self.endpoint(side).stages_folders() {
-                let folders = plan.staged_folders(side, STAGE_LIMITS).into_keys();
-                staged.extend(folders.map(|path| (path, StagedFolder { side, temp: OnceLock::new() })));
-            }
-        }
-        staged
     }
 
     fn copy_in_parallel<'p>(
@@ -406,7 +367,7 @@ impl Executor<'_> {
                     let temp = staged.temp.get_or_init(|| target.mkdir_staged(folder).map_err(|e| e.to_string()));
                     let temp =
                         temp.as_ref().map_err(|e| io::Error::other(format!("cannot create a temp folder: {e}")))?;
-                    let name = &path[path.rfind('/').map_or(0, |i| i + 1)..];
+                    let name = split(path).1;
                     let mut reader = HashingReader::new(self.endpoint(*from).open(path, entry)?);
                     target.write_staged(&format!("{temp}/{name}"), &mut reader, entry)?;
                     return Ok(vec![StateChange::Staged(reader.hash())]);

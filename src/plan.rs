@@ -169,10 +169,11 @@ impl Plan {
     /// and at most `limits.files` copies, each under `limits.file_size` bytes and together at
     /// most `limits.bytes`, and no other action inside. An endpoint where every rename is a
     /// round trip can create such a folder under a temp name, fill it, and move it into place
-    /// once (see `Executor`). Returns each folder with its number of copies.
-    pub fn staged_folders(&self, side: Side, limits: StageLimits) -> HashMap<String, usize> {
-        #[derive(Default)]
-        struct Fill {
+    /// once (see `Executor`). Returns each folder with the action creating it and its number
+    /// of copies.
+    pub fn staged_folders(&self, side: Side, limits: StageLimits) -> HashMap<&str, (&Action, usize)> {
+        struct Fill<'a> {
+            mkdir: &'a Action,
             files: usize,
             bytes: u64,
             other: bool,
@@ -180,7 +181,9 @@ impl Plan {
         let mut folders: HashMap<&str, Fill> = self
             .actions()
             .filter_map(|a| match a {
-                Action::Mkdir { side: s, path } if *s == side => Some((path.as_str(), Fill::default())),
+                Action::Mkdir { side: s, path } if *s == side => {
+                    Some((path.as_str(), Fill { mkdir: a, files: 0, bytes: 0, other: false }))
+                }
                 _ => None,
             })
             .collect();
@@ -215,7 +218,7 @@ impl Plan {
         folders
             .into_iter()
             .filter(|(_, f)| !f.other && (2..=limits.files).contains(&f.files) && f.bytes <= limits.bytes)
-            .map(|(path, f)| (path.to_string(), f.files))
+            .map(|(path, f)| (path, (f.mkdir, f.files)))
             .collect()
     }
 }
@@ -1016,7 +1019,8 @@ mod tests {
     /// The folders staged on the destination for a plan of these actions.
     fn staged(actions: Vec<Action>) -> Vec<(String, usize)> {
         let plan = Plan { phases: vec![actions], conflicts: vec![] };
-        let mut folders: Vec<_> = plan.staged_folders(Side::Destination, LIMITS).into_iter().collect();
+        let mut folders: Vec<_> =
+            plan.staged_folders(Side::Destination, LIMITS).into_iter().map(|(p, (_, n))| (p.to_string(), n)).collect();
         folders.sort();
         folders
     }
