@@ -338,15 +338,7 @@ pub fn run(args: Args) -> ExitCode {
         }
         Command::Run { names, group, all } => state()
             .and_then(|state| {
-                let options = RunOptions {
-                    verbosity,
-                    json,
-                    prefixed: false,
-                    stop: None,
-                    quiet_noops: false,
-                    quiet_skips: false,
-                    json_sink: None,
-                };
+                let options = RunOptions { json, ..RunOptions::new(verbosity) };
                 commands::run(config, &state, (&names, group.as_deref(), all), &options)
             })
             .inspect_err(|error| {

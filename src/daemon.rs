@@ -86,15 +86,8 @@ pub fn watch(
             stop_for_signals.store(true, Ordering::SeqCst);
         }
     });
-    let options = RunOptions {
-        verbosity,
-        json: false,
-        prefixed: true,
-        stop: Some(stop.clone()),
-        quiet_noops: true,
-        quiet_skips: false,
-        json_sink: None,
-    };
+    let options =
+        RunOptions { prefixed: true, stop: Some(stop.clone()), quiet_noops: true, ..RunOptions::new(verbosity) };
     let code = loop {
         let code = crate::watch::run(chosen.clone(), state_dir, &options, settings);
         if terminate.load(Ordering::SeqCst) || !reread.swap(false, Ordering::SeqCst) {
@@ -203,15 +196,7 @@ pub fn run(
     }
 
     let stop = Arc::new(AtomicBool::new(false));
-    let options = RunOptions {
-        verbosity,
-        json: false,
-        prefixed: true,
-        stop: Some(stop.clone()),
-        quiet_noops: false,
-        quiet_skips: false,
-        json_sink: None,
-    };
+    let options = RunOptions { prefixed: true, stop: Some(stop.clone()), ..RunOptions::new(verbosity) };
     // Items with watch = true are also synced live, on their own thread.
     let mut watching = Watching::start(watched, None, state_dir, &options, settings);
     let mut running: HashSet<String> = HashSet::new();

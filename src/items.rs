@@ -139,6 +139,21 @@ pub struct RunOptions {
     pub json_sink: Option<crate::report::JsonSink>,
 }
 
+impl RunOptions {
+    /// Plain runs at `verbosity`: no JSON, no prefix, no stop flag, nothing silenced.
+    pub fn new(verbosity: Verbosity) -> RunOptions {
+        RunOptions {
+            verbosity,
+            json: false,
+            prefixed: false,
+            stop: None,
+            quiet_noops: false,
+            quiet_skips: false,
+            json_sink: None,
+        }
+    }
+}
+
 /// Syncs an item now: logs to its log file, records its last run, returns its exit code.
 pub fn run(item: &Item, state_dir: &Path, options: &RunOptions) -> ExitCode {
     run_scoped(item, state_dir, options, None)
