@@ -17,23 +17,9 @@
 //! Pure core: [`model`], [`plan`], [`filter`], [`check`], [`safety`]. I/O: [`endpoint`],
 //! [`state`], [`executor`]. One run of a pair: [`sync`]. The edge: [`cli`], [`report`].
 
-pub mod check;
-pub mod cli;
-pub mod commands;
+pub mod app;
 pub mod config;
-pub mod credentials;
-pub mod daemon;
+pub mod core;
 pub mod endpoint;
-pub mod error;
-pub mod executor;
-pub mod exit;
-pub mod filter;
-pub mod items;
-pub mod model;
-pub mod plan;
-pub mod report;
-pub mod safety;
-pub mod schedule;
+pub mod engine;
 pub mod state;
-pub mod sync;
-pub mod watch;

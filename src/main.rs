@@ -1,3 +1,3 @@
 fn main() -> std::process::ExitCode {
-    pairsync::cli::main()
+    pairsync::app::cli::main()
 }

@@ -6,8 +6,8 @@ mod ftp_server;
 use std::fs;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use pairsync::executor::Observer;
-use pairsync::sync::{sync, Reporter};
+use pairsync::engine::executor::Observer;
+use pairsync::engine::sync::{sync, Reporter};
 
 /// Asks to stop from the `after`-th time it is asked on (a copy worker asks before each file).
 struct StopAsked {
@@ -22,12 +22,13 @@ impl Observer for StopAsked {
 }
 impl Reporter for StopAsked {}
 
-fn job(argv: &[&str], state: &std::path::Path) -> pairsync::sync::Job {
+fn job(argv: &[&str], state: &std::path::Path) -> pairsync::engine::sync::Job {
     use clap::Parser;
-    let pairsync::cli::Command::Sync(args) = pairsync::cli::Args::try_parse_from(argv).unwrap().command else {
+    let pairsync::app::cli::Command::Sync(args) = pairsync::app::cli::Args::try_parse_from(argv).unwrap().command
+    else {
         unreachable!("parsed as sync")
     };
-    pairsync::cli::job(&args, Some(state.to_path_buf())).unwrap()
+    pairsync::app::cli::job(&args, Some(state.to_path_buf())).unwrap()
 }
 
 /// Stopped while filling staged folders on an FTP server (new folders are filled under a temp

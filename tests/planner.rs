@@ -3,8 +3,8 @@
 //! A case gives the mode, the state, both snapshots (with the hashes `hash_requests` would have
 //! filled in) and the exact plan expected. Each row is its own #[test], so a failure names it.
 
-use pairsync::model::{Entry, Kind, Observed, Side, Snapshot, State, StateRecord};
-use pairsync::plan::{hash_requests, plan, Action, ConflictPolicy, Mode, PlanOptions};
+use pairsync::core::model::{Entry, Kind, Observed, Side, Snapshot, State, StateRecord};
+use pairsync::core::plan::{hash_requests, plan, Action, ConflictPolicy, Mode, PlanOptions};
 
 use Side::{Destination as D, Source as S};
 

@@ -23,10 +23,10 @@ use std::sync::Mutex;
 
 use clap::Parser;
 use filetime::FileTime;
-use pairsync::cli::{Args, Command};
-use pairsync::executor::Observer;
-use pairsync::plan::{Action, Plan};
-use pairsync::sync::{sync, Job, Reporter, Summary};
+use pairsync::app::cli::{Args, Command};
+use pairsync::core::plan::{Action, Plan};
+use pairsync::engine::executor::Observer;
+use pairsync::engine::sync::{sync, Job, Reporter, Summary};
 use proptest::prelude::*;
 use proptest::test_runner::TestCaseError;
 
@@ -508,7 +508,7 @@ fn job(source: &Path, destination: &Path, state: &Path) -> Job {
     else {
         unreachable!("parsed a sync command")
     };
-    pairsync::cli::job(&sync_args, args.state_dir).expect("the job resolves")
+    pairsync::app::cli::job(&sync_args, args.state_dir).expect("the job resolves")
 }
 
 /// Runs one sync; returns its summary and what it did, or a message.

@@ -7,7 +7,7 @@ mod util;
 use std::fs;
 use std::os::unix::fs::MetadataExt;
 
-use pairsync::model::Entry;
+use pairsync::core::model::Entry;
 use util::{Side::Destination as D, TestEnv};
 
 fn content() -> Vec<u8> {

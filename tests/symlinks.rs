@@ -7,8 +7,8 @@ use std::fs;
 use std::os::unix::fs::symlink;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use pairsync::executor::Observer;
-use pairsync::sync::{sync, Reporter};
+use pairsync::engine::executor::Observer;
+use pairsync::engine::sync::{sync, Reporter};
 use util::{Side::Destination as D, Side::Source as S, TestEnv};
 
 #[test]
@@ -80,10 +80,11 @@ fn a_folder_swapped_for_a_symlink_during_a_run_receives_nothing() {
     fs::create_dir(&outside).unwrap();
     use clap::Parser;
     let argv = ["pairsync", "sync", env.src.to_str().unwrap(), env.dst.to_str().unwrap(), "--mode", "clone"];
-    let pairsync::cli::Command::Sync(args) = pairsync::cli::Args::try_parse_from(argv).unwrap().command else {
+    let pairsync::app::cli::Command::Sync(args) = pairsync::app::cli::Args::try_parse_from(argv).unwrap().command
+    else {
         unreachable!()
     };
-    let job = pairsync::cli::job(&args, Some(env.state.clone())).unwrap();
+    let job = pairsync::app::cli::job(&args, Some(env.state.clone())).unwrap();
     let swapper = SwapAfterFirstCopy { dst: env.dst.clone(), outside: outside.clone(), done: AtomicBool::new(false) };
     let summary = sync(&job, &swapper).unwrap();
     assert!(swapper.done.load(Ordering::SeqCst));

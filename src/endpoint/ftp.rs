@@ -31,9 +31,9 @@ use suppaftp::{FtpError, ImplFtpStream, Mode, Status, TlsStream};
 
 use super::ftp_listing::{self, Listing};
 use super::{changed_since_scan, temp_owner, Endpoint, IssueKind, Scan, ScanIssue, TempOwner};
-use crate::credentials::Credentials;
-use crate::filter::Filter;
-use crate::model::{sibling, split, Entry, Kind, Mtime, Snapshot};
+use crate::core::filter::Filter;
+use crate::core::model::{sibling, split, Entry, Kind, Mtime, Snapshot};
+use crate::endpoint::credentials::Credentials;
 
 /// Where an FTP side is: `ftp[s]://[user@]host[:port]/dir`.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -8,7 +8,7 @@
 
 use chrono::{DateTime, Datelike, NaiveDate, NaiveTime, TimeDelta, Utc};
 
-use crate::model::{Entry, Mtime};
+use crate::core::model::{Entry, Mtime};
 
 /// One usable entry of a listing.
 #[derive(Debug, Clone, PartialEq, Eq)]

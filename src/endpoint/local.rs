@@ -17,8 +17,8 @@ use rustix::fs::{AtFlags, FileType, Mode, OFlags};
 use rustix::io::Errno;
 
 use super::{changed_since_scan, changed_while_copying, Endpoint, IssueKind, Scan, ScanIssue, TempOwner};
-use crate::filter::Filter;
-use crate::model::{sibling, split, Entry, Kind, Mtime, Snapshot};
+use crate::core::filter::Filter;
+use crate::core::model::{sibling, split, Entry, Kind, Mtime, Snapshot};
 
 pub struct LocalEndpoint {
     root: PathBuf,
@@ -209,7 +209,7 @@ impl Endpoint for LocalEndpoint {
         start.extend(deep.iter().filter(|d| !d.is_empty() && is_dir(d)).map(|d| (d.clone(), true)));
         // The folders on the way, so that the plan sees their parents as they are.
         let mut on_the_way: Vec<(String, Entry)> = Vec::new();
-        for dir in start.iter().flat_map(|(d, _)| crate::model::ancestors(d).chain([d.as_str()])) {
+        for dir in start.iter().flat_map(|(d, _)| crate::core::model::ancestors(d).chain([d.as_str()])) {
             if !dir.is_empty() && !filter.hides(dir, Kind::Dir) {
                 if let Ok(Some(entry)) = self.stat_path(dir) {
                     on_the_way.push((dir.to_string(), entry));

@@ -4,6 +4,7 @@
 //! that mutate take what the plan saw (`expect`/`replaces`) and refuse with
 //! [`changed_since_scan`] when the target is no longer that: compare, then mutate.
 
+pub mod credentials;
 pub mod ftp;
 pub mod ftp_listing;
 pub mod local;
@@ -11,8 +12,8 @@ pub mod local;
 use std::collections::HashMap;
 use std::io::{self, Read};
 
-use crate::filter::Filter;
-use crate::model::{Entry, Hash, Snapshot};
+use crate::core::filter::Filter;
+use crate::core::model::{Entry, Hash, Snapshot};
 
 /// Something a scan could not take in, with its relative path (lossy, for display).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -40,7 +41,7 @@ pub fn mark_unsynced(found: &mut [(String, Entry)], holders: &std::collections::
         return;
     }
     for (path, entry) in found.iter_mut() {
-        if entry.kind == crate::model::Kind::Dir && holders.contains(path.as_str()) {
+        if entry.kind == crate::core::model::Kind::Dir && holders.contains(path.as_str()) {
             entry.holds_unsynced = true;
         }
     }
@@ -213,7 +214,7 @@ pub const RESUMABLE: u64 = 1 << 20;
 /// size and mtime, so a copy is only ever continued with the content it began with.
 pub fn resumable_temp(tag: &str, rel: &str, like: &Entry) -> String {
     let hash = blake3::hash(format!("{rel}\0{}\0{}", like.size, like.mtime).as_bytes()).to_hex();
-    crate::model::sibling(rel, &format!(".pairsync-{tag}-r{}.tmp", &hash[..16]))
+    crate::core::model::sibling(rel, &format!(".pairsync-{tag}-r{}.tmp", &hash[..16]))
 }
 
 /// Compare, then mutate: what is at a path `now` must be what the plan saw there (`expect`,

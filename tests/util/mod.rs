@@ -8,7 +8,7 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-pub use pairsync::model::Side;
+pub use pairsync::core::model::Side;
 use Side::{Destination, Source};
 
 pub struct TestEnv {

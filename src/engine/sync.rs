@@ -3,19 +3,19 @@
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use crate::check::{FileCheck, CHECK_FILE_LIMIT};
 use crate::config::{EndpointKind, SideConfig};
-use crate::credentials::{self, Secret};
+use crate::core::check::{FileCheck, CHECK_FILE_LIMIT};
+use crate::core::error::{Error, Result};
+use crate::core::exit::ExitCode;
+use crate::core::filter::Filter;
+use crate::core::model::{Side, Snapshot, State};
+use crate::core::plan::{self, Conflict, Mode, Plan, PlanOptions};
+use crate::core::safety;
+use crate::endpoint::credentials::{self, Secret};
 use crate::endpoint::ftp::{self, FtpOptions, FtpUrl};
 use crate::endpoint::local::LocalEndpoint;
 use crate::endpoint::{Endpoint, IssueKind, Scan};
-use crate::error::{Error, Result};
-use crate::executor::{Executor, Observer, Problem, Tally};
-use crate::exit::ExitCode;
-use crate::filter::Filter;
-use crate::model::{Side, Snapshot, State};
-use crate::plan::{self, Conflict, Mode, Plan, PlanOptions};
-use crate::safety;
+use crate::engine::executor::{Executor, Observer, Problem, Tally};
 use crate::state::{pair_id, Opened, PairLock, StateDb};
 
 /// Everything one sync needs, resolved and validated.
@@ -43,7 +43,8 @@ pub struct Job {
 /// What a scoped run lists: folders to list shallowly (the changed paths' parents), paths to
 /// list deeply (the changed paths, where they are folders).
 fn scope_parts(paths: &[String]) -> (Vec<String>, Vec<String>) {
-    let mut shallow: Vec<String> = paths.iter().map(|p| crate::model::parent(p).unwrap_or("").to_string()).collect();
+    let mut shallow: Vec<String> =
+        paths.iter().map(|p| crate::core::model::parent(p).unwrap_or("").to_string()).collect();
     shallow.sort();
     shallow.dedup();
     let mut deep = paths.to_vec();
@@ -66,7 +67,7 @@ impl<'a> Scope<'a> {
         let on_the_way = shallow
             .iter()
             .chain(deep)
-            .flat_map(|p| crate::model::ancestors(p).chain(std::iter::once(p.as_str())))
+            .flat_map(|p| crate::core::model::ancestors(p).chain(std::iter::once(p.as_str())))
             .collect();
         Scope {
             shallow: shallow.iter().map(String::as_str).collect(),
@@ -76,9 +77,9 @@ impl<'a> Scope<'a> {
     }
 
     fn contains(&self, path: &str) -> bool {
-        self.shallow.contains(crate::model::parent(path).unwrap_or(""))
+        self.shallow.contains(crate::core::model::parent(path).unwrap_or(""))
             || self.on_the_way.contains(path)
-            || std::iter::once(path).chain(crate::model::ancestors(path)).any(|p| self.deep.contains(p))
+            || std::iter::once(path).chain(crate::core::model::ancestors(path)).any(|p| self.deep.contains(p))
     }
 }
 
@@ -378,7 +379,7 @@ pub fn sync(job: &Job, reporter: &dyn Reporter) -> Result<Summary> {
     lap(&mut phases.scan);
     let (mut state, bad_records) = loaded?;
     // A scoped run plans only its paths; the safety stops still count the whole pair's files.
-    let recorded_files = state.values().filter(|r| r.kind == crate::model::Kind::File).count();
+    let recorded_files = state.values().filter(|r| r.kind == crate::core::model::Kind::File).count();
     if let Some((shallow, deep)) = &parts {
         let scope = Scope::new(shallow, deep);
         state.retain(|path, _| scope.contains(path));
@@ -491,7 +492,7 @@ pub fn sync(job: &Job, reporter: &dyn Reporter) -> Result<Summary> {
 fn exclude(path: &str, state: &mut State, snapshots: &mut [Snapshot; 2]) {
     // The root itself ("") stands for everything: a root listing not fully understood leaves
     // the whole tree out, since the line that did not parse may have been any of it.
-    let out = |key: &str| path.is_empty() || key == path || crate::model::is_inside(key, path);
+    let out = |key: &str| path.is_empty() || key == path || crate::core::model::is_inside(key, path);
     state.retain(|key, _| !out(key));
     for snapshot in snapshots.iter_mut() {
         snapshot.retain(|key, _| !out(key));

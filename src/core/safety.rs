@@ -1,9 +1,9 @@
 //! Safety stops: a plan that looks like an accident (an unmounted drive, a mass deletion) is not
 //! applied. `--force` overrides these; a missing root is never overridden (see `sync`).
 
-use crate::error::{Error, Result};
-use crate::model::{Kind, Side, Snapshot, State};
-use crate::plan::Plan;
+use crate::core::error::{Error, Result};
+use crate::core::model::{Kind, Side, Snapshot, State};
+use crate::core::plan::Plan;
 
 /// Refuses `plan` when a side is empty while the state says it held files, or when it would
 /// delete more than `max_delete` percent of a side's files. A run scoped to a few paths gives

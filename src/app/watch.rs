@@ -21,9 +21,9 @@ use std::time::{Duration, Instant};
 
 use notify::{RecursiveMode, Watcher};
 
+use crate::app::items::{self, RunOptions};
 use crate::config::{EndpointKind, Item};
-use crate::exit::ExitCode;
-use crate::items::{self, RunOptions};
+use crate::core::exit::ExitCode;
 
 #[derive(Debug, Clone)]
 pub struct WatchSettings {
@@ -87,7 +87,7 @@ fn relative(root: &Path, path: &Path) -> Option<String> {
 pub fn run(items: Vec<Item>, state_dir: &Path, options: &RunOptions, settings: &WatchSettings) -> ExitCode {
     let stop = options.stop.clone().unwrap_or_else(|| Arc::new(AtomicBool::new(false)));
     let say = |line: &str| {
-        if options.verbosity > crate::report::Verbosity::Quiet {
+        if options.verbosity > crate::app::report::Verbosity::Quiet {
             println!("pairsync watch: {line}");
         }
     };

@@ -7,8 +7,8 @@
 
 use regex::RegexSet;
 
-use crate::error::{Error, Result};
-use crate::model::Kind;
+use crate::core::error::{Error, Result};
+use crate::core::model::Kind;
 
 #[derive(Debug, Clone)]
 pub struct Filter {
@@ -63,13 +63,13 @@ impl Filter {
         let matches = |p: &str, k: Kind| {
             !self.set.is_empty() && (self.set.is_match(p) || (k == Kind::Dir && self.set.is_match(&format!("{p}/"))))
         };
-        matches(path, kind) || crate::model::ancestors(path).any(|dir| matches(dir, Kind::Dir))
+        matches(path, kind) || crate::core::model::ancestors(path).any(|dir| matches(dir, Kind::Dir))
     }
 
     /// True when the path or one of its parent folders is ignored: for state records, which
     /// were not found by a scan that pruned ignored folders.
     pub fn hides(&self, path: &str, kind: Kind) -> bool {
-        self.ignores(path, kind) || crate::model::ancestors(path).any(|dir| self.ignores(dir, Kind::Dir))
+        self.ignores(path, kind) || crate::core::model::ancestors(path).any(|dir| self.ignores(dir, Kind::Dir))
     }
 }
 

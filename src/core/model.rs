@@ -59,7 +59,7 @@ pub struct Entry {
     pub size: u64,
     /// 0 for folders: a folder's mtime is not synced and never compared.
     pub mtime: Mtime,
-    /// Filled in only when the planner asked for it (see [`crate::plan::hash_requests`]).
+    /// Filled in only when the planner asked for it (see [`crate::core::plan::hash_requests`]).
     pub hash: Option<Hash>,
     /// Unix permission bits, where the endpoint has them; given to the copy, never compared.
     pub mode: Option<u32>,

@@ -4,14 +4,14 @@ use std::path::PathBuf;
 
 use clap::{Args as ClapArgs, Parser, Subcommand};
 
-use crate::check::FileCheck;
-use crate::error::{Error, Result};
-use crate::exit::ExitCode;
-use crate::items::RunOptions;
-use crate::plan::{ConflictPolicy, Mode, PlanOptions};
-use crate::report::{Console, Verbosity};
-use crate::sync::{sync, Job};
-use crate::{commands, daemon};
+use crate::app::items::RunOptions;
+use crate::app::report::{Console, Verbosity};
+use crate::app::{commands, daemon};
+use crate::core::check::FileCheck;
+use crate::core::error::{Error, Result};
+use crate::core::exit::ExitCode;
+use crate::core::plan::{ConflictPolicy, Mode, PlanOptions};
+use crate::engine::sync::{sync, Job};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -125,9 +125,9 @@ pub struct WatchArgs {
 }
 
 impl WatchArgs {
-    pub fn settings(&self) -> crate::watch::WatchSettings {
+    pub fn settings(&self) -> crate::app::watch::WatchSettings {
         use std::time::Duration;
-        crate::watch::WatchSettings {
+        crate::app::watch::WatchSettings {
             quiet: Duration::from_millis(self.quiet_ms),
             max_delay: Duration::from_millis(self.max_delay_ms.max(self.quiet_ms)),
             rescan: Duration::from_secs(self.rescan.max(1)),
@@ -280,7 +280,7 @@ pub fn job(args: &SyncArgs, state_dir_flag: Option<PathBuf>) -> Result<Job> {
         .chain(f.ignore_destination.iter().map(|p| ("--ignore-destination", p.as_str())));
     let check = |flag: &str, spec: &Option<String>| spec.as_deref().map(|s| FileCheck::parse(flag, s)).transpose();
     let checks = [check("--check-source", &f.check_source)?, check("--check-destination", &f.check_destination)?];
-    let filter = crate::items::pair_filter(patterns, &checks, !args.no_recursive)?;
+    let filter = crate::app::items::pair_filter(patterns, &checks, !args.no_recursive)?;
     Ok(Job {
         source: args.source.clone(),
         destination: args.destination.clone(),
@@ -297,7 +297,10 @@ pub fn job(args: &SyncArgs, state_dir_flag: Option<PathBuf>) -> Result<Job> {
         force: args.force,
         dry_run: args.dry_run,
         state_dir: state_dir(state_dir_flag)?,
-        auth: std::array::from_fn(|_| crate::sync::Auth { insecure_tls: args.insecure_tls, ..Default::default() }),
+        auth: std::array::from_fn(|_| crate::engine::sync::Auth {
+            insecure_tls: args.insecure_tls,
+            ..Default::default()
+        }),
         connections: usize::from(args.connections),
         scope: None,
     })
@@ -388,7 +391,7 @@ fn run_sync(sync_args: SyncArgs, state_dir_flag: Option<PathBuf>, verbosity: Ver
         }
     };
     // As URLs without a password: the log must never hold one.
-    let shown = |given: &str| crate::sync::shown_url(given);
+    let shown = |given: &str| crate::engine::sync::shown_url(given);
     console.started(&shown(&sync_args.source), &shown(&sync_args.destination));
     match job(&sync_args, state_dir_flag).and_then(|job| sync(&job, &console)) {
         Ok(summary) => {

@@ -11,7 +11,7 @@
 use std::collections::{HashMap, HashSet};
 use std::fmt;
 
-use crate::model::{ancestors, inside, parent, Entry, Hash, Kind, Observed, Side, Snapshot, State, StateRecord};
+use crate::core::model::{ancestors, inside, parent, Entry, Hash, Kind, Observed, Side, Snapshot, State, StateRecord};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "kebab-case")]

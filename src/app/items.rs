@@ -5,15 +5,15 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 
-use crate::check::FileCheck;
+use crate::app::report::{summary_line, Console, Verbosity};
 use crate::config::{EndpointKind, Item, SideConfig};
-use crate::credentials::Secret;
-use crate::error::{Error, Result};
-use crate::exit::ExitCode;
-use crate::filter::Filter;
-use crate::plan::PlanOptions;
-use crate::report::{summary_line, Console, Verbosity};
-use crate::sync::{sync, Auth, Job};
+use crate::core::check::FileCheck;
+use crate::core::error::{Error, Result};
+use crate::core::exit::ExitCode;
+use crate::core::filter::Filter;
+use crate::core::plan::PlanOptions;
+use crate::endpoint::credentials::Secret;
+use crate::engine::sync::{sync, Auth, Job};
 
 /// The endpoint of a side as `sync` takes it: a folder path, or an FTP URL without password.
 pub fn endpoint(side: &SideConfig) -> String {
@@ -135,8 +135,8 @@ pub struct RunOptions {
     pub quiet_noops: bool,
     /// A skipped run prints and logs nothing (a paused item, already reported).
     pub quiet_skips: bool,
-    /// `--json` for several items: each summary goes here (see [`crate::report::JsonSink`]).
-    pub json_sink: Option<crate::report::JsonSink>,
+    /// `--json` for several items: each summary goes here (see [`crate::app::report::JsonSink`]).
+    pub json_sink: Option<crate::app::report::JsonSink>,
 }
 
 impl RunOptions {

@@ -6,8 +6,8 @@ use std::fmt;
 
 use regex::{Regex, RegexBuilder};
 
-use crate::error::{Error, Result};
-use crate::model::Side;
+use crate::core::error::{Error, Result};
+use crate::core::model::Side;
 
 /// At most this much of a check file is read.
 pub const CHECK_FILE_LIMIT: usize = 64 * 1024;

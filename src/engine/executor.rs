@@ -6,10 +6,10 @@ use std::io;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{mpsc, OnceLock};
 
+use crate::core::error::Result;
+use crate::core::model::{parent, split, Entry, Hash, Side, StateRecord};
+use crate::core::plan::{Action, Plan, StageLimits};
 use crate::endpoint::{Endpoint, HashingReader, RESUMABLE};
-use crate::error::Result;
-use crate::model::{parent, split, Entry, Hash, Side, StateRecord};
-use crate::plan::{Action, Plan, StageLimits};
 use crate::state::{StateDb, StateWriter};
 
 /// Something that went wrong with one path; the rest of the run went on.

@@ -21,8 +21,8 @@ use clap::ValueEnum;
 use regex::Regex;
 use toml_edit::{Array, ArrayOfTables, DocumentMut, ImDocument, Item as TomlItem, Table, TableLike, TomlError, Value};
 
-use crate::check::FileCheck;
-use crate::plan::{ConflictPolicy, Mode};
+use crate::core::check::FileCheck;
+use crate::core::plan::{ConflictPolicy, Mode};
 
 /// `max_delete` when the item does not say (the same as `sync --max-delete`).
 pub const DEFAULT_MAX_DELETE: u8 = 50;
@@ -188,9 +188,9 @@ fn at(path: &Path, line: Option<usize>) -> String {
     }
 }
 
-impl From<ConfigError> for crate::error::Error {
+impl From<ConfigError> for crate::core::error::Error {
     fn from(error: ConfigError) -> Self {
-        crate::error::Error::Usage(error.to_string())
+        crate::core::error::Error::Usage(error.to_string())
     }
 }
 

@@ -5,12 +5,12 @@ use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use crate::cli::ItemArgs;
+use crate::app::cli::ItemArgs;
+use crate::app::items::{self, RunOptions};
 use crate::config::{self, Config, EndpointKind, Item, SideConfig};
-use crate::error::{Error, Result};
-use crate::exit::ExitCode;
-use crate::items::{self, RunOptions};
-use crate::schedule::Schedule;
+use crate::core::error::{Error, Result};
+use crate::core::exit::ExitCode;
+use crate::core::schedule::Schedule;
 
 /// The config file: `-C`, then $PAIRSYNC_CONFIG, then $XDG_CONFIG_HOME/pairsync/pairsync.toml.
 pub fn config_path(flag: Option<PathBuf>) -> Result<PathBuf> {
@@ -218,7 +218,7 @@ pub fn delete(
         // With --purge-state, the pair's lock first: if a run is going on, nothing changes (exit 5).
         let pair = if purge_state {
             let job = items::job(&item, state_dir)?;
-            let id = crate::sync::pair_of(&job.source, &job.destination)?;
+            let id = crate::engine::sync::pair_of(&job.source, &job.destination)?;
             let lock = crate::state::PairLock::acquire(state_dir, &id)?;
             Some((id, lock))
         } else {
@@ -409,12 +409,12 @@ pub fn run(
     selection: (&[String], Option<&str>, bool),
     options: &RunOptions,
 ) -> Result<ExitCode> {
-    let quiet = options.verbosity == crate::report::Verbosity::Quiet;
+    let quiet = options.verbosity == crate::app::report::Verbosity::Quiet;
     let config = load(config_flag, quiet)?;
     let chosen = select(&config, selection.0, selection.1, selection.2)?;
     let several = chosen.len() > 1;
     // --json prints one object: for several items, {"items": [summary + "item", ...], "exit_code"}.
-    let sink = (options.json && several).then(crate::report::JsonSink::default);
+    let sink = (options.json && several).then(crate::app::report::JsonSink::default);
     let options = RunOptions { prefixed: several, json_sink: sink.clone(), ..options.clone() };
     let exit = chosen.iter().map(|item| items::run(item, state_dir, &options)).fold(ExitCode::Synced, ExitCode::merge);
     if let Some(sink) = sink {

@@ -15,8 +15,8 @@ use std::collections::{BTreeMap, HashMap};
 use std::fs::{self, File};
 use std::path::{Path, PathBuf};
 
-use crate::error::{Error, Result};
-use crate::model::{split, Kind, Observed, State, StateRecord};
+use crate::core::error::{Error, Result};
+use crate::core::model::{split, Kind, Observed, State, StateRecord};
 
 /// Records per sled batch: big batches cost memory (DESIGN.md "State"), tiny ones speed.
 pub const BATCH: usize = 1000;

@@ -13,14 +13,14 @@ use std::time::Duration;
 use chrono::{DateTime, Local};
 use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
 
-use crate::commands;
+use crate::app::commands;
+use crate::app::items::{self, RunOptions};
+use crate::app::report::Verbosity;
+use crate::app::watch::WatchSettings;
 use crate::config::Item;
-use crate::error::{Error, Result};
-use crate::exit::ExitCode;
-use crate::items::{self, RunOptions};
-use crate::report::Verbosity;
-use crate::schedule::Schedule;
-use crate::watch::WatchSettings;
+use crate::core::error::{Error, Result};
+use crate::core::exit::ExitCode;
+use crate::core::schedule::Schedule;
 
 enum Event {
     Signal(i32),
@@ -50,7 +50,7 @@ fn scheduled(items: Vec<Item>, now: &DateTime<Local>) -> Result<Vec<Scheduled>> 
     for item in items {
         let Some(spec) = item.schedule.as_deref() else { continue };
         let schedule: Schedule =
-            spec.parse().map_err(|e: crate::schedule::ScheduleError| Error::Usage(e.to_string()))?;
+            spec.parse().map_err(|e: crate::core::schedule::ScheduleError| Error::Usage(e.to_string()))?;
         let due = schedule.next_after(now);
         out.push(Scheduled { item, schedule, due });
     }
@@ -89,7 +89,7 @@ pub fn watch(
     let options =
         RunOptions { prefixed: true, stop: Some(stop.clone()), quiet_noops: true, ..RunOptions::new(verbosity) };
     let code = loop {
-        let code = crate::watch::run(chosen.clone(), state_dir, &options, settings);
+        let code = crate::app::watch::run(chosen.clone(), state_dir, &options, settings);
         if terminate.load(Ordering::SeqCst) || !reread.swap(false, Ordering::SeqCst) {
             break code;
         }
@@ -153,7 +153,7 @@ impl Watching {
             if watched.is_empty() {
                 return ExitCode::Synced;
             }
-            crate::watch::run(watched, &state_dir, &options, &settings)
+            crate::app::watch::run(watched, &state_dir, &options, &settings)
         });
         Some(Watching { thread, stop })
     }

@@ -9,9 +9,9 @@ use std::sync::{Arc, Mutex};
 
 use indicatif::{HumanBytes, ProgressBar, ProgressStyle};
 
-use crate::executor::{Observer, Problem};
-use crate::plan::{Action, Plan};
-use crate::sync::{Reporter, Summary};
+use crate::core::plan::{Action, Plan};
+use crate::engine::executor::{Observer, Problem};
+use crate::engine::sync::{Reporter, Summary};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Verbosity {
@@ -168,7 +168,7 @@ impl Console {
     }
 
     /// A run that ended before syncing (bad input, file check, safety stop, lock).
-    pub fn stopped(&self, error: &crate::error::Error) {
+    pub fn stopped(&self, error: &crate::core::error::Error) {
         if let Some(bar) = &self.progress {
             bar.finish_and_clear();
         }
@@ -224,11 +224,11 @@ pub fn summary_line(s: &Summary) -> String {
     )
 }
 
-fn mode_name(mode: crate::plan::Mode) -> &'static str {
+fn mode_name(mode: crate::core::plan::Mode) -> &'static str {
     match mode {
-        crate::plan::Mode::Simple => "simple",
-        crate::plan::Mode::Clone => "clone",
-        crate::plan::Mode::TwoWay => "two-way",
+        crate::core::plan::Mode::Simple => "simple",
+        crate::core::plan::Mode::Clone => "clone",
+        crate::core::plan::Mode::TwoWay => "two-way",
     }
 }
 

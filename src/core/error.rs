@@ -3,7 +3,7 @@
 
 use std::path::PathBuf;
 
-use crate::exit::ExitCode;
+use crate::core::exit::ExitCode;
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -12,7 +12,7 @@ pub enum Error {
     Usage(String),
     /// The file check of a side does not hold (a missing or wrong drive).
     #[error("file check of the {side} not satisfied: {reason}; nothing done")]
-    Check { side: crate::model::Side, reason: String },
+    Check { side: crate::core::model::Side, reason: String },
     /// Something looks dangerous: nothing was done.
     #[error("safety stop: {0}; nothing done")]
     Safety(String),

@@ -1,0 +1,9 @@
+//! The edge: the command line, the commands, the daemon and watch loop, and the reports (console,
+//! JSON, log files). Nothing depends on it; it is the one place errors are printed.
+
+pub mod cli;
+pub mod commands;
+pub mod daemon;
+pub mod items;
+pub mod report;
+pub mod watch;
