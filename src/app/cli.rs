@@ -349,7 +349,7 @@ pub fn run(args: Args) -> ExitCode {
                 if json {
                     println!(
                         "{}",
-                        serde_json::json!({ "error": error.to_string(), "exit_code": error.exit_code().code() })
+                        serde_json::json!({ "error": error.chain(), "exit_code": error.exit_code().code() })
                     );
                 }
             }),
@@ -375,7 +375,7 @@ pub fn run(args: Args) -> ExitCode {
     match result {
         Ok(code) => code,
         Err(error) => {
-            eprintln!("pairsync: {error}");
+            eprintln!("pairsync: {}", error.chain());
             error.exit_code()
         }
     }

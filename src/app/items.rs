@@ -197,7 +197,7 @@ pub fn run_scoped(item: &Item, state_dir: &Path, options: &RunOptions, scope: Op
         }
         Err(error) => {
             console.stopped(&error);
-            (error.exit_code(), error.to_string())
+            (error.exit_code(), error.chain())
         }
     };
     let record = LastRun {

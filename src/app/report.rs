@@ -176,11 +176,11 @@ impl Console {
             self.pending_start.lock().unwrap().take();
             return;
         }
-        self.log(&format!("skipped: {error} (exit {})", error.exit_code().code()));
+        self.log(&format!("skipped: {} (exit {})", error.chain(), error.exit_code().code()));
         if self.json {
-            self.print_json(serde_json::json!({ "error": error.to_string(), "exit_code": error.exit_code().code() }));
+            self.print_json(serde_json::json!({ "error": error.chain(), "exit_code": error.exit_code().code() }));
         }
-        eprintln!("pairsync: {}{error}", self.prefix);
+        eprintln!("pairsync: {}{}", self.prefix, error.chain());
     }
 
     pub fn finished(&self, summary: &Summary) {

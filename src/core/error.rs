@@ -18,8 +18,13 @@ pub enum Error {
     Safety(String),
     #[error("another run of this pair is in progress (lock {}); nothing done", .0.display())]
     Locked(PathBuf),
-    #[error("{0}")]
-    Unreachable(String),
+    /// An endpoint cannot be reached or refused the login; `what` names it, `source` says why.
+    #[error("{what}")]
+    Unreachable {
+        what: String,
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
     /// The state database could not be opened or written.
     #[error("state {}: {message}", path.display())]
     State { path: PathBuf, message: String },
@@ -32,10 +37,24 @@ impl Error {
             Error::Check { .. } => ExitCode::CheckFailed,
             Error::Safety(_) => ExitCode::SafetyStop,
             Error::Locked(_) => ExitCode::Locked,
-            Error::Unreachable(_) => ExitCode::Unreachable,
+            Error::Unreachable { .. } => ExitCode::Unreachable,
             // The run did not happen; the user must look at the state folder.
             Error::State { .. } => ExitCode::Usage,
         }
+    }
+}
+
+impl Error {
+    /// The error with its causes, `what: why: deeper why`: how every error is shown to a user.
+    pub fn chain(&self) -> String {
+        let mut text = self.to_string();
+        let mut cause = std::error::Error::source(self);
+        while let Some(error) = cause {
+            text.push_str(": ");
+            text.push_str(&error.to_string());
+            cause = error.source();
+        }
+        text
     }
 }
 

@@ -30,7 +30,9 @@ use suppaftp::types::FileType;
 use suppaftp::{FtpError, ImplFtpStream, Mode, Status, TlsStream};
 
 use super::ftp_listing::{self, Listing};
-use super::{changed_since_scan, temp_owner, Endpoint, IssueKind, Scan, ScanIssue, TempOwner};
+use super::{
+    changed_since_scan, temp_owner, Endpoint, EndpointError, ErrorKind, IssueKind, Scan, ScanIssue, TempOwner,
+};
 use crate::core::filter::Filter;
 use crate::core::model::{sibling, split, Entry, Kind, Mtime, Snapshot};
 use crate::endpoint::credentials::Credentials;
@@ -146,18 +148,22 @@ pub struct FtpEndpoint<T: TlsStream> {
     counter: AtomicU64,
 }
 
-/// An FTP error as an io::Error. Connection-level failures keep `NotConnected`, which `sync`
-/// reports as "unreachable" (exit 6).
-fn io_error(e: FtpError) -> io::Error {
+/// An FTP error as an endpoint error: a connection-level failure is unreachable (exit 6), a
+/// refused login or permission (530) refused, 550 "no such file" not found.
+fn io_error(e: FtpError) -> EndpointError {
     match e {
-        FtpError::ConnectionError(e) => io::Error::new(io::ErrorKind::NotConnected, e.to_string()),
+        FtpError::ConnectionError(e) => EndpointError::with_kind(ErrorKind::Unreachable, e),
         FtpError::UnexpectedResponse(r) => {
             let text = String::from_utf8_lossy(&r.body).trim().to_string();
             let code = r.status.code();
-            let kind = if code == 550 { io::ErrorKind::NotFound } else { io::ErrorKind::Other };
-            io::Error::new(kind, format!("server answered {code} {text}"))
+            let kind = match code {
+                550 => ErrorKind::NotFound,
+                530 => ErrorKind::Refused,
+                _ => ErrorKind::Other,
+            };
+            EndpointError::new(kind, format!("server answered {code} {text}"))
         }
-        other => io::Error::other(other.to_string()),
+        other => EndpointError::new(ErrorKind::Other, other.to_string()),
     }
 }
 
@@ -176,15 +182,15 @@ fn mtime_of_mfmt(mtime: Mtime) -> String {
 
 /// Opens the endpoint: a plain or TLS connection factory, then one connection to learn the
 /// server is there and the login works.
-pub fn open(url: FtpUrl, credentials: Credentials, options: FtpOptions) -> io::Result<Box<dyn Endpoint>> {
+pub fn open(url: FtpUrl, credentials: Credentials, options: FtpOptions) -> super::Result<Box<dyn Endpoint>> {
     // Every address the name resolves to, tried in turn ("localhost" may be ::1 first while
     // the server listens on 127.0.0.1 only).
     let addrs: Vec<SocketAddr> = (url.host.as_str(), url.port)
         .to_socket_addrs()
-        .map_err(|e| io::Error::new(io::ErrorKind::NotConnected, format!("cannot resolve {}: {e}", url.host)))?
+        .map_err(|e| EndpointError::new(ErrorKind::Unreachable, format!("cannot resolve {}: {e}", url.host)))?
         .collect();
     if addrs.is_empty() {
-        return Err(io::Error::new(io::ErrorKind::NotConnected, format!("no address for {}", url.host)));
+        return Err(EndpointError::new(ErrorKind::Unreachable, format!("no address for {}", url.host)));
     }
     let (connect_timeout, read_timeout) = (options.connect_timeout, options.read_timeout);
     let tcp = move || -> Result<TcpStream, FtpError> {
@@ -281,7 +287,12 @@ impl rustls::client::danger::ServerCertVerifier for AnyCertificate {
 }
 
 impl<T: TlsStream + Send + 'static> FtpEndpoint<T> {
-    fn new(url: FtpUrl, credentials: Credentials, options: FtpOptions, connect: Box<Connect<T>>) -> io::Result<Self> {
+    fn new(
+        url: FtpUrl,
+        credentials: Credentials,
+        options: FtpOptions,
+        connect: Box<Connect<T>>,
+    ) -> super::Result<Self> {
         let shown = url.display(&credentials.user);
         let endpoint = FtpEndpoint {
             pool: Pool {
@@ -297,9 +308,12 @@ impl<T: TlsStream + Send + 'static> FtpEndpoint<T> {
             counter: AtomicU64::new(0),
         };
         // Log in once now: an unreachable server or a refused login stops the run (exit 6).
-        let conn = endpoint
-            .new_conn()
-            .map_err(|e| io::Error::new(io::ErrorKind::NotConnected, format!("{}: {}", endpoint.shown, io_error(e))))?;
+        // A refused login keeps its own kind (refused), anything else is unreachable: both exit 6.
+        let conn = endpoint.new_conn().map_err(|e| {
+            let e = io_error(e);
+            let kind = if e.kind() == ErrorKind::Refused { ErrorKind::Refused } else { ErrorKind::Unreachable };
+            EndpointError::with_kind(kind, e.into())
+        })?;
         endpoint.give_back(conn);
         Ok(endpoint)
     }
@@ -353,7 +367,7 @@ impl<T: TlsStream + Send + 'static> FtpEndpoint<T> {
 
     /// After `e` on `conn`: a connection that dropped is closed (room is made for a new one),
     /// any other goes back to the pool.
-    fn release(&self, conn: Conn<T>, e: FtpError) -> io::Error {
+    fn release(&self, conn: Conn<T>, e: FtpError) -> EndpointError {
         if is_connection_error(&e) {
             drop(conn);
             self.forget_one();
@@ -372,7 +386,7 @@ impl<T: TlsStream + Send + 'static> FtpEndpoint<T> {
 
     /// Runs `op` on a connection, replacing the connection and retrying (with backoff) when it
     /// dropped or the server had too many connections.
-    fn with_conn<R>(&self, mut op: impl FnMut(&mut Conn<T>) -> Result<R, FtpError>) -> io::Result<R> {
+    fn with_conn<R>(&self, mut op: impl FnMut(&mut Conn<T>) -> Result<R, FtpError>) -> super::Result<R> {
         let mut attempt = 0;
         loop {
             let mut conn = match self.take() {
@@ -436,7 +450,7 @@ impl<T: TlsStream + Send + 'static> FtpEndpoint<T> {
     /// The entry at `rel` as the server reports it now: MLST (one command, the same facts as
     /// MLSD) where offered, else the listing of its folder — never SIZE and MDTM, whose precision
     /// differs from LIST's, so that what is recorded always compares with what a scan sees.
-    fn stat_rel(&self, rel: &str) -> io::Result<Option<Entry>> {
+    fn stat_rel(&self, rel: &str) -> super::Result<Option<Entry>> {
         let (parent, name) = split(rel);
         let (folder, full) = (self.full(parent), self.full(rel));
         self.with_conn(|conn| {
@@ -462,14 +476,14 @@ impl<T: TlsStream + Send + 'static> FtpEndpoint<T> {
         })
     }
 
-    fn expect(&self, rel: &str, expect: Option<&Entry>) -> io::Result<()> {
+    fn expect(&self, rel: &str, expect: Option<&Entry>) -> super::Result<()> {
         super::still_as_planned(self.stat_rel(rel)?, expect)
     }
 
     /// Uploads `data` to `full` (appending to it with `append`) on one connection. The data is
     /// streamed once, so this is not retried: a failed upload is a problem for its path,
     /// retried (a large one continued) by the next run.
-    fn upload(&self, full: &str, data: &mut dyn Read, append: bool) -> io::Result<()> {
+    fn upload(&self, full: &str, data: &mut dyn Read, append: bool) -> super::Result<()> {
         let mut conn = self.take().map_err(io_error)?;
         let uploaded = (|| -> Result<(), FtpError> {
             let mut stream =
@@ -495,7 +509,7 @@ impl<T: TlsStream + Send + 'static> FtpEndpoint<T> {
 
     /// Sets the mtime of `full` with MFMT or SITE UTIME where the server has one. A refusal is
     /// not an error: the state records whatever the server reports afterwards.
-    fn set_mtime(&self, full: &str, mtime: Mtime) -> io::Result<()> {
+    fn set_mtime(&self, full: &str, mtime: Mtime) -> super::Result<()> {
         let stamp = mtime_of_mfmt(mtime);
         self.with_conn(|conn| {
             if conn.features.mfmt {
@@ -510,11 +524,11 @@ impl<T: TlsStream + Send + 'static> FtpEndpoint<T> {
     /// Refuses a path whose name this endpoint's listings would reject (a local name may hold a
     /// backslash or a line break): written, it would vanish from every scan, and a two-way run
     /// would take that for a deletion.
-    fn carries(rel: &str) -> io::Result<()> {
+    fn carries(rel: &str) -> super::Result<()> {
         match rel.split('/').find_map(|name| ftp_listing::name_problem(name).map(|p| (name, p))) {
             None => Ok(()),
-            Some((name, problem)) => Err(io::Error::new(
-                io::ErrorKind::InvalidInput,
+            Some((name, problem)) => Err(EndpointError::new(
+                ErrorKind::Other,
                 format!("{name:?} {problem}: no FTP listing can carry that name; not written"),
             )),
         }
@@ -535,12 +549,12 @@ impl<T: TlsStream + Send + 'static> Endpoint for FtpEndpoint<T> {
         self.pool.limit
     }
 
-    fn check_root(&self) -> io::Result<()> {
+    fn check_root(&self) -> super::Result<()> {
         let root = self.full("");
         self.with_conn(|conn| conn.ftp.cwd(&root).map(|_| ()))
     }
 
-    fn scan(&self, filter: &Filter) -> io::Result<Scan> {
+    fn scan(&self, filter: &Filter) -> super::Result<Scan> {
         let mut found: Vec<(String, Entry)> = Vec::new();
         let mut issues = Vec::new();
         let mut leftovers = Vec::new();
@@ -630,7 +644,7 @@ impl<T: TlsStream + Send + 'static> Endpoint for FtpEndpoint<T> {
         Ok(Scan { snapshot: Snapshot::from_unique(found), issues, leftovers })
     }
 
-    fn stat(&self, path: &str) -> io::Result<Option<Entry>> {
+    fn stat(&self, path: &str) -> super::Result<Option<Entry>> {
         self.stat_rel(path)
     }
 
@@ -641,7 +655,7 @@ impl<T: TlsStream + Send + 'static> Endpoint for FtpEndpoint<T> {
         like: &Entry,
         replaces: Option<&Entry>,
         resume_from: u64,
-    ) -> io::Result<Entry> {
+    ) -> super::Result<Entry> {
         Self::carries(path)?;
         let resumable = like.size >= super::RESUMABLE;
         let temp = if resumable { super::resumable_temp(&self.options.tag, path, like) } else { self.temp_name(path) };
@@ -653,7 +667,7 @@ impl<T: TlsStream + Send + 'static> Endpoint for FtpEndpoint<T> {
             }
             return Err(error);
         }
-        let finished = (|| -> io::Result<()> {
+        let finished = (|| -> super::Result<()> {
             self.set_mtime(&temp_full, like.mtime)?;
             // Compare, then mutate: the target must still be what the plan saw.
             self.expect(path, replaces)?;
@@ -677,7 +691,7 @@ impl<T: TlsStream + Send + 'static> Endpoint for FtpEndpoint<T> {
         true
     }
 
-    fn mkdir_staged(&self, path: &str) -> io::Result<String> {
+    fn mkdir_staged(&self, path: &str) -> super::Result<String> {
         Self::carries(path)?;
         let staged = self.temp_name(path);
         let full = self.full(&staged);
@@ -685,7 +699,7 @@ impl<T: TlsStream + Send + 'static> Endpoint for FtpEndpoint<T> {
         Ok(staged)
     }
 
-    fn write_staged(&self, path: &str, data: &mut dyn Read, like: &Entry) -> io::Result<()> {
+    fn write_staged(&self, path: &str, data: &mut dyn Read, like: &Entry) -> super::Result<()> {
         Self::carries(path)?;
         let full = self.full(path);
         self.upload(&full, data, false)?;
@@ -701,7 +715,7 @@ impl<T: TlsStream + Send + 'static> Endpoint for FtpEndpoint<T> {
         path: &str,
         written: &[(&str, u64)],
         failed: bool,
-    ) -> io::Result<HashMap<String, Entry>> {
+    ) -> super::Result<HashMap<String, Entry>> {
         let staged_full = self.full(staged);
         let listing = self.with_conn(|conn| Self::list(conn, &staged_full))?;
         let written: HashMap<&str, u64> = written.iter().copied().collect();
@@ -747,7 +761,7 @@ impl<T: TlsStream + Send + 'static> Endpoint for FtpEndpoint<T> {
     }
 
     /// REST, then RETR: a large download continues where an interrupted one stopped.
-    fn open_from(&self, path: &str, expect: &Entry, offset: u64) -> io::Result<Box<dyn Read + Send + '_>> {
+    fn open_from(&self, path: &str, expect: &Entry, offset: u64) -> super::Result<Box<dyn Read + Send + '_>> {
         let full = self.full(path);
         let mut conn = self.take().map_err(io_error)?;
         let opened = (|| {
@@ -768,7 +782,7 @@ impl<T: TlsStream + Send + 'static> Endpoint for FtpEndpoint<T> {
         }
     }
 
-    fn mkdir(&self, path: &str) -> io::Result<()> {
+    fn mkdir(&self, path: &str) -> super::Result<()> {
         Self::carries(path)?;
         let full = self.full(path);
         match self.with_conn(|conn| conn.ftp.mkdir(&full)) {
@@ -780,7 +794,7 @@ impl<T: TlsStream + Send + 'static> Endpoint for FtpEndpoint<T> {
         }
     }
 
-    fn remove(&self, path: &str, expect: &Entry) -> io::Result<()> {
+    fn remove(&self, path: &str, expect: &Entry) -> super::Result<()> {
         self.expect(path, Some(expect))?;
         let full = self.full(path);
         if expect.is_dir() {
@@ -790,7 +804,7 @@ impl<T: TlsStream + Send + 'static> Endpoint for FtpEndpoint<T> {
         }
     }
 
-    fn rename(&self, from: &str, to: &str, expect: &Entry) -> io::Result<Entry> {
+    fn rename(&self, from: &str, to: &str, expect: &Entry) -> super::Result<Entry> {
         Self::carries(to)?;
         self.expect(from, Some(expect))?;
         self.expect(to, None)?;
@@ -799,7 +813,7 @@ impl<T: TlsStream + Send + 'static> Endpoint for FtpEndpoint<T> {
         self.stat_rel(to)?.ok_or_else(|| changed_since_scan("renamed file vanished"))
     }
 
-    fn read_check_file(&self, path: &str, limit: usize) -> io::Result<Option<Vec<u8>>> {
+    fn read_check_file(&self, path: &str, limit: usize) -> super::Result<Option<Vec<u8>>> {
         let full = if path.starts_with('/') { path.to_string() } else { self.full(path) };
         let result = self.with_conn(|conn| {
             let mut stream = conn.ftp.retr_as_stream(&full)?;
@@ -814,12 +828,12 @@ impl<T: TlsStream + Send + 'static> Endpoint for FtpEndpoint<T> {
         });
         match result {
             Ok(bytes) => Ok(Some(bytes)),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+            Err(e) if e.kind() == ErrorKind::NotFound => Ok(None),
             Err(e) => Err(e),
         }
     }
 
-    fn remove_leftover(&self, path: &str) -> io::Result<()> {
+    fn remove_leftover(&self, path: &str) -> super::Result<()> {
         let full = self.full(path);
         let Err(error) = self.with_conn(|conn| conn.ftp.rm(&full)) else { return Ok(()) };
         // Not a file: a staged folder, which holds only files.
@@ -854,7 +868,7 @@ impl<T: TlsStream + Send + 'static> Read for FtpReader<'_, T> {
                 self.endpoint.give_back(conn);
             }
             if self.read != self.expect.size {
-                return Err(super::changed_while_copying());
+                return Err(super::changed_while_copying().into());
             }
         }
         Ok(n)

@@ -16,7 +16,10 @@ use filetime::FileTime;
 use rustix::fs::{AtFlags, FileType, Mode, OFlags};
 use rustix::io::Errno;
 
-use super::{changed_since_scan, changed_while_copying, Endpoint, IssueKind, Scan, ScanIssue, TempOwner};
+use super::{
+    changed_since_scan, changed_while_copying, Endpoint, EndpointError, ErrorKind, IssueKind, Scan, ScanIssue,
+    TempOwner,
+};
 use crate::core::filter::Filter;
 use crate::core::model::{sibling, split, Entry, Kind, Mtime, Snapshot};
 
@@ -74,7 +77,7 @@ impl LocalEndpoint {
         if (pinned.st_dev, pinned.st_ino) == (now.st_dev, now.st_ino) {
             Ok(())
         } else {
-            Err(changed_since_scan("its folder was moved or replaced"))
+            Err(changed_since_scan("its folder was moved or replaced").into())
         }
     }
 
@@ -106,7 +109,7 @@ impl LocalEndpoint {
 
 /// What is at `name` in `dir` now must be what the plan saw (`None`: nothing).
 fn expect_at(dir: &OwnedFd, name: &str, expect: Option<&Entry>) -> io::Result<()> {
-    super::still_as_planned(entry_at(dir, name)?, expect)
+    Ok(super::still_as_planned(entry_at(dir, name)?, expect)?)
 }
 
 /// The file or folder `name` in `dir`, `None` if nothing is there; a symlink or special file is
@@ -143,7 +146,7 @@ fn rename_at(dir: &OwnedFd, from: &str, to_dir: &OwnedFd, to: &str, fresh: bool)
     if fresh {
         match rustix::fs::renameat_with(dir, from, to_dir, to, rustix::fs::RenameFlags::NOREPLACE) {
             Ok(()) => return Ok(()),
-            Err(Errno::EXIST) => return Err(changed_since_scan("something appeared there")),
+            Err(Errno::EXIST) => return Err(changed_since_scan("something appeared there").into()),
             Err(Errno::INVAL) | Err(Errno::NOSYS) => {} // not supported here: checked just before
             Err(err) => return Err(err.into()),
         }
@@ -186,22 +189,22 @@ impl Endpoint for LocalEndpoint {
         self.root.display().to_string()
     }
 
-    fn check_root(&self) -> io::Result<()> {
+    fn check_root(&self) -> super::Result<()> {
         let meta = fs::metadata(&self.root)?;
         if !meta.is_dir() {
-            return Err(io::Error::other("not a folder"));
+            return Err(EndpointError::new(ErrorKind::Other, "not a folder"));
         }
-        fs::read_dir(&self.root).map(|_| ())
+        Ok(fs::read_dir(&self.root).map(|_| ())?)
     }
 
     /// Walks the tree with `read_dir`: unlike a walk that stats each full path, std's
     /// `DirEntry::metadata` stats relative to the open folder (statx on its fd), which saves
     /// resolving every path component again for each of a hundred thousand files.
-    fn scan(&self, filter: &Filter) -> io::Result<Scan> {
-        self.walk(filter, vec![(String::new(), true)], Vec::new())
+    fn scan(&self, filter: &Filter) -> super::Result<Scan> {
+        Ok(self.walk(filter, vec![(String::new(), true)], Vec::new())?)
     }
 
-    fn scan_part(&self, filter: &Filter, shallow: &[String], deep: &[String]) -> io::Result<Scan> {
+    fn scan_part(&self, filter: &Filter, shallow: &[String], deep: &[String]) -> super::Result<Scan> {
         // Only folders are listed: a changed path that is (now) a file or gone is seen in its
         // parent's listing; a shallow folder that is gone is seen in its own parent's.
         let is_dir = |d: &String| d.is_empty() || matches!(self.stat_path(d), Ok(Some(e)) if e.is_dir());
@@ -216,11 +219,11 @@ impl Endpoint for LocalEndpoint {
                 }
             }
         }
-        self.walk(filter, start, on_the_way)
+        Ok(self.walk(filter, start, on_the_way)?)
     }
 
-    fn stat(&self, path: &str) -> io::Result<Option<Entry>> {
-        self.stat_path(path)
+    fn stat(&self, path: &str) -> super::Result<Option<Entry>> {
+        Ok(self.stat_path(path)?)
     }
 
     fn write(
@@ -230,7 +233,7 @@ impl Endpoint for LocalEndpoint {
         like: &Entry,
         replaces: Option<&Entry>,
         resume_from: u64,
-    ) -> io::Result<Entry> {
+    ) -> super::Result<Entry> {
         let (dir, name) = self.parent_of(path)?;
         let resumable = like.size >= super::RESUMABLE;
         let temp = if resumable { super::resumable_temp(&self.tag, path, like) } else { self.temp_name(path) };
@@ -297,7 +300,7 @@ impl Endpoint for LocalEndpoint {
         }
     }
 
-    fn open_from(&self, path: &str, expect: &Entry, offset: u64) -> io::Result<Box<dyn Read + Send + '_>> {
+    fn open_from(&self, path: &str, expect: &Entry, offset: u64) -> super::Result<Box<dyn Read + Send + '_>> {
         use std::io::Seek;
         let (dir, name) = self.parent_of(path)?;
         let flags = OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC;
@@ -315,25 +318,25 @@ impl Endpoint for LocalEndpoint {
         Ok(Box::new(CheckedReader { file, expect: *expect, read: offset }))
     }
 
-    fn mkdir(&self, path: &str) -> io::Result<()> {
+    fn mkdir(&self, path: &str) -> super::Result<()> {
         let (dir, name) = self.parent_of(path)?;
         match rustix::fs::mkdirat(&dir, name, Mode::from_raw_mode(0o777)) {
             Err(Errno::EXIST) => match entry_at(&dir, name)? {
                 Some(entry) if entry.is_dir() => Ok(()),
-                _ => Err(io::Error::other("something that is not a folder is in the way")),
+                _ => Err(EndpointError::new(ErrorKind::Other, "something that is not a folder is in the way")),
             },
             other => Ok(other?),
         }
     }
 
-    fn remove(&self, path: &str, expect: &Entry) -> io::Result<()> {
+    fn remove(&self, path: &str, expect: &Entry) -> super::Result<()> {
         let (dir, name) = self.parent_of(path)?;
         expect_at(&dir, name, Some(expect))?;
         let flags = if expect.is_dir() { AtFlags::REMOVEDIR } else { AtFlags::empty() };
         Ok(rustix::fs::unlinkat(&dir, name, flags)?)
     }
 
-    fn rename(&self, from: &str, to: &str, expect: &Entry) -> io::Result<Entry> {
+    fn rename(&self, from: &str, to: &str, expect: &Entry) -> super::Result<Entry> {
         let ((from_dir, from_name), (to_dir, to_name)) = (self.parent_of(from)?, self.parent_of(to)?);
         expect_at(&from_dir, from_name, Some(expect))?;
         expect_at(&to_dir, to_name, None)?;
@@ -341,7 +344,7 @@ impl Endpoint for LocalEndpoint {
         entry_at(&to_dir, to_name)?.ok_or_else(|| changed_since_scan("renamed file vanished"))
     }
 
-    fn read_check_file(&self, path: &str, limit: usize) -> io::Result<Option<Vec<u8>>> {
+    fn read_check_file(&self, path: &str, limit: usize) -> super::Result<Option<Vec<u8>>> {
         let full = if Path::new(path).is_absolute() { PathBuf::from(path) } else { self.full(path) };
         match File::open(full) {
             Ok(file) => {
@@ -350,25 +353,25 @@ impl Endpoint for LocalEndpoint {
                 Ok(Some(bytes))
             }
             Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
-            Err(e) => Err(e),
+            Err(e) => Err(e.into()),
         }
     }
 
     /// One syncfs of the root's filesystem per batch: far cheaper than an fsync per file.
-    fn flush(&self) -> io::Result<()> {
+    fn flush(&self) -> super::Result<()> {
         use std::os::fd::AsRawFd;
         let root = File::open(&self.root)?;
         // SAFETY: syncfs only reads the descriptor, which `root` keeps open for the call.
         if unsafe { libc::syncfs(root.as_raw_fd()) } == 0 {
             Ok(())
         } else {
-            Err(io::Error::last_os_error())
+            Err(io::Error::last_os_error().into())
         }
     }
 
-    fn remove_leftover(&self, path: &str) -> io::Result<()> {
+    fn remove_leftover(&self, path: &str) -> super::Result<()> {
         let (dir, name) = self.parent_of(path)?;
-        unlink(&dir, name)
+        Ok(unlink(&dir, name)?)
     }
 }
 
@@ -491,7 +494,7 @@ impl Read for CheckedReader {
         if n == 0 || self.read > self.expect.size {
             let now = entry_of(&self.file.metadata()?);
             if self.read != self.expect.size || now.is_none_or(|now| !now.same_metadata(&self.expect)) {
-                return Err(changed_while_copying());
+                return Err(changed_while_copying().into());
             }
         }
         Ok(n)

@@ -1,10 +1,12 @@
 //! Endpoints: where a side lives. The executor and the scan talk only to this trait.
 //!
-//! Every fallible method returns `io::Error`; the caller adds the path and the side. Methods
+//! Every fallible method returns an [`EndpointError`] (a kind and its cause); the caller adds
+//! the path and the side. Methods
 //! that mutate take what the plan saw (`expect`/`replaces`) and refuse with
 //! [`changed_since_scan`] when the target is no longer that: compare, then mutate.
 
 pub mod credentials;
+mod error;
 pub mod ftp;
 pub mod ftp_listing;
 pub mod local;
@@ -12,6 +14,7 @@ pub mod local;
 use std::collections::HashMap;
 use std::io::{self, Read};
 
+pub use self::error::{changed_since_scan, changed_while_copying, EndpointError, ErrorKind, Result};
 use crate::core::filter::Filter;
 use crate::core::model::{Entry, Hash, Snapshot};
 
@@ -60,7 +63,7 @@ pub trait Endpoint: Send + Sync {
 
     /// Errors when the root is missing, not a folder, or unreadable; `NotConnected` when the
     /// endpoint cannot be reached or refused the login.
-    fn check_root(&self) -> io::Result<()>;
+    fn check_root(&self) -> Result<()>;
 
     /// How many transfers this endpoint takes at once (its connections); 1 unless it says more.
     fn parallelism(&self) -> usize {
@@ -69,21 +72,21 @@ pub trait Endpoint: Send + Sync {
 
     /// Lists the tree below the root, without following symlinks, skipping what `filter`
     /// ignores and this pair's temp files (reported as leftovers).
-    fn scan(&self, filter: &Filter) -> io::Result<Scan>;
+    fn scan(&self, filter: &Filter) -> Result<Scan>;
 
     /// Lists only part of the tree: the entries directly in each of `shallow` (folders, "" for
     /// the root), everything below each of `deep`, and the folders on the way to both. For a
     /// sync of the paths a watcher saw change. An endpoint that cannot do better lists all.
-    fn scan_part(&self, filter: &Filter, _shallow: &[String], _deep: &[String]) -> io::Result<Scan> {
+    fn scan_part(&self, filter: &Filter, _shallow: &[String], _deep: &[String]) -> Result<Scan> {
         self.scan(filter)
     }
 
     /// The entry at `path` now, or `None`.
-    fn stat(&self, path: &str) -> io::Result<Option<Entry>>;
+    fn stat(&self, path: &str) -> Result<Option<Entry>>;
 
     /// Opens the file for reading. The reader fails with [`changed_while_copying`] if the file
     /// turns out not to be `expect` (size or mtime) by the end of the read.
-    fn open(&self, path: &str, expect: &Entry) -> io::Result<Box<dyn Read + Send + '_>> {
+    fn open(&self, path: &str, expect: &Entry) -> Result<Box<dyn Read + Send + '_>> {
         self.open_from(path, expect, 0)
     }
 
@@ -99,7 +102,7 @@ pub trait Endpoint: Send + Sync {
         like: &Entry,
         replaces: Option<&Entry>,
         resume_from: u64,
-    ) -> io::Result<Entry>;
+    ) -> Result<Entry>;
 
     /// Bytes of the file `like` that an interrupted earlier copy to `path` left in its temp
     /// file, to be continued rather than sent again (0: start afresh).
@@ -108,7 +111,7 @@ pub trait Endpoint: Send + Sync {
     }
 
     /// Opens the file like [`Endpoint::open`], reading from byte `offset` on.
-    fn open_from(&self, path: &str, expect: &Entry, offset: u64) -> io::Result<Box<dyn Read + Send + '_>>;
+    fn open_from(&self, path: &str, expect: &Entry, offset: u64) -> Result<Box<dyn Read + Send + '_>>;
 
     /// True when this endpoint would rather create a new folder under a temp name, fill it and
     /// move it into place once ([`Endpoint::mkdir_staged`]) than rename every file into place:
@@ -120,15 +123,15 @@ pub trait Endpoint: Send + Sync {
     /// Creates a folder under a temp name beside `path` (whose parent exists), invisible under
     /// any name a scan takes in; returns the temp folder's path. Its files are written with
     /// [`Endpoint::write_staged`], then it is moved into place by [`Endpoint::commit_staged`].
-    fn mkdir_staged(&self, path: &str) -> io::Result<String> {
-        Err(io::Error::new(io::ErrorKind::Unsupported, format!("{path}: this endpoint does not stage folders")))
+    fn mkdir_staged(&self, path: &str) -> Result<String> {
+        Err(EndpointError::new(ErrorKind::Other, format!("{path}: this endpoint does not stage folders")))
     }
 
     /// Writes a file straight into a staged folder (`path` lies in it) with the mtime of `like`:
     /// no temp name, as the folder itself is one. A file cut short stays there, for
     /// [`Endpoint::commit_staged`] to remove.
-    fn write_staged(&self, path: &str, _data: &mut dyn Read, _like: &Entry) -> io::Result<()> {
-        Err(io::Error::new(io::ErrorKind::Unsupported, format!("{path}: this endpoint does not stage folders")))
+    fn write_staged(&self, path: &str, _data: &mut dyn Read, _like: &Entry) -> Result<()> {
+        Err(EndpointError::new(ErrorKind::Other, format!("{path}: this endpoint does not stage folders")))
     }
 
     /// Moves the staged folder `staged` into place at `path`, which must still be free, with
@@ -142,38 +145,35 @@ pub trait Endpoint: Send + Sync {
         path: &str,
         _written: &[(&str, u64)],
         _failed: bool,
-    ) -> io::Result<HashMap<String, Entry>> {
-        Err(io::Error::new(
-            io::ErrorKind::Unsupported,
-            format!("{staged} -> {path}: this endpoint does not stage folders"),
-        ))
+    ) -> Result<HashMap<String, Entry>> {
+        Err(EndpointError::new(ErrorKind::Other, format!("{staged} -> {path}: this endpoint does not stage folders")))
     }
 
     /// Creates a folder; its parent exists. Succeeds if a folder is already there.
-    fn mkdir(&self, path: &str) -> io::Result<()>;
+    fn mkdir(&self, path: &str) -> Result<()>;
 
     /// Removes a file or an empty folder, if it is still `expect`.
-    fn remove(&self, path: &str, expect: &Entry) -> io::Result<()>;
+    fn remove(&self, path: &str, expect: &Entry) -> Result<()>;
 
     /// Renames `from` (still `expect`) to the free name `to`; returns the entry at `to`.
-    fn rename(&self, from: &str, to: &str, expect: &Entry) -> io::Result<Entry>;
+    fn rename(&self, from: &str, to: &str, expect: &Entry) -> Result<Entry>;
 
     /// Reads up to `limit` bytes of a file given as an absolute path or relative to the root:
     /// the file check. `None` when it does not exist.
-    fn read_check_file(&self, path: &str, limit: usize) -> io::Result<Option<Vec<u8>>>;
+    fn read_check_file(&self, path: &str, limit: usize) -> Result<Option<Vec<u8>>>;
 
     /// Makes what was written so far durable, before the state records describing it are
     /// committed (so a power cut never leaves a record of a file whose bytes were lost).
-    fn flush(&self) -> io::Result<()> {
+    fn flush(&self) -> Result<()> {
         Ok(())
     }
 
     /// Removes a leftover temp file (or staged folder, with the files in it) found by
     /// [`Endpoint::scan`].
-    fn remove_leftover(&self, path: &str) -> io::Result<()>;
+    fn remove_leftover(&self, path: &str) -> Result<()>;
 
     /// BLAKE3 of the file's content.
-    fn hash(&self, path: &str, expect: &Entry) -> io::Result<Hash> {
+    fn hash(&self, path: &str, expect: &Entry) -> Result<Hash> {
         let mut hasher = blake3::Hasher::new();
         let mut reader = self.open(path, expect)?;
         io::copy(&mut reader, &mut hasher)?;
@@ -219,7 +219,7 @@ pub fn resumable_temp(tag: &str, rel: &str, like: &Entry) -> String {
 
 /// Compare, then mutate: what is at a path `now` must be what the plan saw there (`expect`,
 /// `None`: nothing). A folder is still a folder whatever its mtime.
-pub fn still_as_planned(now: Option<Entry>, expect: Option<&Entry>) -> io::Result<()> {
+pub fn still_as_planned(now: Option<Entry>, expect: Option<&Entry>) -> Result<()> {
     match (now, expect) {
         (None, None) => Ok(()),
         (Some(_), None) => Err(changed_since_scan("something appeared there")),
@@ -228,14 +228,6 @@ pub fn still_as_planned(now: Option<Entry>, expect: Option<&Entry>) -> io::Resul
         (Some(now), Some(then)) if now.same_metadata(then) => Ok(()),
         (Some(_), Some(_)) => Err(changed_since_scan("size or mtime differ")),
     }
-}
-
-pub fn changed_since_scan(what: &str) -> io::Error {
-    io::Error::other(format!("changed since the scan ({what}); left alone, retried next run"))
-}
-
-pub fn changed_while_copying() -> io::Error {
-    io::Error::other("changed while being read; not recorded, retried next run")
 }
 
 /// A reader that hashes what passes through it.

@@ -2,14 +2,14 @@
 //! succeeded. A failing action is a [`Problem`] for its path; the run goes on.
 
 use std::collections::HashMap;
-use std::io;
+
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{mpsc, OnceLock};
 
 use crate::core::error::Result;
 use crate::core::model::{parent, split, Entry, Hash, Side, StateRecord};
 use crate::core::plan::{Action, Plan, StageLimits};
-use crate::endpoint::{Endpoint, HashingReader, RESUMABLE};
+use crate::endpoint::{self, Endpoint, EndpointError, ErrorKind, HashingReader, RESUMABLE};
 use crate::state::{StateDb, StateWriter};
 
 /// Something that went wrong with one path; the rest of the run went on.
@@ -112,7 +112,7 @@ struct Filling<'p> {
 }
 
 /// What running one action gave: the state changes it implies, or why it failed.
-type ActionResult = io::Result<Vec<StateChange>>;
+type ActionResult = endpoint::Result<Vec<StateChange>>;
 
 /// One application of a plan: the state writer, what happened, the staged folders.
 struct Run<'e, 'p> {
@@ -201,10 +201,13 @@ impl<'p> Run<'_, 'p> {
             Ok(files) => files,
             Err(err) => {
                 let _ = endpoint.remove_leftover(temp);
-                let err = io::Error::other(format!(
-                    "not moved into place from its temp folder ({err}); its {} new files are copied again next run",
-                    filling.written.len()
-                ));
+                let err = EndpointError::new(
+                    ErrorKind::Other,
+                    format!(
+                        "not moved into place from its temp folder ({err}); its {} new files are copied again next run",
+                        filling.written.len()
+                    ),
+                );
                 return self.settle(filling.mkdir, Err(err));
             }
         };
@@ -219,7 +222,10 @@ impl<'p> Run<'_, 'p> {
                     };
                     Ok(vec![StateChange::Put(path.clone(), StateRecord::synced(s, d, Some(hash)))])
                 }
-                None => Err(io::Error::other("not moved into place from the temp folder; copied again next run")),
+                None => Err(EndpointError::new(
+                    ErrorKind::Other,
+                    "not moved into place from the temp folder; copied again next run",
+                )),
             };
             self.settle(action, result)?;
         }
@@ -365,8 +371,9 @@ impl Executor<'_> {
                 if let Some((folder, staged)) = folder {
                     // Into a staged folder: recorded once the folder is moved into place.
                     let temp = staged.temp.get_or_init(|| target.mkdir_staged(folder).map_err(|e| e.to_string()));
-                    let temp =
-                        temp.as_ref().map_err(|e| io::Error::other(format!("cannot create a temp folder: {e}")))?;
+                    let temp = temp.as_ref().map_err(|e| {
+                        EndpointError::new(ErrorKind::Other, format!("cannot create a temp folder: {e}"))
+                    })?;
                     let name = split(path).1;
                     let mut reader = HashingReader::new(self.endpoint(*from).open(path, entry)?);
                     target.write_staged(&format!("{temp}/{name}"), &mut reader, entry)?;
@@ -411,7 +418,7 @@ impl Executor<'_> {
     }
 }
 
-fn describe(action: &Action, err: &io::Error) -> String {
+fn describe(action: &Action, err: &EndpointError) -> String {
     let what = match action {
         Action::Copy { from, .. } => format!("copy {from} -> {}", from.other()),
         Action::Mkdir { side, .. } => format!("mkdir on the {side}"),

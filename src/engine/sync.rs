@@ -14,7 +14,7 @@ use crate::core::safety;
 use crate::endpoint::credentials::{self, Secret};
 use crate::endpoint::ftp::{self, FtpOptions, FtpUrl};
 use crate::endpoint::local::LocalEndpoint;
-use crate::endpoint::{Endpoint, IssueKind, Scan};
+use crate::endpoint::{Endpoint, ErrorKind, IssueKind, Scan};
 use crate::engine::executor::{Executor, Observer, Problem, Tally};
 use crate::state::{pair_id, Opened, PairLock, StateDb};
 
@@ -234,7 +234,8 @@ fn open_endpoint(root: &Root, auth: &Auth, tag: &str, connections: usize) -> Res
         .map_err(|e| Error::Usage(format!("{}: {e}", root.url())))?;
     let options =
         FtpOptions { tag: tag.to_string(), connections, tls_verify: !auth.insecure_tls, ..FtpOptions::default() };
-    ftp::open(url.clone(), credentials, options).map_err(|e| Error::Unreachable(e.to_string()))
+    ftp::open(url.clone(), credentials, options)
+        .map_err(|e| Error::Unreachable { what: root.url(), source: Box::new(e) })
 }
 
 pub fn sync(job: &Job, reporter: &dyn Reporter) -> Result<Summary> {
@@ -280,7 +281,9 @@ pub fn sync(job: &Job, reporter: &dyn Reporter) -> Result<Summary> {
     }
     for (side, endpoint) in Side::BOTH.into_iter().zip(endpoints) {
         endpoint.check_root().map_err(|e| match e.kind() {
-            std::io::ErrorKind::NotConnected => Error::Unreachable(format!("the {side} {}: {e}", endpoint.url())),
+            ErrorKind::Unreachable => {
+                Error::Unreachable { what: format!("the {side} {}", endpoint.url()), source: Box::new(e) }
+            }
             _ => Error::Safety(format!("the {side} root {} is missing or unreadable: {e}", endpoint.url())),
         })?;
     }
@@ -461,7 +464,7 @@ pub fn sync(job: &Job, reporter: &dyn Reporter) -> Result<Summary> {
         for (side, leftovers) in Side::BOTH.into_iter().zip(&all_leftovers) {
             for leftover in leftovers {
                 match endpoints[side.index()].remove_leftover(leftover) {
-                    Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                    Err(e) if e.kind() != ErrorKind::NotFound => {
                         warn(format!("{side}: cannot remove leftover temp file {leftover}: {e}"))
                     }
                     _ => {}
