@@ -10,6 +10,7 @@ mod error;
 pub mod ftp;
 pub mod ftp_listing;
 pub mod local;
+pub mod spec;
 
 use std::collections::HashMap;
 use std::io::{self, Read};
