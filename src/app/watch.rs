@@ -13,7 +13,6 @@
 //! - A file check that stops holding (a drive unplugged) pauses the item, with a log line; it is
 //!   retried every `poll` and resumes when the check holds again.
 
-use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{mpsc, Arc};
@@ -23,6 +22,7 @@ use notify::{RecursiveMode, Watcher};
 
 use crate::app::items::{self, RunOptions};
 use crate::config::{EndpointKind, Item};
+use crate::core::debounce::Debounce;
 use crate::core::exit::ExitCode;
 
 #[derive(Debug, Clone)]
@@ -57,10 +57,8 @@ enum Seen {
 /// One watched item.
 struct Watched {
     item: Item,
-    /// Changed paths not yet synced, with when the first and the last of them were seen.
-    pending: BTreeSet<String>,
-    first: Option<Instant>,
-    last: Option<Instant>,
+    /// Changed paths (relative) not yet synced, and when they are due.
+    changes: Debounce<String>,
     full_due: Instant,
     /// Its file check did not hold at the last try.
     paused: bool,
@@ -147,9 +145,7 @@ pub fn run(items: Vec<Item>, state_dir: &Path, options: &RunOptions, settings: &
         }
         watched.push(Watched {
             item,
-            pending: BTreeSet::new(),
-            first: None,
-            last: None,
+            changes: Debounce::new(settings.quiet, settings.max_delay),
             full_due: Instant::now(),
             paused: false,
             polled,
@@ -189,18 +185,15 @@ pub fn run(items: Vec<Item>, state_dir: &Path, options: &RunOptions, settings: &
         for w in watched.iter_mut() {
             let full_every = if w.polled || w.paused { settings.poll.min(settings.rescan) } else { settings.rescan };
             if now >= w.full_due {
-                w.pending.clear();
-                w.first = None;
+                // The full run covers whatever changed.
+                w.changes.clear();
                 sync(w, None);
                 w.full_due = Instant::now() + full_every;
-            } else if let (Some(first), Some(last)) = (w.first, w.last) {
-                if !w.paused && (now - last >= settings.quiet || now - first >= settings.max_delay) {
-                    let scope: Vec<String> = std::mem::take(&mut w.pending).into_iter().collect();
-                    w.first = None;
-                    w.last = None;
+            } else if !w.paused {
+                if let Some(changed) = w.changes.take(now) {
                     // A batch this large (a burst, the echo of a big copy) is cheaper, and the
                     // same, as a full run.
-                    let scope = (scope.len() <= MAX_SCOPE).then_some(scope);
+                    let scope = (changed.len() <= MAX_SCOPE).then(|| changed.into_iter().collect());
                     sync(w, scope);
                 }
             }
@@ -212,10 +205,7 @@ pub fn run(items: Vec<Item>, state_dir: &Path, options: &RunOptions, settings: &
         let now = Instant::now();
         let next = watched
             .iter()
-            .flat_map(|w| {
-                let batch = w.first.zip(w.last).map(|(f, l)| (l + settings.quiet).min(f + settings.max_delay));
-                [Some(w.full_due), batch]
-            })
+            .flat_map(|w| [Some(w.full_due), w.changes.deadline()])
             .flatten()
             .min()
             .unwrap_or(now + Duration::from_secs(1));
@@ -224,13 +214,7 @@ pub fn run(items: Vec<Item>, state_dir: &Path, options: &RunOptions, settings: &
         match rx.recv_timeout(wait) {
             Ok(seen) => {
                 let mut take = |seen: Seen| match seen {
-                    Seen::Path(i, rel) => {
-                        let w = &mut watched[i];
-                        let t = Instant::now();
-                        w.first.get_or_insert(t);
-                        w.last = Some(t);
-                        w.pending.insert(rel);
-                    }
+                    Seen::Path(i, rel) => watched[i].changes.touch(Instant::now(), rel),
                     Seen::Rescan(i) => {
                         if watched[i].full_due > Instant::now() {
                             eprintln!(

@@ -2,6 +2,7 @@
 //! sled and no command line. Everything here is a function of its arguments.
 
 pub mod check;
+pub mod debounce;
 pub mod error;
 pub mod exit;
 pub mod filter;
