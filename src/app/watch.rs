@@ -203,9 +203,11 @@ pub fn run(items: Vec<Item>, state_dir: &Path, options: &RunOptions, settings: &
         }
         // Sleep until the next thing is due, or an event or a signal comes.
         let now = Instant::now();
+        // A paused item's burst waits for its next full run, so its passed deadline must not
+        // wake the loop: it would spin at full speed until then.
         let next = watched
             .iter()
-            .flat_map(|w| [Some(w.full_due), w.changes.deadline()])
+            .flat_map(|w| [Some(w.full_due), (!w.paused).then(|| w.changes.deadline()).flatten()])
             .flatten()
             .min()
             .unwrap_or(now + Duration::from_secs(1));
