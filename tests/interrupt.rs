@@ -22,9 +22,9 @@ impl Observer for StopAsked {
 }
 impl Reporter for StopAsked {}
 
-fn job(argv: &[&str], state: &std::path::Path) -> pairsync::engine::sync::Job {
+fn job(argv: &[&str], state: &std::path::Path) -> pairsync::engine::job::Job {
     use clap::Parser;
-    let pairsync::app::cli::Command::Sync(args) = pairsync::app::cli::Args::try_parse_from(argv).unwrap().command
+    let pairsync::app::args::Command::Sync(args) = pairsync::app::args::Args::try_parse_from(argv).unwrap().command
     else {
         unreachable!("parsed as sync")
     };

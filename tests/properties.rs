@@ -23,10 +23,11 @@ use std::sync::Mutex;
 
 use clap::Parser;
 use filetime::FileTime;
-use pairsync::app::cli::{Args, Command};
+use pairsync::app::args::{Args, Command};
 use pairsync::core::plan::{Action, Plan};
 use pairsync::engine::executor::Observer;
-use pairsync::engine::sync::{sync, Job, Reporter, Summary};
+use pairsync::engine::job::Job;
+use pairsync::engine::sync::{sync, Reporter, Summary};
 use proptest::prelude::*;
 use proptest::test_runner::TestCaseError;
 

@@ -80,7 +80,7 @@ fn a_folder_swapped_for_a_symlink_during_a_run_receives_nothing() {
     fs::create_dir(&outside).unwrap();
     use clap::Parser;
     let argv = ["pairsync", "sync", env.src.to_str().unwrap(), env.dst.to_str().unwrap(), "--mode", "clone"];
-    let pairsync::app::cli::Command::Sync(args) = pairsync::app::cli::Args::try_parse_from(argv).unwrap().command
+    let pairsync::app::args::Command::Sync(args) = pairsync::app::args::Args::try_parse_from(argv).unwrap().command
     else {
         unreachable!()
     };

@@ -1,264 +1,24 @@
-//! The command line: raw flags (clap) in [`Args`], resolved into a [`Job`] by [`job`].
+//! The command line resolved: the raw flags of [`crate::app::args`] (with the environment and
+//! defaults) into plain types, a [`Job`] for `sync`; the one place errors are printed.
 
 use std::path::PathBuf;
 
-use clap::{Args as ClapArgs, Parser, Subcommand};
+use clap::Parser;
 
+use crate::app::args::{Args, Command, SyncArgs};
 use crate::app::items::RunOptions;
 use crate::app::report::{Console, Verbosity};
 use crate::app::{commands, daemon};
 use crate::core::check::FileCheck;
 use crate::core::error::{Error, Result};
 use crate::core::exit::ExitCode;
-use crate::core::plan::{ConflictPolicy, Mode, PlanOptions};
-use crate::engine::sync::{sync, Job};
-
-#[derive(Debug, Parser)]
-#[command(
-    name = "pairsync",
-    version,
-    about = "Keeps pairs of folders in sync: one-way simple, one-way clone, or two-way"
-)]
-pub struct Args {
-    /// The config file holding the items (default: $PAIRSYNC_CONFIG, then
-    /// $XDG_CONFIG_HOME/pairsync/pairsync.toml, then ~/.config/pairsync/pairsync.toml).
-    #[arg(short = 'C', long = "config", global = true, value_name = "CONFIG")]
-    pub config: Option<PathBuf>,
-    /// Where each pair's state database lives (default: $PAIRSYNC_STATE_DIR, then
-    /// $XDG_STATE_HOME/pairsync, then ~/.local/state/pairsync).
-    #[arg(long, global = true, value_name = "DIR")]
-    pub state_dir: Option<PathBuf>,
-    /// Print every action.
-    #[arg(short, long, global = true, conflicts_with = "quiet")]
-    pub verbose: bool,
-    /// Print only errors and problems.
-    #[arg(short, long, global = true)]
-    pub quiet: bool,
-    /// Print one JSON summary object on stdout, and nothing else there.
-    #[arg(long, global = true)]
-    pub json: bool,
-    #[command(subcommand)]
-    pub command: Command,
-}
-
-#[derive(Debug, Subcommand)]
-pub enum Command {
-    /// Sync SOURCE and DESTINATION once.
-    Sync(SyncArgs),
-    /// List the items: group, mode, source -> destination, schedule, last run, next run.
-    List,
-    /// List the groups and their items.
-    Groups,
-    /// Show every field of an item.
-    Show { name: String },
-    /// Add an item to the config file.
-    Add(ItemArgs),
-    /// Change fields of an item (only those given).
-    #[command(after_help = "An ignore list given (--ignore, --ignore-source, --ignore-destination) replaces the \
-                            item's; \"\" removes a check, a group or a schedule.")]
-    Edit(ItemArgs),
-    /// Copy an item under a new name.
-    Copy { name: String, new: String },
-    /// Delete an item (its sync state is kept unless --purge-state).
-    Delete {
-        name: String,
-        /// Also delete the pair's state database and the item's last-run record.
-        #[arg(long)]
-        purge_state: bool,
-    },
-    /// Sync items now ("Sync Now"); the exit code is the worst of the runs.
-    Run {
-        #[arg(conflicts_with_all = ["group", "all"])]
-        names: Vec<String>,
-        /// Every item of this group.
-        #[arg(long, value_name = "G", conflicts_with = "all")]
-        group: Option<String>,
-        /// Every item.
-        #[arg(long)]
-        all: bool,
-    },
-    /// Print an item's log.
-    Logs {
-        name: String,
-        /// Keep printing lines as they are written.
-        #[arg(short, long)]
-        follow: bool,
-        /// How many of the last lines to print.
-        #[arg(short = 'n', long, default_value_t = 20)]
-        lines: usize,
-    },
-    /// Sync items once, then live: every change on a local side is carried within moments.
-    Watch {
-        #[arg(conflicts_with = "all")]
-        names: Vec<String>,
-        /// Every item.
-        #[arg(long)]
-        all: bool,
-        #[command(flatten)]
-        timing: WatchArgs,
-    },
-    /// Run every scheduled item at its due time, and watch the items with watch = true, until
-    /// SIGTERM or SIGINT.
-    Daemon {
-        #[command(flatten)]
-        timing: WatchArgs,
-    },
-    /// Print a shell completion script.
-    Completions { shell: clap_complete::Shell },
-}
-
-/// How watching reacts to changes.
-#[derive(Debug, Clone, ClapArgs)]
-pub struct WatchArgs {
-    /// Sync once a watched item has been quiet this long (milliseconds).
-    #[arg(long, value_name = "MS", default_value_t = 200)]
-    pub quiet_ms: u64,
-    /// ...and at least this often while changes keep coming (milliseconds).
-    #[arg(long, value_name = "MS", default_value_t = 2000)]
-    pub max_delay_ms: u64,
-    /// A full rescan of each watched item this often (seconds).
-    #[arg(long, value_name = "SECS", default_value_t = 3600)]
-    pub rescan: u64,
-    /// FTP sides (and paused items) are checked this often (seconds).
-    #[arg(long, value_name = "SECS", default_value_t = 60)]
-    pub poll: u64,
-}
-
-impl WatchArgs {
-    pub fn settings(&self) -> crate::app::watch::WatchSettings {
-        use std::time::Duration;
-        crate::app::watch::WatchSettings {
-            quiet: Duration::from_millis(self.quiet_ms),
-            max_delay: Duration::from_millis(self.max_delay_ms.max(self.quiet_ms)),
-            rescan: Duration::from_secs(self.rescan.max(1)),
-            poll: Duration::from_secs(self.poll.max(1)),
-        }
-    }
-}
-
-/// What a pair leaves out and when it may run: the same flags for `sync`, `add` and `edit`
-/// (where a list given replaces the item's, and "" removes a check).
-#[derive(Debug, Clone, ClapArgs)]
-pub struct FilterArgs {
-    /// Ignore paths matching this regex (on the '/'-separated relative path), on both sides.
-    #[arg(long, value_name = "RE")]
-    pub ignore: Vec<String>,
-    /// Ignore paths matching this regex, written for the source (hides them from the pair).
-    #[arg(long, value_name = "RE")]
-    pub ignore_source: Vec<String>,
-    /// Ignore paths matching this regex, written for the destination (hides them from the pair).
-    #[arg(long, value_name = "RE")]
-    pub ignore_destination: Vec<String>,
-    /// Sync only if this file exists on the source side (and its content matches REGEX).
-    #[arg(long, value_name = "PATH[=REGEX]")]
-    pub check_source: Option<String>,
-    /// Sync only if this file exists on the destination side (and its content matches REGEX).
-    #[arg(long, value_name = "PATH[=REGEX]")]
-    pub check_destination: Option<String>,
-}
-
-/// The fields of an item, as flags: all are needed by `add` (source and destination at least),
-/// and those given are changed by `edit`.
-#[derive(Debug, ClapArgs)]
-pub struct ItemArgs {
-    pub name: String,
-    /// A local folder, or ftp://[user@]host[:port]/dir (ftps:// for explicit TLS).
-    #[arg(long, value_name = "S")]
-    pub source: Option<String>,
-    /// A local folder, or ftp://[user@]host[:port]/dir (ftps:// for explicit TLS).
-    #[arg(long, value_name = "D")]
-    pub destination: Option<String>,
-    #[arg(long, value_enum)]
-    pub mode: Option<Mode>,
-    /// Sync only the files directly in the two folders.
-    #[arg(long, conflicts_with = "recursive")]
-    pub no_recursive: bool,
-    /// Sync the whole trees (the default; undoes --no-recursive).
-    #[arg(long)]
-    pub recursive: bool,
-    #[command(flatten)]
-    pub filter: FilterArgs,
-    #[arg(long, value_enum)]
-    pub conflict: Option<ConflictPolicy>,
-    #[arg(long, value_name = "PCT", value_parser = clap::value_parser!(u8).range(0..=100))]
-    pub max_delete: Option<u8>,
-    /// A label shared by several items ("" removes it).
-    #[arg(long, value_name = "G")]
-    pub group: Option<String>,
-    /// When the daemon runs the item, e.g. "mon-fri every 15m", "daily at 02:30" ("" removes it).
-    #[arg(long, value_name = "SPEC")]
-    pub schedule: Option<String>,
-    #[arg(long, value_name = "TEXT")]
-    pub description: Option<String>,
-    /// The item's log file (default: <state dir>/logs/NAME.log).
-    #[arg(long, value_name = "FILE")]
-    pub log: Option<PathBuf>,
-    /// Also sync live when the daemon runs (watch mode).
-    #[arg(long, conflicts_with = "no_watch")]
-    pub watch: bool,
-    #[arg(long)]
-    pub no_watch: bool,
-    /// Connections to an FTP side at most (default 4).
-    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=64))]
-    pub connections: Option<u16>,
-    /// Do not verify the FTPS sides' certificates (tls_verify = false); --secure-tls undoes it.
-    #[arg(long, conflicts_with = "secure_tls")]
-    pub insecure_tls: bool,
-    #[arg(long)]
-    pub secure_tls: bool,
-    /// Name of an environment variable holding the source's FTP password.
-    #[arg(long, value_name = "VAR")]
-    pub source_password_env: Option<String>,
-    /// Name of an environment variable holding the destination's FTP password.
-    #[arg(long, value_name = "VAR")]
-    pub destination_password_env: Option<String>,
-}
-
-#[derive(Debug, ClapArgs)]
-pub struct SyncArgs {
-    /// A local folder, or ftp://[user@]host[:port]/dir (ftps:// for explicit TLS; the password
-    /// comes from ~/.netrc).
-    pub source: String,
-    /// A local folder, or ftp://[user@]host[:port]/dir (ftps:// for explicit TLS).
-    pub destination: String,
-    /// simple: copy new and changed files, never delete; clone: exact mirror; two-way: carry
-    /// changes both ways.
-    #[arg(long, value_enum, default_value = "two-way")]
-    pub mode: Mode,
-    /// Print the plan; change nothing.
-    #[arg(short = 'n', long)]
-    pub dry_run: bool,
-    /// Sync only the files directly in the two folders.
-    #[arg(long)]
-    pub no_recursive: bool,
-    #[command(flatten)]
-    pub filter: FilterArgs,
-    /// How two-way conflicts are resolved.
-    #[arg(long, value_enum, default_value = "keep-both")]
-    pub conflict: ConflictPolicy,
-    /// Stop (exit 4) if more than PCT percent of a side's files would be deleted.
-    #[arg(long, value_name = "PCT", default_value_t = 50, value_parser = clap::value_parser!(u8).range(0..=100))]
-    pub max_delete: u8,
-    /// Override the empty-side and --max-delete safety stops.
-    #[arg(long)]
-    pub force: bool,
-    /// Compare content by BLAKE3 hash instead of size and mtime.
-    #[arg(long)]
-    pub checksum: bool,
-    /// Without state, mtimes this many seconds apart count as equal.
-    #[arg(long, value_name = "SECS", default_value_t = 0)]
-    pub modify_window: u32,
-    /// Append a timestamped log of the run to FILE.
-    #[arg(long, value_name = "FILE")]
-    pub log: Option<PathBuf>,
-    /// Do not verify FTPS servers' certificates: the connection can then be intercepted. Only
-    /// for a server you know, with a self-signed certificate.
-    #[arg(long)]
-    pub insecure_tls: bool,
-    /// Connections to an FTP side at most: parallel transfers (backing off on 421).
-    #[arg(long, value_name = "N", default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..=64))]
-    pub connections: u16,
-}
+use crate::core::filter::Filter;
+use crate::core::model::Side;
+use crate::core::plan::PlanOptions;
+use crate::endpoint::credentials::Auth;
+use crate::endpoint::spec::{without_password, EndpointSpec};
+use crate::engine::job::Job;
+use crate::engine::sync::sync;
 
 /// The state folder: the flag, $PAIRSYNC_STATE_DIR, $XDG_STATE_HOME/pairsync, ~/.local/state/pairsync.
 fn state_dir(flag: Option<PathBuf>) -> Result<PathBuf> {
@@ -280,10 +40,24 @@ pub fn job(args: &SyncArgs, state_dir_flag: Option<PathBuf>) -> Result<Job> {
         .chain(f.ignore_destination.iter().map(|p| ("--ignore-destination", p.as_str())));
     let check = |flag: &str, spec: &Option<String>| spec.as_deref().map(|s| FileCheck::parse(flag, s)).transpose();
     let checks = [check("--check-source", &f.check_source)?, check("--check-destination", &f.check_destination)?];
-    let filter = crate::app::items::pair_filter(patterns, &checks, !args.no_recursive)?;
+    let filter = Filter::for_pair(patterns, &checks, !args.no_recursive)?;
+    let mut notices = Vec::new();
+    let mut auth: [Auth; 2] = std::array::from_fn(|_| Auth { insecure_tls: args.insecure_tls, ..Auth::default() });
+    let mut side = |side: Side, given: &str| {
+        let (spec, password) = EndpointSpec::parse(given)
+            .map_err(|e| Error::Usage(format!("{}: {e}", side.to_string().to_uppercase())))?;
+        if let Some(password) = password {
+            notices.push(format!(
+                "the {side} URL holds a password; it works, but ~/.netrc or an item's password_env keeps it out of \
+                 shell history and process lists"
+            ));
+            auth[side.index()].password = Some(password);
+        }
+        Ok::<_, Error>(spec)
+    };
+    let sides = [side(Side::Source, &args.source)?, side(Side::Destination, &args.destination)?];
     Ok(Job {
-        source: args.source.clone(),
-        destination: args.destination.clone(),
+        sides,
         mode: args.mode,
         options: PlanOptions {
             conflict: args.conflict,
@@ -297,12 +71,10 @@ pub fn job(args: &SyncArgs, state_dir_flag: Option<PathBuf>) -> Result<Job> {
         force: args.force,
         dry_run: args.dry_run,
         state_dir: state_dir(state_dir_flag)?,
-        auth: std::array::from_fn(|_| crate::engine::sync::Auth {
-            insecure_tls: args.insecure_tls,
-            ..Default::default()
-        }),
+        auth,
         connections: usize::from(args.connections),
         scope: None,
+        notices,
     })
 }
 
@@ -333,8 +105,8 @@ pub fn run(args: Args) -> ExitCode {
         Command::List => state().and_then(|state| done(commands::list(config, &state, json, quiet))),
         Command::Groups => done(commands::groups(config, quiet)),
         Command::Show { name } => state().and_then(|state| done(commands::show(config, &state, &name, quiet))),
-        Command::Add(item) => done(commands::add(config, &item, quiet)),
-        Command::Edit(item) => done(commands::edit(config, &item, quiet)),
+        Command::Add(item) => done(commands::add(config, &item.edit(), quiet)),
+        Command::Edit(item) => done(commands::edit(config, &item.edit(), quiet)),
         Command::Copy { name, new } => done(commands::copy(config, &name, &new, quiet)),
         Command::Delete { name, purge_state } => {
             state().and_then(|state| done(commands::delete(config, &state, &name, purge_state, quiet)))
@@ -391,7 +163,10 @@ fn run_sync(sync_args: SyncArgs, state_dir_flag: Option<PathBuf>, verbosity: Ver
         }
     };
     // As URLs without a password: the log must never hold one.
-    let shown = |given: &str| crate::engine::sync::shown_url(given);
+    let shown = |given: &str| match EndpointSpec::parse(given) {
+        Ok((spec, _)) => spec.url(),
+        Err(_) => without_password(given),
+    };
     console.started(&shown(&sync_args.source), &shown(&sync_args.destination));
     match job(&sync_args, state_dir_flag).and_then(|job| sync(&job, &console)) {
         Ok(summary) => {

@@ -5,12 +5,14 @@ use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use crate::app::cli::ItemArgs;
 use crate::app::items::{self, RunOptions};
-use crate::config::{self, Config, EndpointKind, Item, SideConfig};
+use crate::config::edit::{apply, side_from, ItemEdit};
+use crate::config::job::{job, shown};
+use crate::config::{self, Config, EndpointKind, Item};
 use crate::core::error::{Error, Result};
 use crate::core::exit::ExitCode;
 use crate::core::schedule::Schedule;
+use crate::engine::job::pair_of;
 
 /// The config file: `-C`, then $PAIRSYNC_CONFIG, then $XDG_CONFIG_HOME/pairsync/pairsync.toml.
 pub fn config_path(flag: Option<PathBuf>) -> Result<PathBuf> {
@@ -30,137 +32,6 @@ pub fn load(flag: Option<PathBuf>, quiet: bool) -> Result<Config> {
         }
     }
     Ok(config)
-}
-
-/// A side from `--source`/`--destination`: an `ftp://` or `ftps://` URL, or a local folder
-/// (made absolute, so that cron and the daemon find it from any working folder).
-pub fn side_from(flag: &str, given: &str) -> Result<SideConfig> {
-    let url = given
-        .strip_prefix("ftp://")
-        .map(|rest| (false, rest))
-        .or_else(|| given.strip_prefix("ftps://").map(|rest| (true, rest)));
-    let Some((tls, rest)) = url else {
-        if given.is_empty() {
-            return Err(Error::Usage(format!("{flag}: empty path")));
-        }
-        let path = std::path::absolute(given).map_err(|e| Error::Usage(format!("{flag} {given}: {e}")))?;
-        return Ok(SideConfig::directory(path.display().to_string()));
-    };
-    let (authority, dir) = rest.split_once('/').unwrap_or((rest, ""));
-    let (user, server) = match authority.rsplit_once('@') {
-        Some((user, server)) => (Some(user), server),
-        None => (None, authority),
-    };
-    if user.is_some_and(|u| u.contains(':')) {
-        // Never store (or echo) a password given on the command line.
-        return Err(Error::Usage(format!(
-            "{flag}: a password in the URL is not stored; use --{}-password-env VAR or ~/.netrc",
-            flag.trim_start_matches("--")
-        )));
-    }
-    if server.is_empty() {
-        return Err(Error::Usage(format!("{flag} {given}: no server in the URL")));
-    }
-    Ok(SideConfig {
-        kind: EndpointKind::Ftp,
-        server: Some(server.to_string()),
-        username: user.map(str::to_string),
-        tls,
-        directory: format!("/{dir}"),
-        ..SideConfig::directory("")
-    })
-}
-
-/// Sets the fields given as flags on `item`.
-fn apply(item: &mut Item, args: &ItemArgs) -> Result<()> {
-    // A new --source/--destination changes where the side is, not its filters, nor (for an FTP
-    // side that stays FTP) where its password comes from.
-    let keep_side_fields = |old: &SideConfig, mut new: SideConfig| {
-        new.ignore = old.ignore.clone();
-        new.check = old.check.clone();
-        if new.kind == EndpointKind::Ftp && old.kind == EndpointKind::Ftp {
-            new.password = old.password.clone();
-            new.password_env = old.password_env.clone();
-            new.tls_verify = old.tls_verify || !new.tls;
-        }
-        new
-    };
-    if let Some(s) = &args.source {
-        item.source = keep_side_fields(&item.source, side_from("--source", s)?);
-    }
-    if let Some(d) = &args.destination {
-        item.destination = keep_side_fields(&item.destination, side_from("--destination", d)?);
-    }
-    if let Some(mode) = args.mode {
-        item.mode = mode;
-    }
-    if args.no_recursive {
-        item.recursive = false;
-    }
-    if args.recursive {
-        item.recursive = true;
-    }
-    let f = &args.filter;
-    if !f.ignore.is_empty() || !f.ignore_source.is_empty() {
-        item.source.ignore = f.ignore.iter().chain(&f.ignore_source).cloned().collect();
-    }
-    if !f.ignore.is_empty() || !f.ignore_destination.is_empty() {
-        item.destination.ignore = f.ignore.iter().chain(&f.ignore_destination).cloned().collect();
-    }
-    // "" removes a check.
-    let optional = |value: &Option<String>| value.as_ref().map(|v| Some(v.clone()).filter(|v| !v.is_empty()));
-    if let Some(check) = optional(&f.check_source) {
-        item.source.check = check;
-    }
-    if let Some(check) = optional(&f.check_destination) {
-        item.destination.check = check;
-    }
-    if let Some(conflict) = args.conflict {
-        item.conflict = conflict;
-    }
-    if let Some(pct) = args.max_delete {
-        item.max_delete = pct;
-    }
-    if let Some(group) = optional(&args.group) {
-        item.group = group;
-    }
-    if let Some(schedule) = optional(&args.schedule) {
-        if let Some(spec) = &schedule {
-            spec.parse::<Schedule>().map_err(|e| Error::Usage(format!("--schedule: {e}")))?;
-        }
-        item.schedule = schedule;
-    }
-    if let Some(description) = optional(&args.description) {
-        item.description = description;
-    }
-    if let Some(log) = &args.log {
-        item.log = Some(std::path::absolute(log).map_err(|e| Error::Usage(format!("--log: {e}")))?);
-    }
-    if args.watch {
-        item.watch = true;
-    }
-    if args.no_watch {
-        item.watch = false;
-    }
-    if let Some(n) = args.connections {
-        item.connections = Some(n);
-    }
-    for side in [&mut item.source, &mut item.destination] {
-        if args.insecure_tls && side.tls {
-            side.tls_verify = false;
-        }
-        if args.secure_tls {
-            side.tls_verify = true;
-        }
-    }
-    if let Some(var) = &args.source_password_env {
-        item.source.password_env = Some(var.clone());
-    }
-    if let Some(var) = &args.destination_password_env {
-        item.destination.password_env = Some(var.clone());
-    }
-    // The same checks as a sync would make, now rather than at 2 a.m.
-    items::job(item, Path::new("/")).map(|_| ())
 }
 
 /// Loads the config, lets `change` edit it, and saves it, holding `<config>.lock` meanwhile:
@@ -185,20 +56,20 @@ fn edit_config<T>(flag: Option<PathBuf>, quiet: bool, change: impl FnOnce(&mut C
     Ok(out)
 }
 
-pub fn add(config_flag: Option<PathBuf>, args: &ItemArgs, quiet: bool) -> Result<()> {
-    let (Some(source), Some(destination)) = (&args.source, &args.destination) else {
-        return Err(Error::Usage(format!("add {}: --source and --destination are required", args.name)));
+pub fn add(config_flag: Option<PathBuf>, edit: &ItemEdit, quiet: bool) -> Result<()> {
+    let (Some(source), Some(destination)) = (&edit.source, &edit.destination) else {
+        return Err(Error::Usage(format!("add {}: --source and --destination are required", edit.name)));
     };
-    let mut item = Item::new(&args.name, side_from("--source", source)?, side_from("--destination", destination)?);
-    apply(&mut item, args)?;
+    let mut item = Item::new(&edit.name, side_from("--source", source)?, side_from("--destination", destination)?);
+    apply(&mut item, edit)?;
     edit_config(config_flag, quiet, |config| config.add(&item).map_err(items::config_error))
 }
 
-pub fn edit(config_flag: Option<PathBuf>, args: &ItemArgs, quiet: bool) -> Result<()> {
+pub fn edit(config_flag: Option<PathBuf>, edit: &ItemEdit, quiet: bool) -> Result<()> {
     edit_config(config_flag, quiet, |config| {
-        let mut item = config.item(&args.name).map_err(items::config_error)?;
-        apply(&mut item, args)?;
-        config.replace(&args.name, &item).map_err(items::config_error)
+        let mut item = config.item(&edit.name).map_err(items::config_error)?;
+        apply(&mut item, edit)?;
+        config.replace(&edit.name, &item).map_err(items::config_error)
     })
 }
 
@@ -217,8 +88,8 @@ pub fn delete(
         let item = config.item(name).map_err(items::config_error)?;
         // With --purge-state, the pair's lock first: if a run is going on, nothing changes (exit 5).
         let pair = if purge_state {
-            let job = items::job(&item, state_dir)?;
-            let id = crate::engine::sync::pair_of(&job.source, &job.destination)?;
+            let job = job(&item, state_dir)?;
+            let id = pair_of(&job.sides).map_err(|e| Error::Usage(format!("item {name:?}: {e}")))?;
             let lock = crate::state::PairLock::acquire(state_dir, &id)?;
             Some((id, lock))
         } else {
@@ -282,8 +153,8 @@ pub fn list(config_flag: Option<PathBuf>, state_dir: &Path, json: bool, quiet: b
                     "name": item.name,
                     "group": item.group,
                     "mode": item.mode,
-                    "source": items::endpoint(&item.source),
-                    "destination": items::endpoint(&item.destination),
+                    "source": shown(&item.source),
+                    "destination": shown(&item.destination),
                     "schedule": item.schedule,
                     "last_run": items::last_run(state_dir, &item.name),
                     "next_run": next_run(item, &now).map(|t| t.to_rfc3339()),
@@ -301,7 +172,7 @@ pub fn list(config_flag: Option<PathBuf>, state_dir: &Path, json: bool, quiet: b
                 item.name.clone(),
                 item.group.clone().unwrap_or_else(|| "-".into()),
                 serde_json::to_value(item.mode).ok().and_then(|v| v.as_str().map(str::to_string)).unwrap_or_default(),
-                format!("{} -> {}", items::endpoint(&item.source), items::endpoint(&item.destination)),
+                format!("{} -> {}", shown(&item.source), shown(&item.destination)),
                 item.schedule.clone().unwrap_or_else(|| "-".into()),
                 last_run_cell(state_dir, &item.name),
                 next_run(item, &now).map(|t| fmt_time(&t)).unwrap_or_else(|| "-".into()),
@@ -361,7 +232,7 @@ pub fn show(config_flag: Option<PathBuf>, state_dir: &Path, name: &str, quiet: b
     println!("log:          {}", items::log_path(&item, state_dir).display());
     for (label, side) in [("source", &item.source), ("destination", &item.destination)] {
         println!("{label}:");
-        println!("  endpoint:   {}", items::endpoint(side));
+        println!("  endpoint:   {}", shown(side));
         if side.kind == EndpointKind::Ftp {
             let password = match (&side.password, &side.password_env) {
                 (Some(_), _) => "(set in the config file)".to_string(),

@@ -6,80 +6,16 @@ use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 
 use crate::app::report::{summary_line, Console, Verbosity};
-use crate::config::{EndpointKind, Item, SideConfig};
-use crate::core::check::FileCheck;
-use crate::core::error::{Error, Result};
+use crate::config::job::{job, shown};
+use crate::config::Item;
+use crate::core::error::Error;
 use crate::core::exit::ExitCode;
-use crate::core::filter::Filter;
-use crate::core::plan::PlanOptions;
-use crate::endpoint::credentials::Secret;
-use crate::engine::sync::{sync, Auth, Job};
-
-/// The endpoint of a side as `sync` takes it: a folder path, or an FTP URL without password.
-pub fn endpoint(side: &SideConfig) -> String {
-    match side.kind {
-        EndpointKind::Directory => side.directory.clone(),
-        EndpointKind::Ftp => {
-            let scheme = if side.tls { "ftps" } else { "ftp" };
-            let user = side.username.as_deref().map(|u| format!("{u}@")).unwrap_or_default();
-            let server = side.server.as_deref().unwrap_or_default();
-            let dir = side.directory.trim_start_matches('/');
-            format!("{scheme}://{user}{server}/{dir}")
-        }
-    }
-}
+use crate::engine::job::Job;
+use crate::engine::sync::sync;
 
 /// Where an item logs: its `log` field, or `<state dir>/logs/<name>.log`.
 pub fn log_path(item: &Item, state_dir: &Path) -> PathBuf {
     item.log.clone().unwrap_or_else(|| state_dir.join("logs").join(format!("{}.log", item.name)))
-}
-
-/// The filter of a pair: its ignore patterns (each with the flag or field it came from), and
-/// the check files inside its roots, which mark a drive and are never synced.
-pub fn pair_filter<'a>(
-    patterns: impl Iterator<Item = (&'a str, &'a str)>,
-    checks: &[Option<FileCheck>; 2],
-    recursive: bool,
-) -> Result<Filter> {
-    let markers = checks.iter().flatten().filter_map(FileCheck::ignore_pattern);
-    Filter::new(patterns.map(|(f, p)| (f, p.to_string())).chain(markers.map(|m| ("file check", m))), recursive)
-}
-
-fn auth(side: &SideConfig) -> Auth {
-    Auth {
-        password: side.password.as_ref().map(Secret::new),
-        password_env: side.password_env.clone(),
-        insecure_tls: !side.tls_verify,
-    }
-}
-
-/// The job that runs `item`.
-pub fn job(item: &Item, state_dir: &Path) -> Result<Job> {
-    let check = |side: &SideConfig, field: &str| {
-        side.check.as_deref().map(|spec| FileCheck::parse(&format!("item {:?}: {field}", item.name), spec)).transpose()
-    };
-    let checks = [check(&item.source, "source.check")?, check(&item.destination, "destination.check")?];
-    let patterns = item
-        .source
-        .ignore
-        .iter()
-        .map(|p| ("source.ignore", p.as_str()))
-        .chain(item.destination.ignore.iter().map(|p| ("destination.ignore", p.as_str())));
-    Ok(Job {
-        source: endpoint(&item.source),
-        destination: endpoint(&item.destination),
-        mode: item.mode,
-        options: PlanOptions { conflict: item.conflict, ..PlanOptions::default() },
-        filter: pair_filter(patterns, &checks, item.recursive)?,
-        checks,
-        max_delete: item.max_delete,
-        force: false,
-        dry_run: false,
-        state_dir: state_dir.to_path_buf(),
-        auth: [auth(&item.source), auth(&item.destination)],
-        connections: usize::from(item.connections.unwrap_or(4)),
-        scope: None,
-    })
 }
 
 /// How an item's last run ended, kept in `<state dir>/items/<name>.json`.
@@ -186,7 +122,7 @@ pub fn run_scoped(item: &Item, state_dir: &Path, options: &RunOptions, scope: Op
         Some(flag) => console.with_stop(flag.clone()),
         None => console,
     };
-    let (source, destination) = (endpoint(&item.source), endpoint(&item.destination));
+    let (source, destination) = (shown(&item.source), shown(&item.destination));
     console.started(&format!("item {} {source}", item.name), &destination);
     let started = chrono::Local::now();
     let job = job(item, state_dir).map(|job| Job { scope, ..job });

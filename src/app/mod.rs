@@ -1,6 +1,7 @@
 //! The edge: the command line, the commands, the daemon and watch loop, and the reports (console,
 //! JSON, log files). Nothing depends on it; it is the one place errors are printed.
 
+pub mod args;
 pub mod cli;
 pub mod commands;
 pub mod daemon;

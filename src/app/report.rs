@@ -213,7 +213,7 @@ pub fn summary_line(s: &Summary) -> String {
         "{} -> {} ({}): {copied} {} ({}), {deleted} {}, renamed {}, {} conflicts, {} problems in {:.2} s{stopped}",
         s.source,
         s.destination,
-        mode_name(s.mode),
+        s.mode,
         t.copied,
         HumanBytes(t.bytes),
         t.deleted,
@@ -222,14 +222,6 @@ pub fn summary_line(s: &Summary) -> String {
         s.problems.len(),
         s.seconds
     )
-}
-
-fn mode_name(mode: crate::core::plan::Mode) -> &'static str {
-    match mode {
-        crate::core::plan::Mode::Simple => "simple",
-        crate::core::plan::Mode::Clone => "clone",
-        crate::core::plan::Mode::TwoWay => "two-way",
-    }
 }
 
 impl Observer for Console {

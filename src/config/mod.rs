@@ -7,6 +7,9 @@
 //! document, so after an edit they refer to the text that [`Config::save`] would write.
 //! No message ever holds a password.
 
+pub mod edit;
+pub mod job;
+
 use std::collections::BTreeMap;
 use std::ffi::OsString;
 use std::fmt;
@@ -17,11 +20,11 @@ use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU32, Ordering};
 
-use clap::ValueEnum;
 use regex::Regex;
 use toml_edit::{Array, ArrayOfTables, DocumentMut, ImDocument, Item as TomlItem, Table, TableLike, TomlError, Value};
 
 use crate::core::check::FileCheck;
+use crate::core::names::{named, Named};
 use crate::core::plan::{ConflictPolicy, Mode};
 
 /// `max_delete` when the item does not say (the same as `sync --max-delete`).
@@ -48,11 +51,13 @@ const SIDE_KEYS: [&str; 10] =
 const FTP_KEYS: [&str; 4] = ["server", "username", "password", "password_env"];
 
 /// What an endpoint is: `type = "directory"` (the default) or `type = "ftp"`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum EndpointKind {
     Directory,
     Ftp,
 }
+
+named!(EndpointKind { Directory => "directory", Ftp => "ftp" });
 
 /// One named synchronization definition (IceWarp's "Synchronization" dialog).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -674,11 +679,11 @@ impl Reader<'_> {
         self.typed(table, prefix, key, "an integer", Value::as_integer)
     }
 
-    fn choice<E: ValueEnum>(&self, table: &dyn TableLike, prefix: &str, key: &str) -> Result<Option<E>, Bad> {
+    fn choice<E: Named>(&self, table: &dyn TableLike, prefix: &str, key: &str) -> Result<Option<E>, Bad> {
         let Some(word) = self.string(table, prefix, key)? else { return Ok(None) };
-        E::from_str(&word, false).map(Some).map_err(|_| Bad {
+        E::from_name(&word).map(Some).ok_or_else(|| Bad {
             line: self.key_line(table, key),
-            message: format!("{prefix}{key} {word:?} is not one of {}", names::<E>().join(", ")),
+            message: format!("{prefix}{key} {word:?} is not one of {}", E::names().join(", ")),
         })
     }
 
@@ -704,14 +709,6 @@ impl Reader<'_> {
 fn a(noun: &str) -> String {
     let article = if noun.starts_with(['a', 'e', 'i', 'o', 'u']) { "an" } else { "a" };
     format!("{article} {noun}")
-}
-
-fn names<E: ValueEnum>() -> Vec<String> {
-    E::value_variants().iter().filter_map(|v| v.to_possible_value()).map(|v| v.get_name().to_string()).collect()
-}
-
-fn name_of<E: ValueEnum>(value: E) -> String {
-    value.to_possible_value().map(|v| v.get_name().to_string()).unwrap_or_default()
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -829,10 +826,10 @@ fn item_fields(item: &Item) -> Fields {
         ("group", text(&item.group)),
         // check_item refused a log path that is not UTF-8.
         ("log", item.log.as_ref().map(|p| toml_edit::value(p.to_string_lossy().as_ref()))),
-        ("mode", Some(toml_edit::value(name_of(item.mode)))),
+        ("mode", Some(toml_edit::value(item.mode.name()))),
         ("recursive", Some(toml_edit::value(item.recursive))),
         ("schedule", text(&item.schedule)),
-        ("conflict", Some(toml_edit::value(name_of(item.conflict)))),
+        ("conflict", Some(toml_edit::value(item.conflict.name()))),
         ("max_delete", Some(toml_edit::value(i64::from(item.max_delete)))),
         ("watch", Some(toml_edit::value(item.watch))),
         ("connections", item.connections.map(|n| toml_edit::value(i64::from(n)))),
@@ -843,7 +840,7 @@ fn side_fields(side: &SideConfig) -> Fields {
     let text = |s: &Option<String>| s.as_deref().map(toml_edit::value);
     let ftp = side.kind == EndpointKind::Ftp;
     vec![
-        ("type", Some(toml_edit::value(name_of(side.kind)))),
+        ("type", Some(toml_edit::value(side.kind.name()))),
         ("server", text(&side.server)),
         ("username", text(&side.username)),
         ("password", text(&side.password)),

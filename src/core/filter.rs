@@ -7,6 +7,7 @@
 
 use regex::RegexSet;
 
+use crate::core::check::FileCheck;
 use crate::core::error::{Error, Result};
 use crate::core::model::Kind;
 
@@ -35,6 +36,17 @@ impl Filter {
         }
         let set = RegexSet::new(&all).map_err(|e| Error::Usage(format!("ignore list: {e}")))?;
         Ok(Filter { set, recursive })
+    }
+
+    /// The filter of a pair: its ignore patterns (each with the flag or field it came from),
+    /// and the check files inside its roots, which mark a drive and are never synced.
+    pub fn for_pair<'a>(
+        patterns: impl Iterator<Item = (&'a str, &'a str)>,
+        checks: &[Option<FileCheck>; 2],
+        recursive: bool,
+    ) -> Result<Filter> {
+        let markers = checks.iter().flatten().filter_map(FileCheck::ignore_pattern);
+        Filter::new(patterns.map(|(f, p)| (f, p.to_string())).chain(markers.map(|m| ("file check", m))), recursive)
     }
 
     /// This filter plus more patterns (the state folder inside a root, say).

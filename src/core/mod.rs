@@ -7,6 +7,7 @@ pub mod error;
 pub mod exit;
 pub mod filter;
 pub mod model;
+pub mod names;
 pub mod plan;
 pub mod safety;
 pub mod schedule;

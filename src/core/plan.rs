@@ -12,8 +12,9 @@ use std::collections::{HashMap, HashSet};
 use std::fmt;
 
 use crate::core::model::{ancestors, inside, parent, Entry, Hash, Kind, Observed, Side, Snapshot, State, StateRecord};
+use crate::core::names::named;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Mode {
     /// One-way simple: new and changed source files are copied; nothing is deleted.
@@ -24,7 +25,7 @@ pub enum Mode {
     TwoWay,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum ConflictPolicy {
     /// The newer file keeps the name; the other is kept beside it as a conflict copy.
@@ -36,6 +37,9 @@ pub enum ConflictPolicy {
     /// The destination's version wins.
     Destination,
 }
+
+named!(Mode { Simple => "simple", Clone => "clone", TwoWay => "two-way" });
+named!(ConflictPolicy { KeepBoth => "keep-both", Newer => "newer", Source => "source", Destination => "destination" });
 
 #[derive(Debug, Clone)]
 pub struct PlanOptions {

@@ -1,5 +1,6 @@
-//! Credentials of an FTP side: the item's `password`, the environment variable named by its
-//! `password_env`, or the netrc file ($NETRC, else ~/.netrc), in that order.
+//! Credentials of an FTP side: a password given outright (an item's `password`, or one taken
+//! from a URL), the environment variable named by `password_env`, or the netrc file ($NETRC,
+//! else ~/.netrc), in that order. No config type reaches this far: the caller says where to look.
 //!
 //! A password is held in a [`Secret`], whose Debug and Display print `***`: it can reach no
 //! message, log line or listing by accident. Errors name where a password was looked for,
@@ -7,8 +8,6 @@
 
 use std::fmt;
 use std::path::{Path, PathBuf};
-
-use crate::config::SideConfig;
 
 /// A password. Only [`Secret::expose`] gives the text, for the login itself.
 #[derive(Clone, PartialEq, Eq)]
@@ -36,6 +35,16 @@ impl fmt::Display for Secret {
     }
 }
 
+/// Where an FTP side's password comes from, before ~/.netrc, and how much to trust its server.
+#[derive(Debug, Clone, Default)]
+pub struct Auth {
+    pub password: Option<Secret>,
+    /// The name of an environment variable holding the password.
+    pub password_env: Option<String>,
+    /// Do not verify the FTPS server's certificate (explicitly asked for).
+    pub insecure_tls: bool,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Credentials {
     pub user: String,
@@ -58,25 +67,25 @@ pub fn netrc_path(env: &dyn Fn(&str) -> Option<String>) -> Option<PathBuf> {
         .or_else(|| env("HOME").map(|h| Path::new(&h).join(".netrc")))
 }
 
-/// The user and password to log in to `side` with. Without any password: the item's user (or
+/// The user and password to log in to `host` with. Without any password: `user` (or
 /// `anonymous`) with the conventional anonymous password.
 pub fn resolve(
-    side: &SideConfig,
+    user: Option<&str>,
+    host: &str,
+    auth: &Auth,
     env: &dyn Fn(&str) -> Option<String>,
     netrc: Option<&Path>,
 ) -> Result<Credentials, CredentialError> {
-    let user = side.username.clone();
-    if let Some(password) = &side.password {
-        return Ok(Credentials { user: user.unwrap_or_else(|| "anonymous".into()), password: Secret::new(password) });
+    let user = user.map(str::to_string);
+    if let Some(password) = &auth.password {
+        return Ok(Credentials { user: user.unwrap_or_else(|| "anonymous".into()), password: password.clone() });
     }
-    if let Some(var) = &side.password_env {
+    if let Some(var) = &auth.password_env {
         let password = env(var).ok_or_else(|| CredentialError::MissingEnv(var.clone()))?;
         return Ok(Credentials { user: user.unwrap_or_else(|| "anonymous".into()), password: Secret::new(password) });
     }
     if let Some(path) = netrc.filter(|p| p.exists()) {
         let parsed = netrc::Netrc::from_file(path).map_err(|_| CredentialError::BadNetrc(path.to_path_buf()))?;
-        let host = side.server.as_deref().unwrap_or_default();
-        let host = host.rsplit_once(':').map_or(host, |(h, _)| h);
         let entry = parsed.hosts.get(host).or_else(|| parsed.hosts.get("default"));
         if let Some(entry) = entry.filter(|e| user.as_deref().is_none_or(|u| u == e.login)) {
             return Ok(Credentials { user: entry.login.clone(), password: Secret::new(&entry.password) });
@@ -88,16 +97,7 @@ pub fn resolve(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::EndpointKind;
-
-    fn ftp(user: Option<&str>) -> SideConfig {
-        SideConfig {
-            kind: EndpointKind::Ftp,
-            server: Some("files.example.com:2121".into()),
-            username: user.map(str::to_string),
-            ..SideConfig::directory("/d")
-        }
-    }
+    const HOST: &str = "files.example.com";
 
     fn no_env(_: &str) -> Option<String> {
         None
@@ -105,14 +105,13 @@ mod tests {
 
     #[test]
     fn the_config_password_comes_first_then_the_environment() {
-        let mut side = ftp(Some("bob"));
-        side.password = Some("in-file".into());
-        side.password_env = Some("PW".into());
+        let mut auth =
+            Auth { password: Some(Secret::new("in-file")), password_env: Some("PW".into()), insecure_tls: false };
         let env = |k: &str| (k == "PW").then(|| "from-env".to_string());
-        assert_eq!(resolve(&side, &env, None).unwrap().password.expose(), "in-file");
-        side.password = None;
-        assert_eq!(resolve(&side, &env, None).unwrap().password.expose(), "from-env");
-        assert_eq!(resolve(&side, &no_env, None), Err(CredentialError::MissingEnv("PW".into())));
+        assert_eq!(resolve(Some("bob"), HOST, &auth, &env, None).unwrap().password.expose(), "in-file");
+        auth.password = None;
+        assert_eq!(resolve(Some("bob"), HOST, &auth, &env, None).unwrap().password.expose(), "from-env");
+        assert_eq!(resolve(Some("bob"), HOST, &auth, &no_env, None), Err(CredentialError::MissingEnv("PW".into())));
     }
 
     #[test]
@@ -124,14 +123,13 @@ mod tests {
             "machine files.example.com login bob password s3cret\ndefault login anon password guest\n",
         )
         .unwrap();
-        let got = resolve(&ftp(None), &no_env, Some(&path)).unwrap();
+        let none = Auth::default();
+        let got = resolve(None, HOST, &none, &no_env, Some(&path)).unwrap();
         assert_eq!((got.user.as_str(), got.password.expose()), ("bob", "s3cret"));
         // A user named in the item that the netrc entry is not for gets nothing from it.
-        let got = resolve(&ftp(Some("carol")), &no_env, Some(&path)).unwrap();
+        let got = resolve(Some("carol"), HOST, &none, &no_env, Some(&path)).unwrap();
         assert_eq!((got.user.as_str(), got.password.expose()), ("carol", "anonymous@"));
-        let mut other = ftp(None);
-        other.server = Some("elsewhere".into());
-        let got = resolve(&other, &no_env, Some(&path)).unwrap();
+        let got = resolve(None, "elsewhere", &none, &no_env, Some(&path)).unwrap();
         assert_eq!((got.user.as_str(), got.password.expose()), ("anon", "guest"));
     }
 

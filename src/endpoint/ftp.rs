@@ -30,6 +30,7 @@ use suppaftp::types::FileType;
 use suppaftp::{FtpError, ImplFtpStream, Mode, Status, TlsStream};
 
 use super::ftp_listing::{self, Listing};
+use super::spec::FtpUrl;
 use super::{
     changed_since_scan, temp_owner, Endpoint, EndpointError, ErrorKind, IssueKind, Scan, ScanIssue, TempOwner,
 };
@@ -38,57 +39,6 @@ use crate::core::model::{sibling, split, Entry, Kind, Mtime, Snapshot};
 use crate::endpoint::credentials::Credentials;
 
 /// Where an FTP side is: `ftp[s]://[user@]host[:port]/dir`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct FtpUrl {
-    pub tls: bool,
-    pub user: Option<String>,
-    pub host: String,
-    pub port: u16,
-    /// Absolute, without a trailing '/' (the server's root is "").
-    pub dir: String,
-}
-
-impl FtpUrl {
-    /// Parses the URL; a password in it is returned apart (never kept in the URL).
-    pub fn parse(url: &str) -> Result<(FtpUrl, Option<String>), String> {
-        let (tls, rest) = if let Some(rest) = url.strip_prefix("ftp://") {
-            (false, rest)
-        } else if let Some(rest) = url.strip_prefix("ftps://") {
-            (true, rest)
-        } else {
-            return Err("not an ftp:// or ftps:// URL".into());
-        };
-        let (authority, dir) = rest.split_once('/').unwrap_or((rest, ""));
-        let (userinfo, hostport) = match authority.rsplit_once('@') {
-            Some((u, h)) => (Some(u), h),
-            None => (None, authority),
-        };
-        let (user, password) = match userinfo.map(|u| u.split_once(':').map_or((u, None), |(u, p)| (u, Some(p)))) {
-            Some((u, p)) => (Some(u.to_string()).filter(|u| !u.is_empty()), p.map(str::to_string)),
-            None => (None, None),
-        };
-        let (host, port) = match hostport.rsplit_once(':') {
-            Some((h, p)) => (h, p.parse::<u16>().map_err(|_| format!("bad port {p:?}"))?),
-            None => (hostport, 21),
-        };
-        if host.is_empty() {
-            return Err("no server in the URL".into());
-        }
-        let dir = format!("/{}", dir.trim_matches('/'));
-        let dir = if dir == "/" { String::new() } else { dir };
-        if dir.split('/').any(|c| c == "." || c == "..") {
-            return Err("'.' and '..' are not allowed in the folder".into());
-        }
-        Ok((FtpUrl { tls, user, host: host.to_string(), port, dir }, password))
-    }
-
-    /// The URL without password, for messages and the pair id.
-    pub fn display(&self, user: &str) -> String {
-        let scheme = if self.tls { "ftps" } else { "ftp" };
-        format!("{scheme}://{user}@{}:{}{}/", self.host, self.port, self.dir)
-    }
-}
-
 #[derive(Debug, Clone)]
 pub struct FtpOptions {
     /// Connections at most (parallel transfers).
@@ -185,7 +135,7 @@ fn mtime_of_mfmt(mtime: Mtime) -> String {
 pub fn open(url: FtpUrl, credentials: Credentials, options: FtpOptions) -> super::Result<Box<dyn Endpoint>> {
     // Every address the name resolves to, tried in turn ("localhost" may be ::1 first while
     // the server listens on 127.0.0.1 only).
-    let addrs: Vec<SocketAddr> = (url.host.as_str(), url.port)
+    let addrs: Vec<SocketAddr> = (url.bare_host(), url.port)
         .to_socket_addrs()
         .map_err(|e| EndpointError::new(ErrorKind::Unreachable, format!("cannot resolve {}: {e}", url.host)))?
         .collect();
@@ -209,7 +159,7 @@ pub fn open(url: FtpUrl, credentials: Credentials, options: FtpOptions) -> super
     };
     if url.tls {
         let connector = tls_connector(options.tls_verify)?;
-        let host = url.host.clone();
+        let host = url.bare_host().to_string();
         let connect = move || -> Result<suppaftp::RustlsFtpStream, FtpError> {
             let ftp = suppaftp::RustlsFtpStream::connect_with_stream(tcp()?)?;
             ftp.into_secure(suppaftp::RustlsConnector::from(connector.clone()), &host)
@@ -889,28 +839,6 @@ impl<T: TlsStream + Send + 'static> Drop for FtpReader<'_, T> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn urls_parse_and_keep_the_password_apart() {
-        let (url, pw) = FtpUrl::parse("ftp://bob:pw@files.example.com:2121/backups/alice/").unwrap();
-        assert_eq!(pw.as_deref(), Some("pw"));
-        assert_eq!(
-            url,
-            FtpUrl {
-                tls: false,
-                user: Some("bob".into()),
-                host: "files.example.com".into(),
-                port: 2121,
-                dir: "/backups/alice".into()
-            }
-        );
-        assert_eq!(url.display("bob"), "ftp://bob@files.example.com:2121/backups/alice/");
-        let (url, pw) = FtpUrl::parse("ftps://h").unwrap();
-        assert_eq!((url.tls, url.port, url.dir.as_str(), pw), (true, 21, "", None));
-        assert!(FtpUrl::parse("ftp://h/a/../b").is_err());
-        assert!(FtpUrl::parse("ftp://:21/x").is_err());
-        assert!(FtpUrl::parse("ftp://h:port/x").is_err());
-    }
 
     #[test]
     fn mfmt_stamps_are_utc_seconds() {

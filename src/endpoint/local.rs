@@ -1,19 +1,22 @@
 //! A local directory. Never follows a symlink when scanning and never writes through one: every
-//! write, rename, delete and read happens relative to its folder, opened by walking from the
-//! root one name at a time without following a link (`openat` with `O_NOFOLLOW`). The open
-//! folder pins the real folder, so one swapped for a link at any moment, even between a check
-//! and a rename, cannot send anything outside the root.
+//! listing, stat, write, rename, delete and read happens relative to its folder, opened by
+//! walking from the root one name at a time without following a link (`openat` with
+//! `O_NOFOLLOW`). The open folder pins the real folder, so one swapped for a link at any moment,
+//! even between a check and a rename, or between being listed and being entered, cannot send
+//! anything outside the root (nor list anything outside it).
 
+use std::collections::HashSet;
 use std::fs::{self, File};
 use std::io::{self, Read, Write};
 use std::os::fd::OwnedFd;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
+use std::rc::Rc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use filetime::FileTime;
-use rustix::fs::{AtFlags, FileType, Mode, OFlags};
+use rustix::fs::{AtFlags, Dir, FileType, Mode, OFlags, Stat};
 use rustix::io::Errno;
 
 use super::{
@@ -29,14 +32,27 @@ pub struct LocalEndpoint {
     /// recognizes (and removes) only its own pair's leftovers.
     tag: String,
     counter: AtomicU64,
+    /// Called with each folder a scan has listed, before it enters the folders in it: lets a
+    /// test change the tree at that very moment.
+    #[cfg(test)]
+    after_listing: Option<ListingHook>,
 }
+
+#[cfg(test)]
+type ListingHook = Box<dyn Fn(&str) + Send + Sync>;
 
 const TEMP_PREFIX: &str = ".pairsync-";
 const TEMP_SUFFIX: &str = ".tmp";
 
 impl LocalEndpoint {
     pub fn new(root: PathBuf, tag: &str) -> LocalEndpoint {
-        LocalEndpoint { root, tag: tag.to_string(), counter: AtomicU64::new(0) }
+        LocalEndpoint {
+            root,
+            tag: tag.to_string(),
+            counter: AtomicU64::new(0),
+            #[cfg(test)]
+            after_listing: None,
+        }
     }
 
     fn full(&self, rel: &str) -> PathBuf {
@@ -87,14 +103,12 @@ impl LocalEndpoint {
         Ok((self.open_folder(dir)?, name))
     }
 
-    /// The file or folder at `rel`, `None` if nothing is there; a symlink or special file is
-    /// an error, so that no compare takes it for "nothing" and nothing is written over it.
+    /// The file or folder at `rel`, `None` if nothing is there (nor its folder); a symlink or
+    /// special file is an error, so that no compare takes it for "nothing" and nothing is
+    /// written over it. Stat'ed in its open folder: a link on the way is an error, not followed.
     fn stat_path(&self, rel: &str) -> io::Result<Option<Entry>> {
-        match fs::symlink_metadata(self.full(rel)) {
-            Ok(meta) => match entry_of(&meta) {
-                Some(entry) => Ok(Some(entry)),
-                None => Err(io::Error::other("a symbolic link or special file is in the way; left alone")),
-            },
+        match self.parent_of(rel) {
+            Ok((dir, name)) => entry_at(&dir, name),
             Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
             Err(e) => Err(e),
         }
@@ -116,19 +130,24 @@ fn expect_at(dir: &OwnedFd, name: &str, expect: Option<&Entry>) -> io::Result<()
 /// an error, so that no compare takes it for "nothing" and nothing is written over it.
 fn entry_at(dir: &OwnedFd, name: &str) -> io::Result<Option<Entry>> {
     match rustix::fs::statat(dir, name, AtFlags::SYMLINK_NOFOLLOW) {
-        Ok(st) => {
-            let entry = match FileType::from_raw_mode(st.st_mode) {
-                FileType::Directory => Entry::dir(),
-                FileType::RegularFile => {
-                    let mtime = st.st_mtime * 1_000_000_000 + st.st_mtime_nsec as i64;
-                    Entry { mode: Some(st.st_mode & 0o7777), ..Entry::file(st.st_size as u64, mtime) }
-                }
-                _ => return Err(io::Error::other("a symbolic link or special file is in the way; left alone")),
-            };
-            Ok(Some(entry))
-        }
+        Ok(st) => match entry_of_stat(&st) {
+            Some(entry) => Ok(Some(entry)),
+            None => Err(io::Error::other("a symbolic link or special file is in the way; left alone")),
+        },
         Err(Errno::NOENT) => Ok(None),
         Err(err) => Err(err.into()),
+    }
+}
+
+/// A file or folder entry from a stat; `None` for symlinks and special files.
+fn entry_of_stat(st: &Stat) -> Option<Entry> {
+    match FileType::from_raw_mode(st.st_mode) {
+        FileType::Directory => Some(Entry::dir()),
+        FileType::RegularFile => {
+            let mtime = st.st_mtime * 1_000_000_000 + st.st_mtime_nsec as i64;
+            Some(Entry { mode: Some(st.st_mode & 0o7777), ..Entry::file(st.st_size as u64, mtime) })
+        }
+        _ => None,
     }
 }
 
@@ -197,9 +216,9 @@ impl Endpoint for LocalEndpoint {
         Ok(fs::read_dir(&self.root).map(|_| ())?)
     }
 
-    /// Walks the tree with `read_dir`: unlike a walk that stats each full path, std's
-    /// `DirEntry::metadata` stats relative to the open folder (statx on its fd), which saves
-    /// resolving every path component again for each of a hundred thousand files.
+    /// Walks the tree by open folder (see [`LocalEndpoint::walk`]): unlike a walk that stats
+    /// each full path, it never resolves a path component again for each of a hundred
+    /// thousand files, and never follows a folder swapped for a link meanwhile.
     fn scan(&self, filter: &Filter) -> super::Result<Scan> {
         Ok(self.walk(filter, vec![(String::new(), true)], Vec::new())?)
     }
@@ -359,14 +378,8 @@ impl Endpoint for LocalEndpoint {
 
     /// One syncfs of the root's filesystem per batch: far cheaper than an fsync per file.
     fn flush(&self) -> super::Result<()> {
-        use std::os::fd::AsRawFd;
         let root = File::open(&self.root)?;
-        // SAFETY: syncfs only reads the descriptor, which `root` keeps open for the call.
-        if unsafe { libc::syncfs(root.as_raw_fd()) } == 0 {
-            Ok(())
-        } else {
-            Err(io::Error::last_os_error().into())
-        }
+        Ok(rustix::fs::syncfs(&root)?)
     }
 
     fn remove_leftover(&self, path: &str) -> super::Result<()> {
@@ -376,107 +389,213 @@ impl Endpoint for LocalEndpoint {
 }
 
 impl LocalEndpoint {
-    /// Lists the folders in `start` (with everything below them when `true`).
-    fn walk(&self, filter: &Filter, start: Vec<(String, bool)>, mut found: Vec<(String, Entry)>) -> io::Result<Scan> {
-        let mut issues = Vec::new();
-        let mut leftovers = Vec::new();
-        // Folders holding something left out: they cannot be emptied, so they are never deleted.
-        let mut holders = std::collections::HashSet::new();
-        let mut folders = start;
-        while let Some((dir, recursive)) = folders.pop() {
-            let listing = match fs::read_dir(self.full(&dir)) {
-                Ok(listing) => listing,
-                Err(err) if dir.is_empty() => return Err(err),
-                Err(err) => {
-                    issues.push(ScanIssue {
-                        path: dir,
-                        message: format!("cannot read: {err}"),
-                        kind: IssueKind::Unreadable,
-                    });
-                    continue;
-                }
-            };
+    /// Lists the folders in `start` (with everything below them when `true`). Each folder is
+    /// opened in its parent's open folder with `O_NOFOLLOW`, and what it holds is stat'ed in
+    /// it, never by path: a folder swapped for a link between being listed and being entered
+    /// is taken in as the link it now is, never followed; and no path is too long to scan.
+    fn walk(&self, filter: &Filter, start: Vec<(String, bool)>, found: Vec<(String, Entry)>) -> io::Result<Scan> {
+        let mut walk = Walk {
+            filter,
+            tag: &self.tag,
+            found,
+            issues: Vec::new(),
+            leftovers: Vec::new(),
+            holders: HashSet::new(),
+            not_folders: HashSet::new(),
+        };
+        // Each folder to list, with the open folder it is in (`None`: walked to from the root).
+        // A folder stays open while folders in it are still to be listed.
+        let mut folders: Vec<(String, bool, Option<Rc<OwnedFd>>)> =
+            start.into_iter().map(|(dir, recursive)| (dir, recursive, None)).collect();
+        while let Some((dir, recursive, parent)) = folders.pop() {
+            let Some((fd, listing)) = self.open_listing(&mut walk, &dir, parent)? else { continue };
             for item in listing {
                 let item = match item {
                     Ok(item) => item,
                     Err(err) => {
-                        let path = dir.clone();
-                        issues.push(ScanIssue {
-                            path,
-                            message: format!("cannot read: {err}"),
-                            kind: IssueKind::Unreadable,
-                        });
+                        walk.unreadable(dir.clone(), format!("cannot read: {}", io::Error::from(err)));
                         break;
                     }
                 };
-                let name = item.file_name();
-                let Some(name) = name.to_str() else {
-                    holders.insert(dir.clone());
-                    let path = format!("{dir}/{}", name.to_string_lossy()).trim_start_matches('/').to_string();
-                    issues.push(ScanIssue {
+                let bytes = item.file_name().to_bytes();
+                if bytes == b"." || bytes == b".." {
+                    continue;
+                }
+                let Ok(name) = std::str::from_utf8(bytes) else {
+                    walk.holders.insert(dir.clone());
+                    let path = format!("{dir}/{}", String::from_utf8_lossy(bytes)).trim_start_matches('/').to_string();
+                    walk.issues.push(ScanIssue {
                         path,
                         message: "name is not valid UTF-8; skipped".into(),
                         kind: IssueKind::Skipped,
                     });
                     continue;
                 };
-                let rel = if dir.is_empty() { name.to_string() } else { format!("{dir}/{name}") };
-                let ft = match item.file_type() {
-                    Ok(ft) => ft,
-                    Err(err) => {
-                        issues.push(ScanIssue {
-                            path: rel,
-                            message: format!("cannot stat: {err}"),
-                            kind: IssueKind::Unreadable,
-                        });
-                        continue;
+                if let Some(folder) = walk.take_in(&fd, &dir, name, item.file_type(), None) {
+                    if recursive {
+                        folders.push((folder, true, Some(Rc::clone(&fd))));
                     }
-                };
-                let temp = super::temp_owner(name, &self.tag);
-                if ft.is_dir() {
-                    if temp.is_some() {
-                        // A temp folder (an FTP endpoint's staged folder): left alone.
-                        holders.insert(dir.clone());
-                    } else if !filter.ignores(&rel, Kind::Dir) {
-                        found.push((rel.clone(), Entry::dir()));
-                        if recursive {
-                            folders.push((rel, true));
-                        }
-                    } else {
-                        holders.insert(dir.clone());
+                }
+            }
+            #[cfg(test)]
+            if let Some(hook) = &self.after_listing {
+                hook(&dir);
+            }
+        }
+        Ok(walk.finish())
+    }
+
+    /// Opens the folder `dir` to list it: in `parent`, else walking from the root. `None` when
+    /// it cannot be listed (`walk` has the issue, or what is there now); an error for the root.
+    fn open_listing(
+        &self,
+        walk: &mut Walk,
+        dir: &str,
+        parent: Option<Rc<OwnedFd>>,
+    ) -> io::Result<Option<(Rc<OwnedFd>, Dir)>> {
+        let flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC;
+        let opened = if dir.is_empty() {
+            // The root itself may be a link (a mount point's alias): the user chose it.
+            rustix::fs::open(&self.root, flags, Mode::empty())
+        } else {
+            let (parent_dir, name) = split(dir);
+            let parent = match parent.map_or_else(|| self.open_folder(parent_dir).map(Rc::new), Ok) {
+                Ok(parent) => parent,
+                Err(err) => {
+                    walk.unreadable(dir.to_string(), format!("cannot read: {err}"));
+                    return Ok(None);
+                }
+            };
+            match rustix::fs::openat(&*parent, name, flags | OFlags::NOFOLLOW, Mode::empty()) {
+                // Listed as a folder, but no longer one (O_NOFOLLOW refused a link): swapped
+                // since. Taken in as what is there now.
+                Err(Errno::LOOP) | Err(Errno::NOTDIR) => {
+                    walk.take_in_again(&parent, parent_dir, name);
+                    return Ok(None);
+                }
+                opened => opened,
+            }
+        };
+        // The listing owns the descriptor it reads; `fd` stays open to open the folders in it.
+        let listing = opened.and_then(|fd| Ok((Dir::new(rustix::io::dup(&fd)?)?, Rc::new(fd))));
+        match listing {
+            Ok((listing, fd)) => Ok(Some((fd, listing))),
+            Err(err) if dir.is_empty() => Err(err.into()),
+            Err(err) => {
+                walk.unreadable(dir.to_string(), format!("cannot read: {}", io::Error::from(err)));
+                Ok(None)
+            }
+        }
+    }
+}
+
+/// What a scan has taken in so far.
+struct Walk<'a> {
+    filter: &'a Filter,
+    tag: &'a str,
+    found: Vec<(String, Entry)>,
+    issues: Vec<ScanIssue>,
+    leftovers: Vec<String>,
+    /// Folders holding something left out: they cannot be emptied, so they are never deleted.
+    holders: HashSet<String>,
+    /// Listed as folders, found to be something else when entered: not folders after all.
+    not_folders: HashSet<String>,
+}
+
+impl Walk<'_> {
+    /// Takes in `name` of the folder `dir` (open as `fd`), of the type its listing gave, or
+    /// its `stat` if it has one. Returns its path if it is a folder to enter.
+    fn take_in(&mut self, fd: &OwnedFd, dir: &str, name: &str, listed: FileType, stat: Option<Stat>) -> Option<String> {
+        let rel = if dir.is_empty() { name.to_string() } else { format!("{dir}/{name}") };
+        let (ft, stat) = match (listed, stat) {
+            // A file system that does not say in its listings.
+            (FileType::Unknown, None) => match rustix::fs::statat(fd, name, AtFlags::SYMLINK_NOFOLLOW) {
+                Ok(st) => (FileType::from_raw_mode(st.st_mode), Some(st)),
+                Err(err) => {
+                    self.unreadable(rel, format!("cannot stat: {}", io::Error::from(err)));
+                    return None;
+                }
+            },
+            known => known,
+        };
+        let temp = super::temp_owner(name, self.tag);
+        match ft {
+            FileType::Directory => {
+                if temp.is_some() {
+                    // A temp folder (an FTP endpoint's staged folder): left alone.
+                    self.holders.insert(dir.to_string());
+                } else if !self.filter.ignores(&rel, Kind::Dir) {
+                    self.found.push((rel.clone(), Entry::dir()));
+                    return Some(rel);
+                } else {
+                    self.holders.insert(dir.to_string());
+                }
+            }
+            FileType::RegularFile => {
+                if let Some(owner) = temp {
+                    if owner == TempOwner::Own {
+                        self.leftovers.push(rel);
                     }
-                } else if ft.is_file() {
-                    if let Some(owner) = temp {
-                        if owner == TempOwner::Own {
-                            leftovers.push(rel);
+                    self.holders.insert(dir.to_string());
+                } else if self.filter.ignores(&rel, Kind::File) {
+                    self.holders.insert(dir.to_string());
+                } else {
+                    let stat = stat.map_or_else(|| rustix::fs::statat(fd, name, AtFlags::SYMLINK_NOFOLLOW), Ok);
+                    match stat.map(|st| (FileType::from_raw_mode(st.st_mode), st)) {
+                        Ok((FileType::RegularFile, st)) => {
+                            self.found.push((rel, entry_of_stat(&st).expect("a regular file")));
                         }
-                        holders.insert(dir.clone());
-                    } else if filter.ignores(&rel, Kind::File) {
-                        holders.insert(dir.clone());
-                    } else {
-                        match item.metadata() {
-                            Ok(meta) => found.push((rel, entry_of(&meta).expect("a regular file"))),
-                            Err(err) => issues.push(ScanIssue {
-                                path: rel,
-                                message: format!("cannot stat: {err}"),
-                                kind: IssueKind::Unreadable,
-                            }),
-                        }
+                        // A file a moment ago: what this folder holds was not listed.
+                        Ok((FileType::Directory, _)) => self.unreadable(rel, "changed while being scanned".into()),
+                        Ok((ft, _)) => self.left_out(dir, rel, ft),
+                        Err(err) => self.unreadable(rel, format!("cannot stat: {}", io::Error::from(err))),
                     }
-                } else if !filter.ignores(&rel, Kind::File) {
-                    holders.insert(dir.clone());
-                    let what =
-                        if ft.is_symlink() { "symbolic link, not followed" } else { "not a regular file or folder" };
-                    issues.push(ScanIssue {
-                        path: rel,
-                        message: format!("{what}; left alone"),
-                        kind: IssueKind::Excluded,
-                    });
+                }
+            }
+            ft => {
+                if !self.filter.ignores(&rel, Kind::File) {
+                    self.left_out(dir, rel, ft);
                 }
             }
         }
-        super::mark_unsynced(&mut found, &holders);
-        Ok(Scan { snapshot: Snapshot::from_unique(found), issues, leftovers })
+        None
+    }
+
+    /// Takes in `name` of the folder `dir` (open as `fd`) again: listed as a folder, it was no
+    /// longer one when entered.
+    fn take_in_again(&mut self, fd: &OwnedFd, dir: &str, name: &str) {
+        let rel = if dir.is_empty() { name.to_string() } else { format!("{dir}/{name}") };
+        match rustix::fs::statat(fd, name, AtFlags::SYMLINK_NOFOLLOW) {
+            // A folder again: what it held meanwhile was not listed.
+            Ok(st) if FileType::from_raw_mode(st.st_mode) == FileType::Directory => {
+                self.unreadable(rel, "changed while being scanned".into());
+            }
+            Ok(st) => {
+                self.not_folders.insert(rel);
+                self.take_in(fd, dir, name, FileType::from_raw_mode(st.st_mode), Some(st));
+            }
+            Err(err) => self.unreadable(rel, format!("cannot read: {}", io::Error::from(err))),
+        }
+    }
+
+    /// A symbolic link or special file: never followed, never synced, and its folder is never
+    /// deleted.
+    fn left_out(&mut self, dir: &str, rel: String, ft: FileType) {
+        self.holders.insert(dir.to_string());
+        let what = if ft == FileType::Symlink { "symbolic link, not followed" } else { "not a regular file or folder" };
+        self.issues.push(ScanIssue { path: rel, message: format!("{what}; left alone"), kind: IssueKind::Excluded });
+    }
+
+    fn unreadable(&mut self, path: String, message: String) {
+        self.issues.push(ScanIssue { path, message, kind: IssueKind::Unreadable });
+    }
+
+    fn finish(mut self) -> Scan {
+        if !self.not_folders.is_empty() {
+            self.found.retain(|(path, entry)| !(entry.is_dir() && self.not_folders.contains(path)));
+        }
+        super::mark_unsynced(&mut self.found, &self.holders);
+        Scan { snapshot: Snapshot::from_unique(self.found), issues: self.issues, leftovers: self.leftovers }
     }
 }
 
@@ -553,6 +672,70 @@ mod tests {
         let err = ep.open("a/f", &Entry::file(4, 1_000_000_000)).err().expect("a read through the link");
         assert!(err.to_string().contains("a is a symbolic link"), "{err}");
         assert_eq!(fs::read_dir(outside.path()).unwrap().count(), 1, "only the file this test put there");
+    }
+
+    fn no_filter() -> Filter {
+        Filter::new([("", ""); 0], true).unwrap()
+    }
+
+    #[test]
+    fn a_folder_swapped_for_a_link_mid_scan_is_taken_in_as_the_link_never_followed() {
+        // Cause: the scan listed folders by path (`fs::read_dir`), so a folder swapped for a link
+        // between being listed and being entered was followed, and the tree outside listed.
+        let (dir, mut ep) = endpoint();
+        let (outside, aside) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        fs::create_dir_all(dir.path().join("a/b")).unwrap();
+        fs::write(dir.path().join("a/f"), "inside").unwrap();
+        fs::create_dir(outside.path().join("secret")).unwrap();
+        fs::write(outside.path().join("secret/key"), "outside").unwrap();
+        fs::write(outside.path().join("g"), "outside").unwrap();
+        let (root, target, moved) = (dir.path().to_path_buf(), outside.path().to_path_buf(), aside.path().join("b"));
+        // Once "a" is listed ("a/b" seen as a folder) and before "a/b" is entered.
+        ep.after_listing = Some(Box::new(move |listed| {
+            if listed == "a" {
+                fs::rename(root.join("a/b"), &moved).unwrap();
+                std::os::unix::fs::symlink(&target, root.join("a/b")).unwrap();
+            }
+        }));
+        let scan = ep.scan(&no_filter()).unwrap();
+        let listed: Vec<(&str, Kind)> = scan.snapshot.iter().map(|(path, e)| (path.as_str(), e.kind)).collect();
+        assert_eq!(listed, [("a", Kind::Dir), ("a/f", Kind::File)], "listed outside the root, or lost a/f");
+        let link = ScanIssue {
+            path: "a/b".into(),
+            message: "symbolic link, not followed; left alone".into(),
+            kind: IssueKind::Excluded,
+        };
+        assert_eq!(scan.issues, [link]);
+        // Exactly as a scan that finds the link there from the start: "a" holds it, so it is
+        // never deleted.
+        ep.after_listing = None;
+        let again = ep.scan(&no_filter()).unwrap();
+        assert_eq!(scan.snapshot, again.snapshot);
+        assert_eq!(scan.issues, again.issues);
+        assert!(scan.snapshot.get("a").unwrap().holds_unsynced);
+    }
+
+    #[test]
+    fn a_tree_deeper_than_path_max_is_scanned() {
+        let (dir, ep) = endpoint();
+        // 20 folders of 250 bytes: no path of the bottom file fits in PATH_MAX (4096 bytes), so
+        // the tree is built, as it is scanned, one open folder at a time.
+        let name = "d".repeat(250);
+        let mut fd = rustix::fs::open(dir.path(), OFlags::PATH | OFlags::DIRECTORY, Mode::empty()).unwrap();
+        for _ in 0..20 {
+            rustix::fs::mkdirat(&fd, name.as_str(), Mode::from_raw_mode(0o755)).unwrap();
+            fd = rustix::fs::openat(&fd, name.as_str(), OFlags::PATH | OFlags::DIRECTORY, Mode::empty()).unwrap();
+        }
+        let flags = OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL;
+        File::from(rustix::fs::openat(&fd, "bottom", flags, Mode::from_raw_mode(0o644)).unwrap())
+            .write_all(b"at the bottom")
+            .unwrap();
+        let bottom = format!("{}bottom", format!("{name}/").repeat(20));
+        assert!(bottom.len() > 4096);
+        let scan = ep.scan(&no_filter()).unwrap();
+        assert!(scan.issues.is_empty(), "{:?}", scan.issues);
+        assert_eq!(scan.snapshot.len(), 21);
+        assert_eq!(scan.snapshot.get(&bottom).map(|e| (e.kind, e.size)), Some((Kind::File, 13)));
     }
 
     #[test]

@@ -11,6 +11,7 @@ pub mod ftp;
 pub mod ftp_listing;
 pub mod local;
 pub mod spec;
+pub mod testing;
 
 use std::collections::HashMap;
 use std::io::{self, Read};

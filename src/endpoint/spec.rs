@@ -27,7 +27,10 @@ use std::path::{Component, Path, PathBuf};
 
 use url::{ParseError, Url};
 
-use crate::endpoint::credentials::Secret;
+use crate::endpoint::credentials::{self, Auth, Secret};
+use crate::endpoint::ftp::{self, FtpOptions};
+use crate::endpoint::local::LocalEndpoint;
+use crate::endpoint::{Endpoint, EndpointError, ErrorKind};
 
 /// A side of a pair as given, parsed once: a local folder or an FTP/FTPS folder.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -146,6 +149,56 @@ impl EndpointSpec {
     }
 }
 
+/// Why a pair of sides cannot be synced.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PairError {
+    #[error("source and destination are the same folder: {0}")]
+    Same(String),
+    #[error("{inner} is inside {outer}: one root inside the other would sync into itself")]
+    Nested { inner: String, outer: String },
+}
+
+/// Refuses a pair that would sync a folder with itself: the same side twice, or one local root
+/// inside the other. Give canonical specs ([`EndpointSpec::canonical`]) where the folders exist.
+pub fn check_pair(source: &EndpointSpec, destination: &EndpointSpec) -> Result<(), PairError> {
+    if source.url() == destination.url() {
+        return Err(PairError::Same(source.url()));
+    }
+    if let (EndpointSpec::Local(a), EndpointSpec::Local(b)) = (source, destination) {
+        for (inner, outer) in [(a, b), (b, a)] {
+            if inner.starts_with(outer) {
+                return Err(PairError::Nested {
+                    inner: inner.display().to_string(),
+                    outer: outer.display().to_string(),
+                });
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Opens the side. For FTP: credentials (`auth`, then ~/.netrc), then a login; a server that
+/// cannot be reached is `Unreachable`, a refused login `Refused`. `tag` names this pair's temp
+/// files; `connections` caps an FTP side's parallel transfers.
+pub fn open(
+    spec: &EndpointSpec,
+    auth: &Auth,
+    tag: &str,
+    connections: usize,
+) -> Result<Box<dyn Endpoint>, EndpointError> {
+    let url = match spec {
+        EndpointSpec::Local(path) => return Ok(Box::new(LocalEndpoint::new(path.clone(), tag))),
+        EndpointSpec::Ftp(url) => url,
+    };
+    let env = |name: &str| std::env::var(name).ok();
+    let netrc = credentials::netrc_path(&env);
+    let credentials = credentials::resolve(url.user.as_deref(), url.bare_host(), auth, &env, netrc.as_deref())
+        .map_err(|e| EndpointError::new(ErrorKind::Refused, e.to_string()))?;
+    let options =
+        FtpOptions { tag: tag.to_string(), connections, tls_verify: !auth.insecure_tls, ..FtpOptions::default() };
+    ftp::open(url.clone(), credentials, options)
+}
+
 impl fmt::Display for EndpointSpec {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.url())
@@ -153,6 +206,37 @@ impl fmt::Display for EndpointSpec {
 }
 
 impl FtpUrl {
+    /// The host to connect to and to name in TLS and ~/.netrc: an IPv6 address without its
+    /// brackets.
+    /// An FTP side from a config item's fields, taken literally (no percent-decoding: a config
+    /// file holds names as they are): `server` is `HOST[:PORT]`, `directory` the folder on it.
+    /// Held to the rules of a URL given on the command line, so that an item stores only what
+    /// `sync` would take.
+    pub fn from_fields(tls: bool, user: Option<&str>, server: &str, directory: &str) -> Result<FtpUrl, SpecError> {
+        if server.contains(['@', '/', '?', '#']) {
+            return Err(SpecError::BadUrl(format!("the server {server:?} is HOST or HOST:PORT only")));
+        }
+        let (mut url, _) = ftp(tls, &format!("ftp://{server}"), server)?;
+        if directory.chars().any(char::is_control) {
+            return Err(SpecError::ControlChar);
+        }
+        let mut dir = String::new();
+        for name in directory.split('/').filter(|name| !name.is_empty()) {
+            if name == "." || name == ".." {
+                return Err(SpecError::DotComponent);
+            }
+            dir.push('/');
+            dir.push_str(name);
+        }
+        url.user = user.filter(|u| !u.is_empty()).map(str::to_string);
+        url.dir = dir;
+        Ok(url)
+    }
+
+    pub fn bare_host(&self) -> &str {
+        self.host.strip_prefix('[').and_then(|h| h.strip_suffix(']')).unwrap_or(&self.host)
+    }
+
     /// The URL with `user` (the one that logs in) and without password, for messages and the
     /// pair id: `ftp[s]://USER@HOST:PORT/DIR/`, the root being `ftp[s]://USER@HOST:PORT/`. Names
     /// are shown decoded, as they are on the server; this string must not change for a URL that
@@ -360,6 +444,18 @@ fn file(given: &str, rest: &str) -> Result<PathBuf, SpecError> {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn config_fields_follow_the_url_rules() {
+        let url = FtpUrl::from_fields(false, Some("bob"), "[::1]:2121", "/backups/a b/").unwrap();
+        assert_eq!(url.display("bob"), "ftp://bob@[::1]:2121/backups/a b/");
+        assert_eq!(url.bare_host(), "::1");
+        let url = FtpUrl::from_fields(true, None, "h", "").unwrap();
+        assert_eq!((url.port, url.dir.as_str(), url.user), (21, "", None));
+        for (server, dir) in [("h:notaport", "/x"), ("h", "/a/../../etc"), ("", "/x"), ("u@h", "/x"), ("h", "/a\nb")] {
+            assert!(FtpUrl::from_fields(false, None, server, dir).is_err(), "{server} {dir:?}");
+        }
+    }
     use super::*;
 
     /// One test per row, so that a failure names the case: `given => (tls, user, host, port,
