@@ -362,13 +362,29 @@ fn bad_flags_and_values_exit_2_with_a_line_naming_the_culprit() {
         (vec!["sync", src, "ftp://host:notaport/dir"], "bad port"),
         (vec!["sync", src, "ftp://host/a/../b"], "not allowed"),
         (vec!["sync", src], "DESTINATION"),
+        (vec!["sync", src, "sftp://host/dir"], "unsupported: sftp://host/dir"),
+        (vec!["sync", src, "backup@host:/dir"], "unsupported"),
+        (vec!["sync", src, "ftp://bob:s3cret@host:99999/dir"], "DESTINATION"),
     ];
     for (args, culprit) in cases {
         let run = env.run(&args);
         assert_eq!(run.code, 2, "{run}");
         assert!(run.stderr.contains(culprit), "stderr must name {culprit:?}\n{run}");
         assert!(!run.stderr.contains("panicked"), "{run}");
+        assert!(!run.stderr.contains("s3cret"), "a password was echoed\n{run}");
     }
+}
+
+#[test]
+fn an_ipv6_ftp_server_is_a_server_not_a_bad_port() {
+    // Regression: `ftp://[::1]/x` was parsed as the host "[" with the port ":1]".
+    let env = TestEnv::new();
+    let src = env.src.to_str().unwrap();
+    // Port 9 (discard) on loopback: nothing listens, so the run ends "unreachable" (exit 6)
+    // after the URL was understood, instead of exit 2 for a bad URL.
+    let run = env.run(&["sync", src, "ftp://[::1]:9/x"]);
+    assert_eq!(run.code, 6, "{run}");
+    assert!(run.stderr.contains("ftp://anonymous@[::1]:9/x/"), "{run}");
 }
 
 #[test]

@@ -147,6 +147,7 @@ fn bad_item_input_exits_2_naming_the_culprit() {
     let it = Items::new();
     it.add("docs", &[]);
     let (src, dst) = (it.env.src.to_str().unwrap(), it.env.dst.to_str().unwrap());
+    let inner = format!("{src}/inner");
     let cases: Vec<(Vec<&str>, &str)> = vec![
         (vec!["run", "nosuch"], "no item named \"nosuch\""),
         (vec!["show", "nosuch"], "nosuch"),
@@ -155,6 +156,11 @@ fn bad_item_input_exits_2_naming_the_culprit() {
         (vec!["add", "x", "--source", src, "--destination", dst, "--schedule", "sometimes"], "sometimes"),
         (vec!["add", "x", "--source", src, "--destination", dst, "--ignore", "(("], "invalid regex"),
         (vec!["add", "x", "--source", "ftp://bob:secret@host/dir", "--destination", dst], "password in the URL"),
+        // Regression: add stored these, which sync then refused at run time.
+        (vec!["add", "x", "--source", src, "--destination", "ftp://h:notaport/x"], "--destination: bad port"),
+        (vec!["add", "x", "--source", src, "--destination", "ftp://h/a/../../etc"], "--destination: '.' and '..'"),
+        (vec!["add", "x", "--source", "sftp://h/x", "--destination", dst], "--source: unsupported"),
+        (vec!["add", "x", "--source", src, "--destination", &inner], "is inside"),
         (vec!["run", "--group", "none"], "no item is in group"),
         (vec!["run"], "--group G or --all"),
     ];

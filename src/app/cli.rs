@@ -2,12 +2,16 @@
 //! defaults) into plain types, a [`Job`] for `sync`; the one place errors are printed.
 
 use std::path::PathBuf;
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
 
 use clap::Parser;
 
 use crate::app::args::{Args, Command, SyncArgs};
 use crate::app::items::RunOptions;
+use crate::app::out::outln;
 use crate::app::report::{Console, Verbosity};
+use crate::app::signals::Interrupt;
 use crate::app::{commands, daemon};
 use crate::core::check::FileCheck;
 use crate::core::error::{Error, Result};
@@ -87,10 +91,27 @@ pub fn main() -> std::process::ExitCode {
             return if err.use_stderr() { ExitCode::Usage.into() } else { ExitCode::Synced.into() };
         }
     };
-    run(args).into()
+    run(args)
 }
 
-pub fn run(args: Args) -> ExitCode {
+/// Runs the command; `sync` and `run` stopped by SIGINT or SIGTERM exit 128 + the signal.
+pub fn run(args: Args) -> std::process::ExitCode {
+    let interrupt = match matches!(args.command, Command::Sync(_) | Command::Run { .. }).then(Interrupt::install) {
+        Some(Err(e)) => {
+            eprintln!("pairsync: cannot handle signals: {e}");
+            return ExitCode::Usage.into();
+        }
+        Some(Ok(interrupt)) => Some(interrupt),
+        None => None,
+    };
+    let code = run_command(args, interrupt.as_ref().map(Interrupt::flag));
+    match interrupt.and_then(|i| i.exit_code()) {
+        Some(signal) => std::process::ExitCode::from(signal),
+        None => code.into(),
+    }
+}
+
+fn run_command(args: Args, stop: Option<Arc<AtomicBool>>) -> ExitCode {
     let verbosity = match (args.quiet, args.verbose) {
         (true, _) => Verbosity::Quiet,
         (_, true) => Verbosity::Verbose,
@@ -101,7 +122,7 @@ pub fn run(args: Args) -> ExitCode {
     let state = || state_dir(args.state_dir.clone());
     let done = |result: Result<()>| result.map(|()| ExitCode::Synced);
     let result = match args.command {
-        Command::Sync(sync_args) => return run_sync(sync_args, args.state_dir, verbosity, json),
+        Command::Sync(sync_args) => return run_sync(sync_args, args.state_dir, verbosity, json, stop),
         Command::List => state().and_then(|state| done(commands::list(config, &state, json, quiet))),
         Command::Groups => done(commands::groups(config, quiet)),
         Command::Show { name } => state().and_then(|state| done(commands::show(config, &state, &name, quiet))),
@@ -113,16 +134,13 @@ pub fn run(args: Args) -> ExitCode {
         }
         Command::Run { names, group, all } => state()
             .and_then(|state| {
-                let options = RunOptions { json, ..RunOptions::new(verbosity) };
+                let options = RunOptions { json, stop, ..RunOptions::new(verbosity) };
                 commands::run(config, &state, (&names, group.as_deref(), all), &options)
             })
             .inspect_err(|error| {
                 // --json: an error before any item ran is the one object too, as for `sync`.
                 if json {
-                    println!(
-                        "{}",
-                        serde_json::json!({ "error": error.chain(), "exit_code": error.exit_code().code() })
-                    );
+                    outln!("{}", serde_json::json!({ "error": error.chain(), "exit_code": error.exit_code().code() }));
                 }
             }),
         Command::Logs { name, follow, lines } => {
@@ -135,12 +153,10 @@ pub fn run(args: Args) -> ExitCode {
             state().and_then(|state| daemon::watch(config, &state, (&names, all), verbosity, &timing.settings()))
         }
         Command::Completions { shell } => {
-            clap_complete::generate(
-                shell,
-                &mut <Args as clap::CommandFactory>::command(),
-                "pairsync",
-                &mut std::io::stdout(),
-            );
+            // Into a buffer first: clap_complete panics when it cannot write.
+            let mut script = Vec::new();
+            clap_complete::generate(shell, &mut <Args as clap::CommandFactory>::command(), "pairsync", &mut script);
+            crate::app::out::bytes(&script);
             Ok(ExitCode::Synced)
         }
     };
@@ -153,9 +169,18 @@ pub fn run(args: Args) -> ExitCode {
     }
 }
 
-fn run_sync(sync_args: SyncArgs, state_dir_flag: Option<PathBuf>, verbosity: Verbosity, json: bool) -> ExitCode {
+fn run_sync(
+    sync_args: SyncArgs,
+    state_dir_flag: Option<PathBuf>,
+    verbosity: Verbosity,
+    json: bool,
+    stop: Option<Arc<AtomicBool>>,
+) -> ExitCode {
     let console = match Console::new(verbosity, json, sync_args.dry_run, sync_args.log.as_deref()) {
-        Ok(console) => console,
+        Ok(console) => match stop {
+            Some(stop) => console.with_stop(stop),
+            None => console,
+        },
         Err(e) => {
             let log = sync_args.log.unwrap_or_default();
             eprintln!("pairsync: --log {}: {e}", log.display());

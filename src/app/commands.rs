@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use crate::app::items::{self, RunOptions};
+use crate::app::out::outln;
 use crate::config::edit::{apply, side_from, ItemEdit};
 use crate::config::job::{job, shown};
 use crate::config::{self, Config, EndpointKind, Item};
@@ -161,7 +162,7 @@ pub fn list(config_flag: Option<PathBuf>, state_dir: &Path, json: bool, quiet: b
                 })
             })
             .collect();
-        println!("{}", serde_json::Value::Array(rows));
+        outln!("{}", serde_json::Value::Array(rows));
         return Ok(());
     }
     let header = ["NAME", "GROUP", "MODE", "SOURCE -> DESTINATION", "SCHEDULE", "LAST RUN", "NEXT RUN"];
@@ -189,9 +190,9 @@ pub fn list(config_flag: Option<PathBuf>, state_dir: &Path, json: bool, quiet: b
         let padded: Vec<String> = cells.iter().zip(&widths).map(|(c, w)| format!("{c:<w$}")).collect();
         padded.join("  ").trim_end().to_string()
     };
-    println!("{}", line(&header.map(String::from)));
+    outln!("{}", line(&header.map(String::from)));
     for row in &rows {
-        println!("{}", line(row));
+        outln!("{}", line(row));
     }
     Ok(())
 }
@@ -200,11 +201,11 @@ pub fn groups(config_flag: Option<PathBuf>, quiet: bool) -> Result<()> {
     let config = load(config_flag, quiet)?;
     let items = config.items().map_err(items::config_error)?;
     for (group, names) in config.groups().map_err(items::config_error)? {
-        println!("{group}: {}", names.join(", "));
+        outln!("{group}: {}", names.join(", "));
     }
     let loose: Vec<&str> = items.iter().filter(|i| i.group.is_none()).map(|i| i.name.as_str()).collect();
     if !loose.is_empty() {
-        println!("(no group): {}", loose.join(", "));
+        outln!("(no group): {}", loose.join(", "));
     }
     Ok(())
 }
@@ -216,41 +217,41 @@ pub fn show(config_flag: Option<PathBuf>, state_dir: &Path, name: &str, quiet: b
     let opt = |v: &Option<String>| v.clone().unwrap_or_else(|| "-".into());
     let mode = serde_json::to_value(item.mode).ok().and_then(|v| v.as_str().map(str::to_string)).unwrap_or_default();
     let conflict = serde_json::to_value(item.conflict).ok().and_then(|v| v.as_str().map(str::to_string));
-    println!("name:         {}", item.name);
-    println!("description:  {}", opt(&item.description));
-    println!("group:        {}", opt(&item.group));
-    println!("mode:         {mode}");
-    println!("recursive:    {}", item.recursive);
-    println!("conflict:     {}", conflict.unwrap_or_default());
-    println!("max_delete:   {}%", item.max_delete);
-    println!("schedule:     {}", opt(&item.schedule));
-    println!("watch:        {}", item.watch);
+    outln!("name:         {}", item.name);
+    outln!("description:  {}", opt(&item.description));
+    outln!("group:        {}", opt(&item.group));
+    outln!("mode:         {mode}");
+    outln!("recursive:    {}", item.recursive);
+    outln!("conflict:     {}", conflict.unwrap_or_default());
+    outln!("max_delete:   {}%", item.max_delete);
+    outln!("schedule:     {}", opt(&item.schedule));
+    outln!("watch:        {}", item.watch);
     if [&item.source, &item.destination].iter().any(|side| side.kind == EndpointKind::Ftp) {
         let connections = item.connections.map_or("4 (default)".to_string(), |n| n.to_string());
-        println!("connections:  {connections}");
+        outln!("connections:  {connections}");
     }
-    println!("log:          {}", items::log_path(&item, state_dir).display());
+    outln!("log:          {}", items::log_path(&item, state_dir).display());
     for (label, side) in [("source", &item.source), ("destination", &item.destination)] {
-        println!("{label}:");
-        println!("  endpoint:   {}", shown(side));
+        outln!("{label}:");
+        outln!("  endpoint:   {}", shown(side));
         if side.kind == EndpointKind::Ftp {
             let password = match (&side.password, &side.password_env) {
                 (Some(_), _) => "(set in the config file)".to_string(),
                 (None, Some(var)) => format!("from ${var}"),
                 (None, None) => "from ~/.netrc".to_string(),
             };
-            println!("  password:   {password}");
+            outln!("  password:   {password}");
             if side.tls {
                 let verify = if side.tls_verify { "verified" } else { "NOT verified (tls_verify = false)" };
-                println!("  certificate: {verify}");
+                outln!("  certificate: {verify}");
             }
         }
-        println!("  ignore:     {}", if side.ignore.is_empty() { "-".into() } else { side.ignore.join("  ") });
-        println!("  check:      {}", opt(&side.check));
+        outln!("  ignore:     {}", if side.ignore.is_empty() { "-".into() } else { side.ignore.join("  ") });
+        outln!("  check:      {}", opt(&side.check));
     }
-    println!("last run:     {}", last_run_cell(state_dir, &item.name));
+    outln!("last run:     {}", last_run_cell(state_dir, &item.name));
     let next = next_run(&item, &chrono::Local::now()).map(|t| fmt_time(&t)).unwrap_or_else(|| "-".into());
-    println!("next run:     {next}");
+    outln!("next run:     {next}");
     Ok(())
 }
 
@@ -287,10 +288,16 @@ pub fn run(
     // --json prints one object: for several items, {"items": [summary + "item", ...], "exit_code"}.
     let sink = (options.json && several).then(crate::app::report::JsonSink::default);
     let options = RunOptions { prefixed: several, json_sink: sink.clone(), ..options.clone() };
-    let exit = chosen.iter().map(|item| items::run(item, state_dir, &options)).fold(ExitCode::Synced, ExitCode::merge);
+    // After a stop (SIGINT, SIGTERM) the items not started yet are not started.
+    let stopped = || options.stop.as_ref().is_some_and(|stop| stop.load(std::sync::atomic::Ordering::SeqCst));
+    let exit = chosen
+        .iter()
+        .take_while(|_| !stopped())
+        .map(|item| items::run(item, state_dir, &options))
+        .fold(ExitCode::Synced, ExitCode::merge);
     if let Some(sink) = sink {
         let items = std::mem::take(&mut *sink.lock().unwrap());
-        println!("{}", serde_json::json!({ "items": items, "exit_code": exit.code() }));
+        outln!("{}", serde_json::json!({ "items": items, "exit_code": exit.code() }));
     }
     Ok(exit)
 }

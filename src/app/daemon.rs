@@ -15,6 +15,7 @@ use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
 
 use crate::app::commands;
 use crate::app::items::{self, RunOptions};
+use crate::app::out::outln;
 use crate::app::report::Verbosity;
 use crate::app::watch::WatchSettings;
 use crate::config::Item;
@@ -103,7 +104,7 @@ pub fn watch(
             Ok(now) => {
                 chosen = now;
                 if !quiet {
-                    println!("pairsync watch: config reread; watching {} items", chosen.len());
+                    outln!("pairsync watch: config reread; watching {} items", chosen.len());
                 }
             }
             Err(e) => eprintln!("pairsync watch: config not reread, keeping the old one: {e}"),
@@ -139,7 +140,7 @@ impl Watching {
             return None;
         }
         if !watched.is_empty() && options.verbosity > Verbosity::Quiet {
-            println!("pairsync daemon: watching {} items", watched.len());
+            outln!("pairsync daemon: watching {} items", watched.len());
         }
         let stop = Arc::new(AtomicBool::new(false));
         let options = RunOptions { quiet_noops: true, stop: Some(stop.clone()), ..options.clone() };
@@ -174,7 +175,7 @@ pub fn run(
     let quiet = verbosity == Verbosity::Quiet;
     let say = |line: &str| {
         if !quiet {
-            println!("pairsync daemon: {line}");
+            outln!("pairsync daemon: {line}");
         }
     };
     let (mut items, watched) = load(config_flag.clone(), quiet, &Local::now())?;

@@ -6,5 +6,7 @@ pub mod cli;
 pub mod commands;
 pub mod daemon;
 pub mod items;
+pub mod out;
 pub mod report;
+pub mod signals;
 pub mod watch;

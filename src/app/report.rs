@@ -9,6 +9,7 @@ use std::sync::{Arc, Mutex};
 
 use indicatif::{HumanBytes, ProgressBar, ProgressStyle};
 
+use crate::app::out::outln;
 use crate::core::plan::{Action, Plan};
 use crate::engine::executor::{Observer, Problem};
 use crate::engine::sync::{Reporter, Summary};
@@ -99,7 +100,7 @@ impl Console {
                 }
                 sink.lock().unwrap().push(object);
             }
-            None => println!("{object}"),
+            None => outln!("{object}"),
         }
     }
 
@@ -145,8 +146,8 @@ impl Console {
     fn say(&self, line: &str) {
         let prefix = &self.prefix;
         match &self.progress {
-            Some(bar) => bar.suspend(|| println!("{prefix}{line}")),
-            None => println!("{prefix}{line}"),
+            Some(bar) => bar.suspend(|| outln!("{prefix}{line}")),
+            None => outln!("{prefix}{line}"),
         }
     }
 
@@ -200,7 +201,7 @@ impl Console {
         if self.json {
             self.print_json(serde_json::to_value(summary).expect("summary serializes"));
         } else if self.verbosity > Verbosity::Quiet {
-            println!("pairsync: {}{line}", self.prefix);
+            outln!("pairsync: {}{line}", self.prefix);
         }
     }
 }

@@ -21,6 +21,7 @@ use std::time::{Duration, Instant};
 use notify::{RecursiveMode, Watcher};
 
 use crate::app::items::{self, RunOptions};
+use crate::app::out::outln;
 use crate::config::{EndpointKind, Item};
 use crate::core::debounce::Debounce;
 use crate::core::exit::ExitCode;
@@ -86,7 +87,7 @@ pub fn run(items: Vec<Item>, state_dir: &Path, options: &RunOptions, settings: &
     let stop = options.stop.clone().unwrap_or_else(|| Arc::new(AtomicBool::new(false)));
     let say = |line: &str| {
         if options.verbosity > crate::app::report::Verbosity::Quiet {
-            println!("pairsync watch: {line}");
+            outln!("pairsync watch: {line}");
         }
     };
     let (tx, rx) = mpsc::channel::<Seen>();
