@@ -118,9 +118,7 @@ fn a_destination_file_changed_since_the_scan_is_not_overwritten() {
         // The rerun sees an edit on both sides: a conflict, and both edits are kept.
         assert_converges(Mode::TwoWay, &db, &src, &dst);
         let contents: BTreeSet<Vec<u8>> = dst.tree().keys().filter_map(|p| dst.get(p)).collect();
-        assert!(
-            contents.contains(&b"source edit"[..].to_vec()) && contents.contains(&b"destination edit"[..].to_vec())
-        );
+        assert!(contents.contains(&b"source edit"[..]) && contents.contains(&b"destination edit"[..]));
     }
 }
 
@@ -228,6 +226,36 @@ fn a_failing_delete_is_a_problem_for_its_path_and_its_folder_stays() {
     dst.heal();
     assert_converges(Mode::TwoWay, &db, &src, &plain_dst);
     assert_eq!(plain_dst.entry("d"), None);
+}
+
+#[test]
+fn a_conflict_whose_set_aside_fails_overwrites_neither_version() {
+    // Guards keep-both against a failed set-aside: the winner's copy never takes the name the
+    // loser still holds, so both edits survive the run and the rerun keeps both.
+    let (src, plain_dst) = sides();
+    let (_dir, db) = state_db();
+    src.put("doc.txt", "v1", t(100));
+    assert!(sync(Mode::TwoWay, &db, [&src, &plain_dst], 1).problems.is_empty());
+    let before = record(&db, "doc.txt");
+    plain_dst.put("doc.txt", "destination edit", t(200));
+    src.put("doc.txt", "newer source edit", t(300));
+    let dst = Faulty::new(plain_dst.clone());
+    dst.fail(Op::Rename, "doc.txt", ErrorKind::Other);
+    let outcome = sync(Mode::TwoWay, &db, [&src, &dst], 1);
+
+    let aside = "doc.conflict-19700101-000000.txt";
+    assert_eq!(dst.calls(Op::Rename), [format!("doc.txt -> {aside}")], "the loser was not set aside");
+    let problems: BTreeSet<&str> = problem_paths(&outcome).into_iter().collect();
+    assert_eq!(problems, BTreeSet::from(["doc.txt", aside]));
+    assert_eq!(plain_dst.get("doc.txt").unwrap(), b"destination edit");
+    assert_eq!(src.get("doc.txt").unwrap(), b"newer source edit");
+    assert_eq!(record(&db, "doc.txt"), before);
+    assert_eq!(record(&db, aside), None);
+
+    dst.heal();
+    assert_converges(Mode::TwoWay, &db, &src, &plain_dst);
+    let contents: BTreeSet<Vec<u8>> = src.tree().keys().filter_map(|p| src.get(p)).collect();
+    assert_eq!(contents, BTreeSet::from([b"destination edit".to_vec(), b"newer source edit".to_vec()]));
 }
 
 #[test]
