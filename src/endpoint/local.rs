@@ -8,6 +8,7 @@
 use std::collections::HashSet;
 use std::fs::{self, File};
 use std::io::{self, Read, Write};
+use std::mem::MaybeUninit;
 use std::os::fd::OwnedFd;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
@@ -16,7 +17,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use filetime::FileTime;
-use rustix::fs::{AtFlags, Dir, FileType, Mode, OFlags, Stat};
+use rustix::fs::{AtFlags, FileType, Mode, OFlags, RawDir, Stat};
 use rustix::io::Errno;
 
 use super::{
@@ -407,11 +408,17 @@ impl LocalEndpoint {
         // A folder stays open while folders in it are still to be listed.
         let mut folders: Vec<(String, bool, Option<Rc<OwnedFd>>)> =
             start.into_iter().map(|(dir, recursive)| (dir, recursive, None)).collect();
+        // One buffer for every listing, as large as glibc's readdir takes: a folder of a hundred
+        // files is one getdents call.
+        let mut buf = vec![MaybeUninit::uninit(); 32 * 1024];
         while let Some((dir, recursive, parent)) = folders.pop() {
-            let Some((fd, listing)) = self.open_listing(&mut walk, &dir, parent)? else { continue };
-            for item in listing {
+            let Some(fd) = self.open_listing(&mut walk, &dir, parent)? else { continue };
+            let mut listing = RawDir::new(&*fd, &mut buf);
+            while let Some(item) = listing.next() {
                 let item = match item {
                     Ok(item) => item,
+                    // Removed while listed (so emptied first): as glibc's readdir, the end.
+                    Err(Errno::NOENT) => break,
                     Err(err) => {
                         walk.unreadable(dir.clone(), format!("cannot read: {}", io::Error::from(err)));
                         break;
@@ -447,12 +454,7 @@ impl LocalEndpoint {
 
     /// Opens the folder `dir` to list it: in `parent`, else walking from the root. `None` when
     /// it cannot be listed (`walk` has the issue, or what is there now); an error for the root.
-    fn open_listing(
-        &self,
-        walk: &mut Walk,
-        dir: &str,
-        parent: Option<Rc<OwnedFd>>,
-    ) -> io::Result<Option<(Rc<OwnedFd>, Dir)>> {
+    fn open_listing(&self, walk: &mut Walk, dir: &str, parent: Option<Rc<OwnedFd>>) -> io::Result<Option<Rc<OwnedFd>>> {
         let flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC;
         let opened = if dir.is_empty() {
             // The root itself may be a link (a mount point's alias): the user chose it.
@@ -476,10 +478,8 @@ impl LocalEndpoint {
                 opened => opened,
             }
         };
-        // The listing owns the descriptor it reads; `fd` stays open to open the folders in it.
-        let listing = opened.and_then(|fd| Ok((Dir::new(rustix::io::dup(&fd)?)?, Rc::new(fd))));
-        match listing {
-            Ok((listing, fd)) => Ok(Some((fd, listing))),
+        match opened {
+            Ok(fd) => Ok(Some(Rc::new(fd))),
             Err(err) if dir.is_empty() => Err(err.into()),
             Err(err) => {
                 walk.unreadable(dir.to_string(), format!("cannot read: {}", io::Error::from(err)));
