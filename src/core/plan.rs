@@ -147,6 +147,12 @@ pub struct Plan {
 }
 
 impl Plan {
+    /// A plan made elsewhere (the mail planner): `phases` run in order; a phase of copies only
+    /// runs its copies in parallel.
+    pub fn from_phases(phases: Vec<Vec<Action>>, conflicts: Vec<Conflict>) -> Plan {
+        Plan { phases: phases.into_iter().filter(|phase| !phase.is_empty()).collect(), conflicts }
+    }
+
     /// Every action, in the order they must run.
     pub fn actions(&self) -> impl Iterator<Item = &Action> {
         self.phases.iter().flatten()

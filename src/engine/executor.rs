@@ -74,6 +74,9 @@ pub struct Outcome {
     pub problems: Vec<Problem>,
     /// The run was asked to stop before the plan was done.
     pub interrupted: bool,
+    /// Paths whose action failed because what was there was no longer what the scan saw (or
+    /// was gone): a fresh look may find them elsewhere (a mail message renamed meanwhile).
+    pub changed: Vec<String>,
 }
 
 enum StateChange {
@@ -155,6 +158,9 @@ impl<'p> Run<'_, 'p> {
             Err(err) => {
                 if let Some(folder) = filling {
                     self.filling.get_mut(folder).expect("filling").failed = true;
+                }
+                if matches!(err.kind(), ErrorKind::ChangedSinceScan | ErrorKind::NotFound) {
+                    self.outcome.changed.push(action.path().to_string());
                 }
                 let problem = Problem { path: action.path().to_string(), message: describe(action, &err) };
                 executor.observer.problem(&problem);

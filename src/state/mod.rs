@@ -126,6 +126,27 @@ impl StateDb {
         Ok((State::from_unique(records), bad))
     }
 
+    /// The records of the entries directly in each of `folders` (the root is ""): a few point
+    /// lookups, so a part of a large store (a mail replica's mailboxes) is read without the rest.
+    /// Returns them with how many folders did not decode (their paths count as never synced).
+    pub fn load_folders<'f>(&self, folders: impl IntoIterator<Item = &'f str>) -> Result<(State, usize)> {
+        let mut records = Vec::new();
+        let mut bad = 0;
+        let mut seen = std::collections::HashSet::new();
+        for folder in folders {
+            if !seen.insert(folder) {
+                continue;
+            }
+            let Some(value) = self.db.get(folder.as_bytes()).map_err(|e| sled_error(&self.path, e))? else { continue };
+            let before = records.len();
+            if decode_folder(folder, &value, &mut records).is_none() {
+                records.truncate(before);
+                bad += 1;
+            }
+        }
+        Ok((State::from_unique(records), bad))
+    }
+
     pub fn writer(&self) -> StateWriter<'_> {
         StateWriter { db: self, folders: HashMap::new(), pending: 0 }
     }
