@@ -34,4 +34,5 @@ pub mod config;
 pub mod core;
 pub mod endpoint;
 pub mod engine;
+pub mod mail;
 pub mod state;

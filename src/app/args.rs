@@ -109,6 +109,87 @@ pub enum Command {
     },
     /// Print a shell completion script.
     Completions { shell: clap_complete::Shell },
+    /// Replicate the mail store of [mail] to a replica, like Cyrus sync_client.
+    #[command(
+        args_conflicts_with_subcommands = true,
+        subcommand_negates_reqs = true,
+        after_help = "Modes: -r rolling (from the sync log, until the shutdown file), -u USER..., -m MAILBOX..., \
+                      -s USER... (Sieve scripts only), -A (every user). Mailboxes are named as Cyrus names them: \
+                      user.alice, user.alice.Sent, example.com!user.alice."
+    )]
+    Mail(MailArgs),
+}
+
+/// `pairsync mail`: sync_client's flags, with their meanings.
+#[derive(Debug, ClapArgs)]
+pub struct MailArgs {
+    #[command(subcommand)]
+    pub log_line: Option<MailCommand>,
+    /// Log every action in the mail log ([mail] log, default <state dir>/logs/mail.log).
+    #[arg(short = 'l')]
+    pub log_actions: bool,
+    /// The replica: a [[mail.replica]] name, or a URL or folder (default: [mail] default_replica).
+    #[arg(short = 'S', value_name = "REPLICA")]
+    pub replica: Option<String>,
+    /// The objects, one a line ('#' comments, '-' for stdin); with -r, an alternate log,
+    /// processed once and never deleted.
+    #[arg(short = 'f', value_name = "FILE")]
+    pub file: Option<PathBuf>,
+    /// Shutdown file, checked at the top of each rolling cycle and removed on shutdown.
+    #[arg(short = 'F', value_name = "FILE")]
+    pub shutdown_file: Option<PathBuf>,
+    /// Wait this long before starting.
+    #[arg(short = 'w', value_name = "SECS", default_value_t = 0)]
+    pub wait: u64,
+    /// A rolling cycle running longer is cut at the next user, the rest queued again.
+    #[arg(short = 't', value_name = "SECS", default_value_t = 600)]
+    pub timeout: u64,
+    /// Least time between the starts of two rolling cycles.
+    #[arg(short = 'd', value_name = "SECS", default_value_t = 3)]
+    pub delay: u64,
+    /// Connect once: an unreachable replica exits 6 instead of being retried with backoff.
+    #[arg(short = 'o')]
+    pub connect_once: bool,
+    /// Rolling replication from the sync log, until the shutdown file appears.
+    #[arg(short = 'r')]
+    pub rolling: bool,
+    /// With -r: process one log file, then exit (0 when there was none).
+    #[arg(short = '1', requires = "rolling")]
+    pub one: bool,
+    /// The objects are users: every mailbox, control file and Sieve script of each.
+    #[arg(short = 'u')]
+    pub users: bool,
+    /// The objects are mailboxes.
+    #[arg(short = 'm')]
+    pub mailboxes: bool,
+    /// The objects are users: their Sieve scripts only.
+    #[arg(short = 's')]
+    pub sieve: bool,
+    /// Every user found in the store.
+    #[arg(short = 'A')]
+    pub all: bool,
+    /// Also learn changes from inotify on the store (with -r), so that a store without a sync
+    /// log is replicated live.
+    #[arg(long, requires = "rolling")]
+    pub watch: bool,
+    /// Copy the replica back into the store (with -u, -m or -A), never overwriting a message
+    /// that is there.
+    #[arg(long)]
+    pub restore: bool,
+    #[arg(value_name = "OBJECTS")]
+    pub objects: Vec<String>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum MailCommand {
+    /// Append one correctly quoted line to the sync log (for delivery hooks).
+    Log {
+        /// USER, UNUSER, META, SIEVE, MAILBOX, APPEND, DOUBLEMAILBOX, UNMAILBOX, RENAME, QUOTA,
+        /// ANNOTATION, SEEN, SUB or UNSUB.
+        verb: String,
+        #[arg(value_name = "ARG")]
+        args: Vec<String>,
+    },
 }
 
 /// How watching reacts to changes.

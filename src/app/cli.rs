@@ -96,7 +96,10 @@ pub fn main() -> std::process::ExitCode {
 
 /// Runs the command; `sync` and `run` stopped by SIGINT or SIGTERM exit 128 + the signal.
 pub fn run(args: Args) -> std::process::ExitCode {
-    let interrupt = match matches!(args.command, Command::Sync(_) | Command::Run { .. }).then(Interrupt::install) {
+    // `mail -r` ends like the daemon: a signal is the way to stop it, so it exits 0.
+    let rolling = matches!(&args.command, Command::Mail(m) if m.rolling);
+    let stoppable = matches!(args.command, Command::Sync(_) | Command::Run { .. } | Command::Mail(_));
+    let interrupt = match stoppable.then(Interrupt::install) {
         Some(Err(e)) => {
             eprintln!("pairsync: cannot handle signals: {e}");
             return ExitCode::Usage.into();
@@ -106,6 +109,7 @@ pub fn run(args: Args) -> std::process::ExitCode {
     };
     let code = run_command(args, interrupt.as_ref().map(Interrupt::flag));
     match interrupt.and_then(|i| i.exit_code()) {
+        Some(_) if rolling && code <= ExitCode::Problems => ExitCode::Synced.into(),
         Some(signal) => std::process::ExitCode::from(signal),
         None => code.into(),
     }
@@ -151,6 +155,9 @@ fn run_command(args: Args, stop: Option<Arc<AtomicBool>>) -> ExitCode {
         }
         Command::Watch { names, all, timing } => {
             state().and_then(|state| daemon::watch(config, &state, (&names, all), verbosity, &timing.settings()))
+        }
+        Command::Mail(mail_args) => {
+            state().and_then(|state| crate::app::mail::run(config, &state, mail_args, verbosity, stop))
         }
         Command::Completions { shell } => {
             // Into a buffer first: clap_complete panics when it cannot write.

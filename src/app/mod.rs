@@ -6,6 +6,7 @@ pub mod cli;
 pub mod commands;
 pub mod daemon;
 pub mod items;
+pub mod mail;
 pub mod out;
 pub mod report;
 pub mod signals;

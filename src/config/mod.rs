@@ -9,6 +9,7 @@
 
 pub mod edit;
 pub mod job;
+pub mod mail;
 
 use std::collections::BTreeMap;
 use std::ffi::OsString;
@@ -45,6 +46,8 @@ const ITEM_KEYS: [&str; 13] = [
     "source",
     "destination",
 ];
+/// What the file may hold at the top level.
+const TOP_KEYS: [&str; 2] = ["item", "mail"];
 const SIDE_KEYS: [&str; 10] =
     ["type", "server", "username", "password", "password_env", "tls", "tls_verify", "directory", "ignore", "check"];
 /// Keys that mean something only for an FTP side.
@@ -531,8 +534,9 @@ impl Reader<'_> {
 
     /// The `[[item]]` tables; nothing else may be at the top level.
     fn tables<'d>(&self, root: &'d Table) -> Result<Vec<&'d Table>, Bad> {
-        if let Some((key, _)) = root.iter().find(|(key, _)| *key != "item") {
-            let message = format!("unknown key {key:?} at the top level (items are [[item]] tables)");
+        if let Some((key, _)) = root.iter().find(|(key, _)| !TOP_KEYS.contains(key)) {
+            let message =
+                format!("unknown key {key:?} at the top level (items are [[item]] tables, mail replication is [mail])");
             return Err(Bad { line: self.key_line(root, key), message });
         }
         match root.get("item") {
@@ -600,8 +604,13 @@ impl Reader<'_> {
     }
 
     fn side(&self, table: &dyn TableLike, side: &str, line: Option<usize>) -> Result<SideConfig, Bad> {
+        self.known_keys(table, &format!("{side}."), &SIDE_KEYS)?;
+        self.side_fields(table, side, line)
+    }
+
+    /// The fields of a side (an item's, or a mail replica's), its keys already checked.
+    fn side_fields(&self, table: &dyn TableLike, side: &str, line: Option<usize>) -> Result<SideConfig, Bad> {
         let prefix = format!("{side}.");
-        self.known_keys(table, &prefix, &SIDE_KEYS)?;
         let directory = self
             .string(table, &prefix, "directory")?
             .ok_or_else(|| Bad { line, message: format!("{side} has no directory") })?;
@@ -1546,7 +1555,7 @@ directory = "/music"
 
         invalid! {
             not_toml: "[[item]]\nname = \"a\nmode = \"clone\"\n" => "F:2: invalid TOML: invalid basic string";
-            unknown_top_level_key: "itme = 1\n" => "F:1: unknown key \"itme\" at the top level (items are [[item]] tables)";
+            unknown_top_level_key: "itme = 1\n" => "F:1: unknown key \"itme\" at the top level (items are [[item]] tables, mail replication is [mail])";
             item_not_an_array_of_tables: "[item]\nname = \"a\"\n" => "F:1: items must be [[item]] tables, not a table";
             unknown_item_key: concat!("[[item]]\nname = \"a\"\nmax_delet = 5\n", sides!())
                 => "F:3: item \"a\": unknown key max_delet (known: name, description, group, log, mode, recursive, \

@@ -147,6 +147,59 @@ impl StateDb {
         Ok((State::from_unique(records), bad))
     }
 
+    /// Moves the records of the folder `from`, and of everything below it, to `to` (a folder
+    /// renamed on both sides: a renamed mailbox), in one atomic batch. `record` is the folder's
+    /// own record, put at `to` in place of the one at `from`.
+    pub fn move_folder(&self, from: &str, to: &str, record: &StateRecord) -> Result<()> {
+        let mut batch = sled::Batch::default();
+        let below = format!("{from}/");
+        for key in [from.to_string()].into_iter().chain(self.keys_below(&below)?) {
+            let Some(value) = self.db.get(key.as_bytes()).map_err(|e| sled_error(&self.path, e))? else { continue };
+            batch.remove(key.as_bytes());
+            batch.insert(format!("{to}{}", &key[from.len()..]).as_bytes(), value);
+        }
+        // The folder's own record lives in its parent's value: out of one, into the other.
+        let mut parents: BTreeMap<String, BTreeMap<String, StateRecord>> = BTreeMap::new();
+        for (path, put) in [(from, false), (to, true)] {
+            let (folder, name) = split(path);
+            if !parents.contains_key(folder) {
+                let mut records = Vec::new();
+                if let Some(value) = self.db.get(folder.as_bytes()).map_err(|e| sled_error(&self.path, e))? {
+                    if decode_folder("", &value, &mut records).is_none() {
+                        records.clear();
+                    }
+                }
+                parents.insert(folder.to_string(), records.into_iter().collect());
+            }
+            let records = parents.get_mut(folder).expect("just inserted");
+            if put {
+                records.insert(name.to_string(), *record);
+            } else {
+                records.remove(name);
+            }
+        }
+        for (folder, records) in parents {
+            if records.is_empty() {
+                batch.remove(folder.as_bytes());
+            } else {
+                batch.insert(folder.as_bytes(), encode_folder(&records));
+            }
+        }
+        self.db.apply_batch(batch).map_err(|e| sled_error(&self.path, e))
+    }
+
+    /// Every key (folder) that starts with `prefix`.
+    fn keys_below(&self, prefix: &str) -> Result<Vec<String>> {
+        let mut keys = Vec::new();
+        for item in self.db.scan_prefix(prefix.as_bytes()) {
+            let (key, _) = item.map_err(|e| sled_error(&self.path, e))?;
+            if let Ok(key) = std::str::from_utf8(&key) {
+                keys.push(key.to_string());
+            }
+        }
+        Ok(keys)
+    }
+
     pub fn writer(&self) -> StateWriter<'_> {
         StateWriter { db: self, folders: HashMap::new(), pending: 0 }
     }
@@ -383,6 +436,34 @@ mod tests {
         assert_eq!(bad, 0);
         assert_eq!(state.keys().collect::<Vec<_>>(), ["d", "d/e/z", "x"]);
         assert_eq!(state.get("x").unwrap().hash, Some([1; 32]));
+    }
+
+    #[test]
+    fn a_moved_folder_takes_its_records_and_leaves_its_neighbours() {
+        let dir = tempfile::tempdir().unwrap();
+        let (db, _) = StateDb::open(dir.path(), "p", ["/a", "/b"], false).unwrap();
+        let f = StateRecord {
+            kind: Kind::File,
+            source: Observed { size: 1, mtime: 2 },
+            destination: Observed { size: 1, mtime: 3 },
+            hash: None,
+        };
+        let mut w = db.writer();
+        for dir_path in ["m", "m/.A", "m/.A/cur", "m/.Ab", "m/.Ab/cur"] {
+            w.put(dir_path, &StateRecord::dir()).unwrap();
+        }
+        for file in ["m/.A/cur/x:2,S", "m/.A/uidlist", "m/.Ab/cur/y"] {
+            w.put(file, &f).unwrap();
+        }
+        w.commit().unwrap();
+        db.move_folder("m/.A", "m/.B", &StateRecord::dir()).unwrap();
+        let (state, bad) = db.load().unwrap();
+        assert_eq!(bad, 0);
+        // `.Ab` shares `.A`'s prefix as text, not as a folder: it stays where it was.
+        assert_eq!(
+            state.keys().collect::<Vec<_>>(),
+            ["m", "m/.Ab", "m/.Ab/cur", "m/.Ab/cur/y", "m/.B", "m/.B/cur", "m/.B/cur/x:2,S", "m/.B/uidlist"]
+        );
     }
 
     #[test]

@@ -1,0 +1,351 @@
+//! `pairsync mail`: the command line of mail replication, as sync_client has it.
+
+use std::io::BufRead;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crate::app::args::{MailArgs, MailCommand};
+use crate::app::commands;
+use crate::app::out::outln;
+use crate::app::report::{Console, Verbosity};
+use crate::config::mail::MailConfig;
+use crate::core::error::{Error, Result};
+use crate::core::exit::ExitCode;
+use crate::engine::executor::Observer;
+use crate::mail::names::Mailbox;
+use crate::mail::replicate::{Passed, Replicator};
+use crate::mail::rolling::{self, End, Narrator, Rolling};
+use crate::mail::synclog::{self, Malformed, Verb};
+use crate::mail::watch::StoreWatch;
+
+impl Narrator for Console {
+    fn malformed(&self, log: &Path, line: &Malformed) {
+        crate::engine::sync::Reporter::warning(
+            self,
+            &format!("{}:{}: {}; line skipped", log.display(), line.line, line.reason),
+        );
+    }
+
+    fn note(&self, message: &str) {
+        crate::engine::sync::Reporter::warning(self, message);
+    }
+
+    fn cycle(&self, passed: &Passed) {
+        let t = &passed.outcome.tally;
+        if t.copied + t.deleted + t.renamed + t.folders_created > 0 || !passed.outcome.problems.is_empty() {
+            self.log(&summary(passed));
+        }
+    }
+}
+
+/// One line for what a pass did.
+fn summary(passed: &Passed) -> String {
+    let t = &passed.outcome.tally;
+    format!(
+        "{} mailboxes: copied {} ({}), renamed {}, deleted {}, {} folders created, {} problems",
+        passed.mailboxes,
+        t.copied,
+        indicatif::HumanBytes(t.bytes),
+        t.renamed,
+        t.deleted,
+        t.folders_created,
+        passed.outcome.problems.len()
+    )
+}
+
+/// The `[mail]` table of the config file; none is a usage error naming the file.
+fn mail_config(config_flag: Option<PathBuf>, quiet: bool) -> Result<(MailConfig, PathBuf)> {
+    let config = commands::load(config_flag, quiet)?;
+    let path = config.path().to_path_buf();
+    let mail = config.mail().map_err(|e| Error::Usage(e.to_string()))?;
+    let mail =
+        mail.ok_or_else(|| Error::Usage(format!("{}: no [mail] table (see pairsync-mail(8))", path.display())))?;
+    Ok((mail, path))
+}
+
+pub fn run(
+    config_flag: Option<PathBuf>,
+    state_dir: &Path,
+    args: MailArgs,
+    verbosity: Verbosity,
+    stop: Option<Arc<AtomicBool>>,
+) -> Result<ExitCode> {
+    let quiet = verbosity == Verbosity::Quiet;
+    let (config, _) = mail_config(config_flag, quiet)?;
+    if let Some(MailCommand::Log { verb, args: words }) = &args.log_line {
+        return log_line(&config.sync_log(state_dir), verb, words);
+    }
+    let modes =
+        [("-r", args.rolling), ("-u", args.users), ("-m", args.mailboxes), ("-s", args.sieve), ("-A", args.all)];
+    let chosen: Vec<&str> = modes.iter().filter(|(_, on)| *on).map(|(flag, _)| *flag).collect();
+    let mode = match chosen[..] {
+        [one] => one,
+        [] => return Err(Error::Usage("mail: give one of -r, -u, -m, -s, -A (or --restore with -u, -m, -A)".into())),
+        _ => return Err(Error::Usage(format!("mail: {} cannot go together; give one", chosen.join(" and ")))),
+    };
+    let mut objects = args.objects.clone();
+    if let (Some(file), false) = (&args.file, args.rolling) {
+        objects.extend(read_objects(file)?);
+    }
+    match mode {
+        "-u" | "-m" | "-s" if objects.is_empty() => {
+            return Err(Error::Usage(format!("mail {mode}: name at least one object (or give -f FILE)")))
+        }
+        "-r" | "-A" if !objects.is_empty() => {
+            return Err(Error::Usage(format!("mail {mode} takes no objects (given: {})", objects.join(" "))))
+        }
+        _ => {}
+    }
+    let log = args.log_actions.then(|| config.log(state_dir));
+    let console = Console::new(verbosity, false, false, log.as_deref())
+        .map_err(|e| Error::Usage(format!("mail log {}: {e}", log.clone().unwrap_or_default().display())))?;
+    let console = match &stop {
+        Some(flag) => console.with_stop(flag.clone()),
+        None => console,
+    };
+    if args.wait > 0 {
+        wait(Duration::from_secs(args.wait), &console);
+    }
+    let job = config.job(args.replica.as_deref(), state_dir)?;
+    let replicator =
+        open_with_backoff(job, args.rolling && !args.connect_once, config.shutdown_file.as_deref(), &console)?;
+    let Some(replicator) = replicator else { return Ok(ExitCode::Synced) };
+    if args.restore {
+        let passed = restore(&replicator, mode, &objects, &console)?;
+        if verbosity > Verbosity::Quiet {
+            outln!("pairsync mail --restore: {}", summary(&passed));
+        }
+        return Ok(if passed.outcome.problems.is_empty() { ExitCode::Synced } else { ExitCode::Problems });
+    }
+    let passed = match mode {
+        "-r" => {
+            let rolling = Rolling {
+                log: config.sync_log(state_dir),
+                once: args.one,
+                shutdown: args.shutdown_file.clone().or_else(|| config.shutdown_file.clone()),
+                timeout: Duration::from_secs(args.timeout.max(1)),
+                delay: Duration::from_secs(args.delay),
+            };
+            if let Some(file) = &args.file {
+                // -f with -r: an alternate log, processed once, never deleted.
+                let (lines, malformed) = read_alternate(file)?;
+                for bad in &malformed {
+                    console.malformed(file, bad);
+                }
+                rolling::cycle(&replicator, &lines, None, &console)?
+            } else {
+                let feed = if args.watch || config.watch {
+                    let watch = StoreWatch::start(replicator.store(), &replicator.job.layout).map_err(|e| {
+                        Error::Usage(format!("cannot watch the mail store {}: {e}", replicator.store().display()))
+                    })?;
+                    Some(watch)
+                } else {
+                    None
+                };
+                let (end, passed) = rolling::roll(&replicator, &rolling, feed.as_ref(), &console)?;
+                if end == End::Shutdown && !quiet {
+                    outln!("pairsync mail: shutdown file found; stopped");
+                }
+                passed
+            }
+        }
+        "-u" => users(&replicator, &objects, true, &console)?,
+        "-s" => users(&replicator, &objects, false, &console)?,
+        "-m" => mailboxes(&replicator, &objects, &console)?,
+        "-A" => {
+            let found = replicator.job.layout.users(replicator.store()).map_err(|e| {
+                Error::Safety(format!("the mail store {} cannot be listed: {e}", replicator.store().display()))
+            })?;
+            if found.is_empty() {
+                if replicator.knows_any_user()? {
+                    return Err(Error::Safety(format!(
+                        "the mail store {} holds no mailboxes, but the state says it did: nothing deleted on the \
+                         replica (an unmounted store?)",
+                        replicator.store().display()
+                    )));
+                }
+                return Err(Error::Usage(format!(
+                    "no users found in the mail store {} (user_dir {:?})",
+                    replicator.store().display(),
+                    replicator.job.layout.user_dir()
+                )));
+            }
+            users(&replicator, &found, true, &console)?
+        }
+        _ => unreachable!("modes checked above"),
+    };
+    replicator.flush()?;
+    if verbosity > Verbosity::Quiet {
+        outln!("pairsync mail: {}", summary(&passed));
+    }
+    Ok(if !passed.outcome.problems.is_empty() || passed.outcome.interrupted {
+        ExitCode::Problems
+    } else {
+        ExitCode::Synced
+    })
+}
+
+/// `--restore` with -u, -m or -A: the replica's mailboxes back into the store.
+fn restore(replicator: &Replicator, mode: &str, objects: &[String], console: &Console) -> Result<Passed> {
+    let layout = &replicator.job.layout;
+    let mailboxes: Vec<Mailbox> = match mode {
+        "-m" => objects
+            .iter()
+            .map(|name| layout.mailbox(name).map_err(|e| Error::Usage(format!("-m {name}: {e}"))))
+            .collect::<Result<_>>()?,
+        "-u" => {
+            let mut all = Vec::new();
+            for user in objects {
+                let known = replicator.recorded_mailboxes(user)?;
+                if known.is_empty() {
+                    return Err(Error::Usage(format!("unknown user {user:?}: never replicated to this replica")));
+                }
+                all.extend(known);
+            }
+            all
+        }
+        "-A" => replicator
+            .recorded_users()?
+            .iter()
+            .map(|u| replicator.recorded_mailboxes(u))
+            .collect::<Result<Vec<_>>>()?
+            .concat(),
+        _ => return Err(Error::Usage(format!("mail --restore goes with -u, -m or -A, not {mode}"))),
+    };
+    let outcome = replicator.restore(&mailboxes, console)?;
+    let mut passed = Passed::default();
+    passed.add(outcome, mailboxes.len());
+    Ok(passed)
+}
+
+/// `mail log VERB ARG...`: one line appended to the sync log, quoted as Cyrus quotes it.
+fn log_line(log: &Path, verb: &str, words: &[String]) -> Result<ExitCode> {
+    let verb: Verb = verb.parse().map_err(|e| Error::Usage(format!("mail log: {e}")))?;
+    let words: Vec<&str> = words.iter().map(String::as_str).collect();
+    synclog::check_arity(verb, words.len()).map_err(|e| Error::Usage(format!("mail log {verb}: {e}")))?;
+    if let Some(dir) = log.parent() {
+        std::fs::create_dir_all(dir).map_err(|e| Error::Usage(format!("sync log {}: {e}", log.display())))?;
+    }
+    synclog::append(log, verb, &words).map_err(|e| Error::Usage(format!("sync log {}: {e}", log.display())))?;
+    Ok(ExitCode::Synced)
+}
+
+/// `-f FILE`: one object a line, `#` comments and blank lines skipped; `-` is stdin.
+fn read_objects(file: &Path) -> Result<Vec<String>> {
+    let error = |e: std::io::Error| Error::Usage(format!("-f {}: {e}", file.display()));
+    let lines: Vec<String> = if file == Path::new("-") {
+        std::io::stdin().lock().lines().collect::<std::io::Result<_>>().map_err(error)?
+    } else {
+        std::fs::read_to_string(file).map_err(error)?.lines().map(str::to_string).collect()
+    };
+    Ok(lines.into_iter().map(|l| l.trim().to_string()).filter(|l| !l.is_empty() && !l.starts_with('#')).collect())
+}
+
+fn read_alternate(file: &Path) -> Result<(Vec<synclog::LogLine>, Vec<Malformed>)> {
+    let error = |e: std::io::Error| Error::Usage(format!("-f {}: {e}", file.display()));
+    if file == Path::new("-") {
+        let mut text = String::new();
+        std::io::Read::read_to_string(&mut std::io::stdin(), &mut text).map_err(error)?;
+        Ok(synclog::parse(&text))
+    } else {
+        synclog::read_alternate(file).map_err(error)
+    }
+}
+
+/// Replicates users: every mailbox of each (`mailboxes`), and with `sieve` their scripts.
+fn users(replicator: &Replicator, users: &[String], with_mail: bool, console: &Console) -> Result<Passed> {
+    let mut passed = Passed::default();
+    for user in users {
+        if console.should_stop() {
+            passed.outcome.interrupted = true;
+            break;
+        }
+        replicator.check_user_present(user)?;
+        let all = rolling::all_mailboxes(replicator, user)?;
+        if all.is_empty() {
+            return Err(Error::Usage(format!(
+                "unknown user {user:?}: no Maildir at {} in the store, and none replicated before",
+                replicator.job.layout.user_root(user).unwrap_or_default()
+            )));
+        }
+        if with_mail {
+            let outcome = replicator.user(&all, true, console)?;
+            passed.add(outcome, all.len());
+        }
+        let sieve = replicator.sieve(user, console)?;
+        passed.add(sieve, 0);
+    }
+    Ok(passed)
+}
+
+/// Replicates named mailboxes, grouped by user so that a move between two of them is a rename.
+fn mailboxes(replicator: &Replicator, names: &[String], console: &Console) -> Result<Passed> {
+    let layout = &replicator.job.layout;
+    let mut by_user: Vec<(String, Vec<Mailbox>)> = Vec::new();
+    for name in names {
+        let mailbox = layout.mailbox(name).map_err(|e| Error::Usage(format!("-m {name}: {e}")))?;
+        let exists = replicator.store().join(&mailbox.folder).is_dir();
+        if !exists && !replicator.knows_mailbox(&mailbox)? {
+            return Err(Error::Usage(format!("unknown mailbox {name:?}: no folder {} in the store", mailbox.folder)));
+        }
+        match by_user.iter_mut().find(|(user, _)| *user == mailbox.user) {
+            Some((_, list)) => list.push(mailbox),
+            None => by_user.push((mailbox.user.clone(), vec![mailbox])),
+        }
+    }
+    let mut passed = Passed::default();
+    for (_, list) in by_user {
+        if console.should_stop() {
+            passed.outcome.interrupted = true;
+            break;
+        }
+        let outcome = replicator.user(&list, true, console)?;
+        passed.add(outcome, list.len());
+    }
+    Ok(passed)
+}
+
+/// Opens the replicator. When rolling without -o, an unreachable replica is retried with
+/// backoff (15 s, doubling, up to 20 min) until it answers, a stop, or the shutdown file
+/// (then `None`).
+fn open_with_backoff(
+    job: crate::mail::replicate::MailJob,
+    retry: bool,
+    shutdown: Option<&Path>,
+    console: &Console,
+) -> Result<Option<Replicator>> {
+    let mut backoff = Duration::from_secs(15);
+    loop {
+        match Replicator::open(job.clone()) {
+            Err(error) if retry && error.exit_code() == ExitCode::Unreachable => {
+                crate::engine::sync::Reporter::warning(
+                    console,
+                    &format!("{}; trying again in {} s", error.chain(), backoff.as_secs()),
+                );
+                if !wait_unless(backoff, console, shutdown) {
+                    return Ok(None);
+                }
+                backoff = (backoff * 2).min(Duration::from_secs(20 * 60));
+            }
+            other => return other.map(Some),
+        }
+    }
+}
+
+/// Sleeps `how_long`, waking for a stop request; false when stopped.
+fn wait(how_long: Duration, console: &Console) -> bool {
+    wait_unless(how_long, console, None)
+}
+
+fn wait_unless(how_long: Duration, console: &Console, shutdown: Option<&Path>) -> bool {
+    let started = Instant::now();
+    while started.elapsed() < how_long {
+        if console.should_stop() || shutdown.is_some_and(Path::exists) {
+            return false;
+        }
+        std::thread::sleep((how_long - started.elapsed()).min(Duration::from_millis(200)));
+    }
+    true
+}
