@@ -781,10 +781,6 @@ fn dash_s_picks_another_replica_by_name_or_path() {
 }
 
 #[test]
-#[ignore = "BUG: `mail -S usbdrive` (a word that names no [[mail.replica]], e.g. a typo) is taken as \
-            the relative path ./usbdrive: a new replica is created in the working folder and the \
-            whole store copied there, exit 0; a bare word that names no replica should be exit 2 \
-            naming it and the known replicas (src/config/mail.rs MailConfig::job)"]
 fn dash_s_with_an_unknown_replica_name_is_a_usage_error() {
     // Guards -S NAME: a name that is not a replica's is one line naming it, not a new copy.
     let env = MailEnv::new();
@@ -850,9 +846,6 @@ fn a_shutdown_file_that_appears_stops_rolling_after_the_cycle_delay() {
 }
 
 #[test]
-#[ignore = "BUG: while `mail -r` waits with backoff for an unreachable replica, the -F shutdown file \
-            is never looked at (src/app/mail.rs passes only [mail] shutdown_file to open_with_backoff, \
-            not args.shutdown_file): the run goes on retrying (15 s, 30 s, ...) and never stops"]
 fn a_shutdown_file_stops_the_wait_for_an_unreachable_replica() {
     // Guards `-r` without -o against a replica that refuses connections: it waits with
     // backoff, and the shutdown file given with -F ends that wait (exit 0, file removed).
@@ -870,10 +863,6 @@ fn a_shutdown_file_stops_the_wait_for_an_unreachable_replica() {
 }
 
 #[test]
-#[ignore = "BUG: when [mail] shutdown_file stops `mail -r` during the backoff for an unreachable \
-            replica, the run exits 0 but leaves the file in place (src/app/mail.rs wait_unless only \
-            returns false), so the next start stops at once; issue 10: the shutdown file is removed \
-            on shutdown"]
 fn a_configured_shutdown_file_stops_the_wait_for_an_unreachable_replica() {
     // Guards [mail] shutdown_file during the backoff for an unreachable replica: exit 0, and
     // the file removed as at the top of a cycle.
@@ -975,10 +964,6 @@ fn a_store_emptied_after_replication_is_a_safety_stop_for_all() {
 }
 
 #[test]
-#[ignore = "BUG: with the store emptied (unmounted volume, mount point left), `mail -r` on a logged \
-            APPEND user.alice and `mail -u alice` delete alice's whole replica (exit 0) instead of the \
-            safety stop (exit 4) issue 10 item 8 asks for when the store holds no mailboxes but the \
-            state does; only -A checks (src/app/mail.rs users(), src/mail/rolling.rs cycle())"]
 fn a_store_emptied_after_replication_is_a_safety_stop_in_every_mode() {
     // Guards issue 10 item 8 beyond -A: a store with no mailboxes while the state holds some
     // is a safety stop for a rolling cycle and for -u too, and nothing is deleted.
@@ -1074,9 +1059,6 @@ fn modes_must_be_given_exactly_once() {
 }
 
 #[test]
-#[ignore = "BUG: `mail --restore -r` (and --restore -s) is refused with exit 2 only after the replica \
-            was opened: the run has already created the replica's folder and the pair's state \
-            (src/app/mail.rs checks the --restore mode in restore(), after open_with_backoff)"]
 fn a_restore_with_a_wrong_mode_is_refused_before_touching_anything() {
     // Guards the usage checks of --restore: a mode it does not take is exit 2 before any
     // replica folder or state is made (an unplugged drive's mount point stays empty).
@@ -1357,9 +1339,6 @@ fn a_user_pass_includes_the_users_sieve_scripts() {
 }
 
 #[test]
-#[ignore = "BUG: `mail -s alice` leaves the active-script symlink out (warning 'symbolic link, not \
-            followed'), while issue 10 item 3 says it is kept as a link (src/mail/replicate.rs \
-            Replicator::sieve clones the folder through the pair engine, which skips links)"]
 fn sieve_scripts_are_replicated_with_the_active_link_kept_as_a_link() {
     // Guards -s: a user's Sieve scripts are replicated, the active-script symlink as a link.
     let env = MailEnv::with_config("sieve_dir = \"{user}/sieve\"", "");

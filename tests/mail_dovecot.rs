@@ -576,9 +576,6 @@ fn a_rolling_cycle_to_ftp_lists_nothing_and_uploads_only_the_logged_delivery() {
 }
 
 #[test]
-#[ignore = "BUG: the FTP endpoint has no scan_part (src/endpoint/mod.rs falls back to a full scan), so \
-            `mail -u alice` (and -m, and a rolling cycle's UIDVALIDITY rescan) lists every user's \
-            folders on an FTP replica (MLSD of /bob/...): a -u pass costs a walk of the whole replica"]
 fn a_user_pass_to_ftp_lists_only_that_users_folders() {
     // Guards item 5's "cost follows the work" for -u over FTP: `mail -u alice` lists alice's
     // mailbox folders on the replica (to repair them), and none of bob's.
@@ -830,11 +827,6 @@ fn a_logged_rename_is_one_folder_rename_in_a_rolling_cycle() {
 }
 
 #[test]
-#[ignore = "BUG: a rolling cycle given `RENAME user.alice.Projects user.alice.Archive` renames only \
-            .Projects on the replica, but in a Maildir++ store `doveadm mailbox rename` moved the \
-            children too (.Projects.2024 -> .Archive.2024): the cycle consumes the log and leaves \
-            .Projects.2024 on the replica and .Archive.2024 missing until the next -u/-A pass \
-            (src/mail/rolling.rs users_of takes the RENAME's two names only)"]
 fn a_logged_rename_of_a_mailbox_with_children_carries_the_children() {
     // Guards a logged RENAME of a mailbox that has children: Dovecot renames the whole subtree
     // in one `doveadm mailbox rename`, and the one RENAME line a hook logs for it must leave

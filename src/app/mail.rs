@@ -108,10 +108,20 @@ pub fn run(
     if args.wait > 0 {
         wait(Duration::from_secs(args.wait), &console);
     }
+    if args.restore && !matches!(mode, "-u" | "-m" | "-A") {
+        return Err(Error::Usage(format!("mail --restore goes with -u, -m or -A, not {mode}")));
+    }
     let job = config.job(args.replica.as_deref(), state_dir)?;
-    let replicator =
-        open_with_backoff(job, args.rolling && !args.connect_once, config.shutdown_file.as_deref(), &console)?;
-    let Some(replicator) = replicator else { return Ok(ExitCode::Synced) };
+    let shutdown = args.shutdown_file.clone().or_else(|| config.shutdown_file.clone());
+    let replicator = open_with_backoff(job, args.rolling && !args.connect_once, shutdown.as_deref(), &console)?;
+    let Some(replicator) = replicator else {
+        // Stopped while waiting for the replica: by a signal, or the shutdown file, which is
+        // removed as a cycle's check removes it.
+        if let Some(file) = shutdown.as_deref().filter(|f| f.exists()) {
+            std::fs::remove_file(file).map_err(|e| Error::Usage(format!("shutdown file {}: {e}", file.display())))?;
+        }
+        return Ok(ExitCode::Synced);
+    };
     if args.restore {
         let passed = restore(&replicator, mode, &objects, &console)?;
         if verbosity > Verbosity::Quiet {
@@ -124,7 +134,7 @@ pub fn run(
             let rolling = Rolling {
                 log: config.sync_log(state_dir),
                 once: args.one,
-                shutdown: args.shutdown_file.clone().or_else(|| config.shutdown_file.clone()),
+                shutdown: shutdown.clone(),
                 timeout: Duration::from_secs(args.timeout.max(1)),
                 delay: Duration::from_secs(args.delay),
             };
@@ -294,6 +304,9 @@ fn mailboxes(replicator: &Replicator, names: &[String], console: &Console) -> Re
             Some((_, list)) => list.push(mailbox),
             None => by_user.push((mailbox.user.clone(), vec![mailbox])),
         }
+    }
+    for (user, _) in &by_user {
+        replicator.check_user_present(user)?;
     }
     let mut passed = Passed::default();
     for (_, list) in by_user {

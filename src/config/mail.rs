@@ -117,8 +117,17 @@ impl MailConfig {
                 (r.name.clone(), spec, auth, r.colon, r.connections)
             }
             (None, Some(given)) if chosen.is_some() => {
+                let names: Vec<&str> = self.replicas.iter().map(|r| r.name.as_str()).collect();
+                // A bare word is a replica's name mistyped, not a folder here: a folder is given
+                // as a path (`./usb`, `/media/usb`), a server as a URL.
+                if !given.contains('/') {
+                    return Err(Error::Usage(format!(
+                        "-S {given}: no replica of that name (known: {}); a folder is given as a path (./{given}), \
+                         a server as a URL",
+                        names.join(", ")
+                    )));
+                }
                 let (spec, password) = EndpointSpec::parse(given).map_err(|e| {
-                    let names: Vec<&str> = self.replicas.iter().map(|r| r.name.as_str()).collect();
                     Error::Usage(format!("-S {given}: no replica of that name (known: {}), and {e}", names.join(", ")))
                 })?;
                 (given.to_string(), spec, Auth { password, ..Auth::default() }, None, None)

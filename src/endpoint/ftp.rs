@@ -490,32 +490,33 @@ impl<T: TlsStream + Send + 'static> FtpEndpoint<T> {
     }
 }
 
-impl<T: TlsStream + Send + 'static> Endpoint for FtpEndpoint<T> {
-    fn url(&self) -> String {
-        self.shown.clone()
-    }
-
-    fn parallelism(&self) -> usize {
-        self.pool.limit
-    }
-
-    fn check_root(&self) -> super::Result<()> {
-        let root = self.full("");
-        self.with_conn(|conn| conn.ftp.cwd(&root).map(|_| ()))
-    }
-
-    fn scan(&self, filter: &Filter) -> super::Result<Scan> {
+impl<T: TlsStream + Send + 'static> FtpEndpoint<T> {
+    /// Lists from each `(folder, deep)` of `start`: a deep folder with everything below it, a
+    /// shallow one with only its own entries. With `whole`, `start` is the root and failing to
+    /// list it is an error; otherwise a start folder that cannot be listed is skipped when it
+    /// is not there, and an issue when it is.
+    fn walk(&self, filter: &Filter, start: Vec<(String, bool)>, whole: bool) -> super::Result<Scan> {
         let mut found: Vec<(String, Entry)> = Vec::new();
         let mut issues = Vec::new();
         let mut leftovers = Vec::new();
         // Folders holding something left out: they cannot be emptied, so they are never deleted.
         let mut holders = std::collections::HashSet::new();
-        let mut folders = vec![String::new()];
-        while let Some(dir) = folders.pop() {
+        let starts: std::collections::HashSet<String> = start.iter().map(|(d, _)| d.clone()).collect();
+        let mut on_the_way = std::collections::BTreeSet::new();
+        let mut folders = start;
+        folders.reverse();
+        while let Some((dir, deep)) = folders.pop() {
             let path = self.full(&dir);
             let listing = match self.with_conn(|conn| Self::list(conn, &path)) {
                 Ok(listing) => listing,
-                Err(e) if dir.is_empty() => return Err(e),
+                Err(e) if whole && dir.is_empty() => return Err(e),
+                // A start folder that is not (or no longer) a folder: its parent's listing says
+                // what is there. One that is a folder but cannot be listed is an issue below.
+                Err(_)
+                    if !whole && starts.contains(&dir) && !matches!(self.stat_rel(&dir), Ok(Some(e)) if e.is_dir()) =>
+                {
+                    continue
+                }
                 Err(e) => {
                     issues.push(ScanIssue {
                         path: dir,
@@ -525,6 +526,11 @@ impl<T: TlsStream + Send + 'static> Endpoint for FtpEndpoint<T> {
                     continue;
                 }
             };
+            if !dir.is_empty() && starts.contains(&dir) {
+                // Listed, so there: it and the folders on the way are folders.
+                on_the_way.extend(crate::core::model::ancestors(&dir).map(str::to_string));
+                on_the_way.insert(dir.clone());
+            }
             let join = |name: &str| if dir.is_empty() { name.to_string() } else { format!("{dir}/{name}") };
             if !listing.rejected.is_empty() || !listing.symlinks.is_empty() {
                 holders.insert(dir.clone());
@@ -570,7 +576,9 @@ impl<T: TlsStream + Send + 'static> Endpoint for FtpEndpoint<T> {
                             holders.insert(dir.clone());
                         } else if !filter.ignores(&rel, Kind::Dir) {
                             found.push((rel.clone(), listed.entry));
-                            folders.push(rel);
+                            if deep {
+                                folders.push((rel, true));
+                            }
                         } else {
                             holders.insert(dir.clone());
                         }
@@ -590,8 +598,41 @@ impl<T: TlsStream + Send + 'static> Endpoint for FtpEndpoint<T> {
                 }
             }
         }
+        for dir in on_the_way {
+            if !found.iter().any(|(path, _)| *path == dir) && !filter.hides(&dir, Kind::Dir) {
+                found.push((dir, Entry::dir()));
+            }
+        }
         super::mark_unsynced(&mut found, &holders);
         Ok(Scan { snapshot: Snapshot::from_unique(found), issues, leftovers })
+    }
+}
+
+impl<T: TlsStream + Send + 'static> Endpoint for FtpEndpoint<T> {
+    fn url(&self) -> String {
+        self.shown.clone()
+    }
+
+    fn parallelism(&self) -> usize {
+        self.pool.limit
+    }
+
+    fn check_root(&self) -> super::Result<()> {
+        let root = self.full("");
+        self.with_conn(|conn| conn.ftp.cwd(&root).map(|_| ()))
+    }
+
+    fn scan(&self, filter: &Filter) -> super::Result<Scan> {
+        self.walk(filter, vec![(String::new(), true)], true)
+    }
+
+    /// One listing per folder named: the entries directly in each of `shallow`, everything
+    /// below each of `deep`; a named folder that is not there is skipped (its parent's listing
+    /// says so). The folders on the way to a listed one are reported as folders.
+    fn scan_part(&self, filter: &Filter, shallow: &[String], deep: &[String]) -> super::Result<Scan> {
+        let mut start: Vec<(String, bool)> = shallow.iter().map(|d| (d.clone(), false)).collect();
+        start.extend(deep.iter().map(|d| (d.clone(), true)));
+        self.walk(filter, start, false)
     }
 
     fn stat(&self, path: &str) -> super::Result<Option<Entry>> {

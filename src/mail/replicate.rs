@@ -213,11 +213,18 @@ impl Replicator {
         let listed = |endpoint: &dyn Endpoint, side: &str| {
             endpoint
                 .scan_part(&filter, &shallow, &[])
-                .map(|scan| scan.snapshot)
                 .map_err(|e| Error::Safety(format!("the {side} cannot be listed: {e}")))
         };
-        let master = listed(&self.master, "mail store")?;
-        let replica = if repair { Some(listed(self.replica.as_ref(), "replica")?) } else { None };
+        let master = listed(&self.master, "mail store")?.snapshot;
+        // Temp files a killed run left on the replica: removed once this round has applied.
+        let mut leftovers = Vec::new();
+        let replica = if repair {
+            let scan = listed(self.replica.as_ref(), "replica")?;
+            leftovers = scan.leftovers;
+            Some(scan.snapshot)
+        } else {
+            None
+        };
         // The state of each mailbox folder, its cur/ and new/, and the folders on the way.
         let mut keys: Vec<String> = shallow.clone();
         keys.push(String::new());
@@ -285,7 +292,13 @@ impl Replicator {
             workers: workers(self.replica.as_ref()),
             durable: true,
         };
-        executor.apply(&plan, &self.db)
+        let outcome = executor.apply(&plan, &self.db)?;
+        for leftover in leftovers {
+            // A large copy cut off has been continued from its temp file by now; what is left is
+            // stale. One that cannot be removed is tried again on the next listed pass.
+            let _ = self.replica.remove_leftover(&leftover);
+        }
+        Ok(outcome)
     }
 
     /// True when `folder`'s dovecot-uidlist changed since the last pass and names another
@@ -464,11 +477,15 @@ impl Replicator {
             }
         };
         let job = Job {
-            sides: [EndpointSpec::Local(master), replica],
+            sides: [EndpointSpec::Local(master.clone()), replica],
             auth: [Auth::default(), self.job.auth.clone()],
             mode: Mode::Clone,
             options: PlanOptions::default(),
-            filter: Filter::new(std::iter::empty::<(&str, &str)>(), true)?,
+            // The links in it are carried below, as links: the clone must not warn of them.
+            filter: Filter::new(
+                sieve_links(&master, None).iter().map(|(name, _)| ("sieve link", format!("^{}$", regex::escape(name)))),
+                true,
+            )?,
             checks: [None, None],
             max_delete: 100,
             force: true,

@@ -179,6 +179,17 @@ fn users_of(replicator: &Replicator, work: &Work, narrator: &dyn Narrator) -> Re
             entry.insert(all);
         }
     }
+    // A renamed mailbox takes its children along in Maildir++ (`.Work` -> `.Job` moves
+    // `.Work.2024` too) while the log names only the parent: its user is looked at whole, where
+    // every renamed folder is matched to its new name.
+    for (old, _) in &work.renames {
+        if let Ok(mailbox) = layout.mailbox(old) {
+            if let std::collections::btree_map::Entry::Vacant(entry) = users.entry(mailbox.user) {
+                let all = all_mailboxes(replicator, entry.key())?;
+                entry.insert(all);
+            }
+        }
+    }
     let renamed = work.renames.iter().flat_map(|(old, new)| [old, new]);
     let named = work.mailboxes.iter().chain(&work.unmailboxes).chain(renamed);
     for name in named {
