@@ -207,12 +207,40 @@ fn file_check_gates_the_run() {
 
 #[test]
 fn missing_root_is_a_safety_stop_even_with_force() {
+    // Once the pair has state, a missing root is an unmounted drive: never created, never
+    // filled, whatever --force says.
     let env = TestEnv::new();
+    env.put(S, "a", "1");
+    env.sync_ok(&[]);
+    fs::remove_dir_all(&env.dst).unwrap();
+    let run = env.sync(&["--force"]);
+    env.expect(&run, 4);
+    assert!(run.stderr.contains("missing"), "{run}");
+    assert!(!env.dst.exists());
+    // A missing source is one on a first run too.
     let missing = env.root.join("not-mounted");
-    let run = env.run(&["sync", env.src.to_str().unwrap(), missing.to_str().unwrap(), "--force"]);
+    let run = env.run(&["sync", missing.to_str().unwrap(), env.root.join("fresh").to_str().unwrap(), "--force"]);
     env.expect(&run, 4);
     assert!(run.stderr.contains("not-mounted") && run.stderr.contains("missing"), "{run}");
-    assert!(!missing.exists());
+}
+
+#[test]
+fn a_first_run_creates_its_destination_like_rsync() {
+    // Regression (issue 11): `pairsync sync src /backup/new` was a safety stop, where rsync
+    // creates the folder. Its parent must exist, and a dry run creates nothing.
+    let env = TestEnv::new();
+    env.put(S, "a", "1");
+    let new = env.root.join("new");
+    let run = env.run(&["sync", env.src.to_str().unwrap(), new.to_str().unwrap(), "--dry-run"]);
+    env.expect(&run, 4);
+    assert!(!new.exists(), "{run}");
+    let run = env.run(&["sync", env.src.to_str().unwrap(), new.to_str().unwrap()]);
+    env.expect(&run, 0);
+    assert_eq!(fs::read_to_string(new.join("a")).unwrap(), "1", "{run}");
+    let deep = env.root.join("no/such/parent");
+    let run = env.run(&["sync", env.src.to_str().unwrap(), deep.to_str().unwrap()]);
+    env.expect(&run, 4);
+    assert!(!env.root.join("no").exists(), "{run}");
 }
 
 #[test]
@@ -388,14 +416,33 @@ fn an_ipv6_ftp_server_is_a_server_not_a_bad_port() {
 }
 
 #[test]
-fn a_non_utf8_name_is_skipped_with_a_warning_naming_it() {
+fn a_non_utf8_name_is_a_problem_naming_it() {
+    // Regression (issue 11): it was a warning with exit 0, so cron never learned that a file
+    // was not backed up. It is a per-path problem now (exit 1), shown even with -q.
     let env = TestEnv::new();
     let bad = std::ffi::OsStr::from_bytes(b"bad\xffname.txt");
     fs::write(env.src.join(bad), "x").unwrap();
     env.put(S, "good.txt", "g");
-    let run = env.sync_ok(&[]);
-    assert!(run.stderr.contains("bad\u{fffd}name.txt: name is not valid UTF-8; skipped"), "{run}");
+    let run = env.sync(&["-q"]);
+    env.expect(&run, 1);
+    assert!(run.stderr.contains("bad\u{fffd}name.txt: source: name is not valid UTF-8; skipped"), "{run}");
     env.assert_tree(D, &[("good.txt", "g")]);
+}
+
+#[test]
+fn quiet_runs_still_show_conflicts_and_skipped_entries() {
+    // Regression (issue 11): -q hid conflicts and left-out symlinks, which cron must see.
+    let env = TestEnv::new();
+    env.put(S, "f", "base");
+    env.sync_ok(&[]);
+    env.put_at(S, "f", "source edit", 2_000_000_000);
+    env.put_at(D, "f", "destination edit!", 2_000_000_100);
+    std::os::unix::fs::symlink("f", env.src.join("link")).unwrap();
+    let run = env.sync(&["-q"]);
+    env.expect(&run, 0);
+    assert!(run.stdout.is_empty(), "{run}");
+    assert!(run.stderr.contains("conflict f:"), "{run}");
+    assert!(run.stderr.contains("link: symbolic link"), "{run}");
 }
 
 /// Runs the binary without the capabilities that let root read anything, so that a file

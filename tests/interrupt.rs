@@ -28,7 +28,7 @@ fn job(argv: &[&str], state: &std::path::Path) -> pairsync::engine::job::Job {
     else {
         unreachable!("parsed as sync")
     };
-    pairsync::app::cli::job(&args, Some(state.to_path_buf())).unwrap()
+    pairsync::app::cli::job(&args, Some(state.to_path_buf()), None).unwrap()
 }
 
 /// Stopped while filling staged folders on an FTP server (new folders are filled under a temp

@@ -509,7 +509,7 @@ fn job(source: &Path, destination: &Path, state: &Path) -> Job {
     else {
         unreachable!("parsed a sync command")
     };
-    pairsync::app::cli::job(&sync_args, args.state_dir).expect("the job resolves")
+    pairsync::app::cli::job(&sync_args, args.state_dir, None).expect("the job resolves")
 }
 
 /// Runs one sync; returns its summary and what it did, or a message.

@@ -84,7 +84,7 @@ fn a_folder_swapped_for_a_symlink_during_a_run_receives_nothing() {
     else {
         unreachable!()
     };
-    let job = pairsync::app::cli::job(&args, Some(env.state.clone())).unwrap();
+    let job = pairsync::app::cli::job(&args, Some(env.state.clone()), None).unwrap();
     let swapper = SwapAfterFirstCopy { dst: env.dst.clone(), outside: outside.clone(), done: AtomicBool::new(false) };
     let summary = sync(&job, &swapper).unwrap();
     assert!(swapper.done.load(Ordering::SeqCst));

@@ -80,6 +80,12 @@ pub enum Command {
         /// Every item.
         #[arg(long)]
         all: bool,
+        /// Print each item's plan; change nothing (no log line, no last-run record either).
+        #[arg(short = 'n', long)]
+        dry_run: bool,
+        /// Override the empty-side and max-delete safety stops, for this run.
+        #[arg(long)]
+        force: bool,
     },
     /// Print an item's log.
     Logs {

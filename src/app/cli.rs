@@ -1,7 +1,7 @@
 //! The command line resolved: the raw flags of [`crate::app::args`] (with the environment and
 //! defaults) into plain types, a [`Job`] for `sync`; the one place errors are printed.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 
@@ -24,17 +24,30 @@ use crate::endpoint::spec::{without_password, EndpointSpec};
 use crate::engine::job::Job;
 use crate::engine::sync::sync;
 
-/// The state folder: the flag, $PAIRSYNC_STATE_DIR, $XDG_STATE_HOME/pairsync, ~/.local/state/pairsync.
-fn state_dir(flag: Option<PathBuf>) -> Result<PathBuf> {
+/// The state folder and where it was set: --state-dir, $PAIRSYNC_STATE_DIR, the config file's
+/// `state_dir`, then $XDG_STATE_HOME/pairsync or ~/.local/state/pairsync.
+pub fn state_dir(flag: Option<PathBuf>, config: Option<&Path>) -> Result<(PathBuf, String)> {
     let env = |name: &str| std::env::var_os(name).filter(|v| !v.is_empty()).map(PathBuf::from);
-    flag.or_else(|| env("PAIRSYNC_STATE_DIR"))
-        .or_else(|| env("XDG_STATE_HOME").map(|d| d.join("pairsync")))
-        .or_else(|| env("HOME").map(|h| h.join(".local/state/pairsync")))
+    if let Some(dir) = flag {
+        return Ok((dir, "--state-dir".into()));
+    }
+    if let Some(dir) = env("PAIRSYNC_STATE_DIR") {
+        return Ok((dir, "PAIRSYNC_STATE_DIR".into()));
+    }
+    if let Some(path) = config.filter(|p| p.exists()) {
+        let config = crate::config::Config::load(path).map_err(|e| Error::Usage(e.to_string()))?;
+        if let Some(dir) = config.state_dir().map_err(|e| Error::Usage(e.to_string()))? {
+            return Ok((dir, format!("state_dir in {}", path.display())));
+        }
+    }
+    env("XDG_STATE_HOME")
+        .map(|d| (d.join("pairsync"), "$XDG_STATE_HOME/pairsync".to_string()))
+        .or_else(|| env("HOME").map(|h| (h.join(".local/state/pairsync"), "the default".to_string())))
         .ok_or_else(|| Error::Usage("no state folder: set --state-dir, PAIRSYNC_STATE_DIR or HOME".into()))
 }
 
 /// Resolves the flags of `sync` into a validated job.
-pub fn job(args: &SyncArgs, state_dir_flag: Option<PathBuf>) -> Result<Job> {
+pub fn job(args: &SyncArgs, state_dir_flag: Option<PathBuf>, config: Option<PathBuf>) -> Result<Job> {
     let f = &args.filter;
     let patterns = f
         .ignore
@@ -74,7 +87,7 @@ pub fn job(args: &SyncArgs, state_dir_flag: Option<PathBuf>) -> Result<Job> {
         max_delete: args.max_delete,
         force: args.force,
         dry_run: args.dry_run,
-        state_dir: state_dir(state_dir_flag)?,
+        state_dir: state_dir(state_dir_flag, config.as_deref())?.0,
         auth,
         connections: usize::from(args.connections),
         scope: None,
@@ -123,22 +136,24 @@ fn run_command(args: Args, stop: Option<Arc<AtomicBool>>) -> ExitCode {
     };
     let quiet = verbosity == Verbosity::Quiet;
     let (config, json) = (args.config, args.json);
-    let state = || state_dir(args.state_dir.clone());
+    let config_file = commands::config_path(config.clone()).ok();
+    let state_from = || state_dir(args.state_dir.clone(), config_file.as_deref());
+    let state = || state_from().map(|(dir, _)| dir);
     let done = |result: Result<()>| result.map(|()| ExitCode::Synced);
     let result = match args.command {
-        Command::Sync(sync_args) => return run_sync(sync_args, args.state_dir, verbosity, json, stop),
-        Command::List => state().and_then(|state| done(commands::list(config, &state, json, quiet))),
+        Command::Sync(sync_args) => return run_sync(sync_args, args.state_dir, config_file, verbosity, json, stop),
+        Command::List => state_from().and_then(|state| done(commands::list(config, &state, json, quiet))),
         Command::Groups => done(commands::groups(config, quiet)),
-        Command::Show { name } => state().and_then(|state| done(commands::show(config, &state, &name, quiet))),
+        Command::Show { name } => state_from().and_then(|state| done(commands::show(config, &state, &name, quiet))),
         Command::Add(item) => done(commands::add(config, &item.edit(), quiet)),
         Command::Edit(item) => done(commands::edit(config, &item.edit(), quiet)),
         Command::Copy { name, new } => done(commands::copy(config, &name, &new, quiet)),
         Command::Delete { name, purge_state } => {
             state().and_then(|state| done(commands::delete(config, &state, &name, purge_state, quiet)))
         }
-        Command::Run { names, group, all } => state()
+        Command::Run { names, group, all, dry_run, force } => state()
             .and_then(|state| {
-                let options = RunOptions { json, stop, ..RunOptions::new(verbosity) };
+                let options = RunOptions { json, stop, dry_run, force, ..RunOptions::new(verbosity) };
                 commands::run(config, &state, (&names, group.as_deref(), all), &options)
             })
             .inspect_err(|error| {
@@ -179,6 +194,7 @@ fn run_command(args: Args, stop: Option<Arc<AtomicBool>>) -> ExitCode {
 fn run_sync(
     sync_args: SyncArgs,
     state_dir_flag: Option<PathBuf>,
+    config_file: Option<PathBuf>,
     verbosity: Verbosity,
     json: bool,
     stop: Option<Arc<AtomicBool>>,
@@ -200,7 +216,7 @@ fn run_sync(
         Err(_) => without_password(given),
     };
     console.started(&shown(&sync_args.source), &shown(&sync_args.destination));
-    match job(&sync_args, state_dir_flag).and_then(|job| sync(&job, &console)) {
+    match job(&sync_args, state_dir_flag, config_file).and_then(|job| sync(&job, &console)) {
         Ok(summary) => {
             console.finished(&summary);
             summary.exit()

@@ -23,7 +23,25 @@ pub fn config_path(flag: Option<PathBuf>) -> Result<PathBuf> {
 
 /// Loads and validates the config (schedules included); prints its warnings unless quiet.
 pub fn load(flag: Option<PathBuf>, quiet: bool) -> Result<Config> {
-    let config = Config::load(&config_path(flag)?).map_err(items::config_error)?;
+    let path = config_path(flag)?;
+    if !path.exists() {
+        return Err(missing(&path));
+    }
+    load_or_new(&path, quiet)
+}
+
+/// Only `add` creates the file: any other command on a missing one would do nothing and say
+/// all is well (a typo in -C, a unit pointing at the wrong place).
+fn missing(path: &Path) -> Error {
+    Error::Usage(format!(
+        "{}: no such config file (pairsync add NAME --source S --destination D creates it)",
+        path.display()
+    ))
+}
+
+/// Loads the config file, an absent one being empty: for `add`, which creates it.
+fn load_or_new(path: &Path, quiet: bool) -> Result<Config> {
+    let config = Config::load(path).map_err(items::config_error)?;
     config
         .validate_with(|spec| spec.parse::<Schedule>().map(|_| ()).map_err(|e| e.reason))
         .map_err(items::config_error)?;
@@ -37,8 +55,16 @@ pub fn load(flag: Option<PathBuf>, quiet: bool) -> Result<Config> {
 
 /// Loads the config, lets `change` edit it, and saves it, holding `<config>.lock` meanwhile:
 /// two edits at once (two `add`s from a script) must never lose one of them.
-fn edit_config<T>(flag: Option<PathBuf>, quiet: bool, change: impl FnOnce(&mut Config) -> Result<T>) -> Result<T> {
+fn edit_config<T>(
+    flag: Option<PathBuf>,
+    quiet: bool,
+    create: bool,
+    change: impl FnOnce(&mut Config) -> Result<T>,
+) -> Result<T> {
     let path = config_path(flag)?;
+    if !create && !path.exists() {
+        return Err(missing(&path));
+    }
     let lock_path = {
         let mut name = path.as_os_str().to_owned();
         name.push(".lock");
@@ -51,7 +77,7 @@ fn edit_config<T>(flag: Option<PathBuf>, quiet: bool, change: impl FnOnce(&mut C
     let lock =
         std::fs::OpenOptions::new().create(true).truncate(false).write(true).open(&lock_path).map_err(lock_error)?;
     lock.lock().map_err(lock_error)?;
-    let mut config = load(Some(path), quiet)?;
+    let mut config = load_or_new(&path, quiet)?;
     let out = change(&mut config)?;
     config.save().map_err(items::config_error)?;
     Ok(out)
@@ -63,11 +89,27 @@ pub fn add(config_flag: Option<PathBuf>, edit: &ItemEdit, quiet: bool) -> Result
     };
     let mut item = Item::new(&edit.name, side_from("--source", source)?, side_from("--destination", destination)?);
     apply(&mut item, edit)?;
-    edit_config(config_flag, quiet, |config| config.add(&item).map_err(items::config_error))
+    let created = config_path(config_flag.clone()).map(|path| !path.exists())?;
+    let path = edit_config(config_flag, quiet, true, |config| {
+        config.add(&item).map_err(items::config_error)?;
+        Ok(config.path().to_path_buf())
+    })?;
+    if !quiet {
+        let made = if created { " (file created)" } else { "" };
+        outln!(
+            "added {}: {} {} -> {} in {}{made}",
+            item.name,
+            item.mode,
+            shown(&item.source),
+            shown(&item.destination),
+            path.display()
+        );
+    }
+    Ok(())
 }
 
 pub fn edit(config_flag: Option<PathBuf>, edit: &ItemEdit, quiet: bool) -> Result<()> {
-    edit_config(config_flag, quiet, |config| {
+    edit_config(config_flag, quiet, false, |config| {
         let mut item = config.item(&edit.name).map_err(items::config_error)?;
         apply(&mut item, edit)?;
         config.replace(&edit.name, &item).map_err(items::config_error)
@@ -75,7 +117,7 @@ pub fn edit(config_flag: Option<PathBuf>, edit: &ItemEdit, quiet: bool) -> Resul
 }
 
 pub fn copy(config_flag: Option<PathBuf>, name: &str, new: &str, quiet: bool) -> Result<()> {
-    edit_config(config_flag, quiet, |config| config.copy(name, new).map_err(items::config_error))
+    edit_config(config_flag, quiet, false, |config| config.copy(name, new).map_err(items::config_error))
 }
 
 pub fn delete(
@@ -85,7 +127,7 @@ pub fn delete(
     purge_state: bool,
     quiet: bool,
 ) -> Result<()> {
-    edit_config(config_flag, quiet, |config| {
+    edit_config(config_flag, quiet, false, |config| {
         let item = config.item(name).map_err(items::config_error)?;
         // With --purge-state, the pair's lock first: if a run is going on, nothing changes (exit 5).
         let pair = if purge_state {
@@ -142,7 +184,9 @@ fn last_run_cell(state_dir: &Path, name: &str) -> String {
 }
 
 /// The Items table.
-pub fn list(config_flag: Option<PathBuf>, state_dir: &Path, json: bool, quiet: bool) -> Result<()> {
+/// `state` is the state folder and what set it (the flag, the environment, the config file).
+pub fn list(config_flag: Option<PathBuf>, state: &(PathBuf, String), json: bool, quiet: bool) -> Result<()> {
+    let state_dir = state.0.as_path();
     let config = load(config_flag, quiet)?;
     let items = config.items().map_err(items::config_error)?;
     let now = chrono::Local::now();
@@ -194,6 +238,9 @@ pub fn list(config_flag: Option<PathBuf>, state_dir: &Path, json: bool, quiet: b
     for row in &rows {
         outln!("{}", line(row));
     }
+    if !quiet {
+        outln!("state: {} (from {})", state.0.display(), state.1);
+    }
     Ok(())
 }
 
@@ -211,7 +258,8 @@ pub fn groups(config_flag: Option<PathBuf>, quiet: bool) -> Result<()> {
 }
 
 /// Every field of an item; a password shows as `(set)`, never its value.
-pub fn show(config_flag: Option<PathBuf>, state_dir: &Path, name: &str, quiet: bool) -> Result<()> {
+pub fn show(config_flag: Option<PathBuf>, state: &(PathBuf, String), name: &str, quiet: bool) -> Result<()> {
+    let state_dir = state.0.as_path();
     let config = load(config_flag, quiet)?;
     let item = config.item(name).map_err(items::config_error)?;
     let opt = |v: &Option<String>| v.clone().unwrap_or_else(|| "-".into());
@@ -226,6 +274,7 @@ pub fn show(config_flag: Option<PathBuf>, state_dir: &Path, name: &str, quiet: b
     outln!("max_delete:   {}%", item.max_delete);
     outln!("schedule:     {}", opt(&item.schedule));
     outln!("watch:        {}", item.watch);
+    outln!("state dir:    {} (from {})", state.0.display(), state.1);
     if [&item.source, &item.destination].iter().any(|side| side.kind == EndpointKind::Ftp) {
         let connections = item.connections.map_or("4 (default)".to_string(), |n| n.to_string());
         outln!("connections:  {connections}");
@@ -259,6 +308,9 @@ pub fn show(config_flag: Option<PathBuf>, state_dir: &Path, name: &str, quiet: b
 pub fn select(config: &Config, names: &[String], group: Option<&str>, all: bool) -> Result<Vec<Item>> {
     let items = config.items().map_err(items::config_error)?;
     if all {
+        if items.is_empty() {
+            return Err(Error::Usage(format!("no items in {}", config.path().display())));
+        }
         return Ok(items);
     }
     if let Some(group) = group {

@@ -41,7 +41,19 @@ struct Scheduled {
 /// The config's items: the scheduled ones with their next due time, and those to watch. Read
 /// once, so that a reread config is taken whole or not at all.
 fn load(config_flag: Option<PathBuf>, quiet: bool, now: &DateTime<Local>) -> Result<(Vec<Scheduled>, Vec<Item>)> {
-    let items = commands::load(config_flag, quiet)?.items().map_err(items::config_error)?;
+    let config = commands::load(config_flag, quiet)?;
+    let items = config.items().map_err(items::config_error)?;
+    if items.is_empty() {
+        return Err(Error::Usage(format!("no items in {}", config.path().display())));
+    }
+    if !quiet && !items.iter().any(|item| item.watch || item.schedule.is_some()) {
+        // Not an error: schedules may be added and the daemon told by SIGHUP.
+        eprintln!(
+            "pairsync daemon: warning: no item of {} has a schedule or watch = true; nothing runs until one does \
+             (then SIGHUP)",
+            config.path().display()
+        );
+    }
     let watched = items.iter().filter(|item| item.watch).cloned().collect();
     Ok((scheduled(items, now)?, watched))
 }

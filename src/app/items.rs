@@ -73,6 +73,10 @@ pub struct RunOptions {
     pub quiet_skips: bool,
     /// `--json` for several items: each summary goes here (see [`crate::app::report::JsonSink`]).
     pub json_sink: Option<crate::app::report::JsonSink>,
+    /// `run --dry-run`: print the plan, change nothing, log and record nothing.
+    pub dry_run: bool,
+    /// `run --force`: pass the empty-side and max-delete safety stops.
+    pub force: bool,
 }
 
 impl RunOptions {
@@ -86,6 +90,8 @@ impl RunOptions {
             quiet_noops: false,
             quiet_skips: false,
             json_sink: None,
+            dry_run: false,
+            force: false,
         }
     }
 }
@@ -98,7 +104,9 @@ pub fn run(item: &Item, state_dir: &Path, options: &RunOptions) -> ExitCode {
 /// The same, planning only `scope` (the paths a watcher saw change) when given.
 pub fn run_scoped(item: &Item, state_dir: &Path, options: &RunOptions, scope: Option<Vec<String>>) -> ExitCode {
     let log = log_path(item, state_dir);
-    let console = match Console::new(options.verbosity, options.json, false, Some(&log)) {
+    // A dry run leaves the state folder as it was: no log line there, no last-run record.
+    let log_file = (!options.dry_run).then_some(log.as_path());
+    let console = match Console::new(options.verbosity, options.json, options.dry_run, log_file) {
         Ok(console) => console,
         Err(e) => {
             let message = format!("log file {}: {e}", log.display());
@@ -125,7 +133,7 @@ pub fn run_scoped(item: &Item, state_dir: &Path, options: &RunOptions, scope: Op
     let (source, destination) = (shown(&item.source), shown(&item.destination));
     console.started(&format!("item {} {source}", item.name), &destination);
     let started = chrono::Local::now();
-    let job = job(item, state_dir).map(|job| Job { scope, ..job });
+    let job = job(item, state_dir).map(|job| Job { scope, dry_run: options.dry_run, force: options.force, ..job });
     let (exit, result) = match job.and_then(|job| sync(&job, &console)) {
         Ok(summary) => {
             console.finished(&summary);
@@ -142,6 +150,9 @@ pub fn run_scoped(item: &Item, state_dir: &Path, options: &RunOptions, scope: Op
         exit_code: exit.code(),
         result,
     };
+    if options.dry_run {
+        return exit;
+    }
     if let Err(e) = record_last_run(state_dir, &item.name, &record) {
         console.log(&format!("warning cannot record the last run: {e}"));
     }

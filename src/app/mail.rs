@@ -32,10 +32,14 @@ impl Narrator for Console {
         crate::engine::sync::Reporter::warning(self, message);
     }
 
-    fn cycle(&self, passed: &Passed) {
+    fn cycle(&self, passed: &Passed, took: Duration) {
         let t = &passed.outcome.tally;
         if t.copied + t.deleted + t.renamed + t.folders_created > 0 || !passed.outcome.problems.is_empty() {
-            self.log(&summary(passed));
+            let line = format!("cycle: {} in {:.3} s", summary(passed), took.as_secs_f64());
+            self.log(&line);
+            if self.verbosity() == Verbosity::Verbose {
+                outln!("pairsync mail: {line}");
+            }
         }
     }
 }
@@ -186,7 +190,10 @@ pub fn run(
         }
         _ => unreachable!("modes checked above"),
     };
-    replicator.flush()?;
+    let t = &passed.outcome.tally;
+    if t.copied + t.deleted + t.renamed + t.folders_created > 0 {
+        replicator.flush()?;
+    }
     if verbosity > Verbosity::Quiet {
         outln!("pairsync mail: {}", summary(&passed));
     }
@@ -208,20 +215,37 @@ fn restore(replicator: &Replicator, mode: &str, objects: &[String], console: &Co
         "-u" => {
             let mut all = Vec::new();
             for user in objects {
-                let known = replicator.recorded_mailboxes(user)?;
+                // The state says which mailboxes were replicated; lost with the server, the
+                // replica itself does.
+                let mut known = replicator.recorded_mailboxes(user)?;
                 if known.is_empty() {
-                    return Err(Error::Usage(format!("unknown user {user:?}: never replicated to this replica")));
+                    known = replicator.replica_mailboxes(user)?;
+                }
+                if known.is_empty() {
+                    return Err(Error::Usage(format!("unknown user {user:?}: not on this replica")));
                 }
                 all.extend(known);
             }
             all
         }
-        "-A" => replicator
-            .recorded_users()?
-            .iter()
-            .map(|u| replicator.recorded_mailboxes(u))
-            .collect::<Result<Vec<_>>>()?
-            .concat(),
+        "-A" => {
+            let mut users = replicator.recorded_users()?;
+            if users.is_empty() {
+                users = replicator.replica_users()?;
+            }
+            if users.is_empty() {
+                return Err(Error::Usage("mail --restore -A: the replica holds no user's Maildir".into()));
+            }
+            let mut all = Vec::new();
+            for user in &users {
+                let mut known = replicator.recorded_mailboxes(user)?;
+                if known.is_empty() {
+                    known = replicator.replica_mailboxes(user)?;
+                }
+                all.extend(known);
+            }
+            all
+        }
         _ => return Err(Error::Usage(format!("mail --restore goes with -u, -m or -A, not {mode}"))),
     };
     let outcome = replicator.restore(&mailboxes, console)?;

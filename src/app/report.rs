@@ -128,6 +128,10 @@ impl Console {
         self
     }
 
+    pub fn verbosity(&self) -> Verbosity {
+        self.verbosity
+    }
+
     pub fn log(&self, line: &str) {
         if let Some(start) = self.pending_start.lock().unwrap().take() {
             self.write_log(&start);
@@ -256,11 +260,22 @@ impl Reporter for Console {
         }
     }
 
+    fn skipped(&self, message: &str) {
+        self.log(&format!("warning {message}"));
+        self.complain(&format!("warning: {message}"));
+    }
+
     fn planned(&self, plan: &Plan) {
         for conflict in &plan.conflicts {
             self.log(&conflict.to_string());
-            if self.verbosity > Verbosity::Quiet && !self.json {
+            if self.json {
+                continue;
+            }
+            // A conflict is something a person must look at: even -q (cron) shows it, on stderr.
+            if self.verbosity > Verbosity::Quiet {
                 self.say(&conflict.to_string());
+            } else {
+                self.complain(&conflict.to_string());
             }
         }
         if self.dry_run && !self.json && self.verbosity > Verbosity::Quiet {

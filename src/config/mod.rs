@@ -47,7 +47,7 @@ const ITEM_KEYS: [&str; 13] = [
     "destination",
 ];
 /// What the file may hold at the top level.
-const TOP_KEYS: [&str; 2] = ["item", "mail"];
+const TOP_KEYS: [&str; 3] = ["item", "mail", "state_dir"];
 const SIDE_KEYS: [&str; 10] =
     ["type", "server", "username", "password", "password_env", "tls", "tls_verify", "directory", "ignore", "check"];
 /// Keys that mean something only for an FTP side.
@@ -236,6 +236,25 @@ impl Config {
 
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// The top-level `state_dir`, a relative one taken from the config file's folder: so that a
+    /// root shell and a systemd unit using this file share state, logs and locks.
+    pub fn state_dir(&self) -> Result<Option<PathBuf>, ConfigError> {
+        let Some(value) = self.doc.get("state_dir") else { return Ok(None) };
+        let text = self.doc.to_string();
+        let reader = Reader { text: &text };
+        let spans = ImDocument::parse(text.as_str()).ok();
+        let line = spans.as_ref().and_then(|doc| reader.key_line(&**doc, "state_dir"));
+        let invalid = |message: String| ConfigError::Invalid { path: self.path.clone(), line, message };
+        let dir = value
+            .as_str()
+            .ok_or_else(|| invalid(format!("state_dir must be a string, not {}", a(value.type_name()))))?;
+        if dir.is_empty() {
+            return Err(invalid("state_dir is empty".into()));
+        }
+        let base = self.path.parent().unwrap_or(Path::new("."));
+        Ok(Some(base.join(dir)))
     }
 
     /// Every item, validated, in file order.

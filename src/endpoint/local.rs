@@ -434,7 +434,7 @@ impl LocalEndpoint {
                     walk.issues.push(ScanIssue {
                         path,
                         message: "name is not valid UTF-8; skipped".into(),
-                        kind: IssueKind::Skipped,
+                        kind: IssueKind::Uncarried,
                     });
                     continue;
                 };

@@ -38,6 +38,9 @@ pub enum IssueKind {
     /// A problem (exit 1), and the path with everything below it is left out of the run: a
     /// folder that could not be listed must not look emptied.
     Unreadable,
+    /// A problem (exit 1): a file whose name the pair cannot carry (not UTF-8), so it is not
+    /// synced; cron must learn that from the exit code.
+    Uncarried,
 }
 
 /// Marks the folders (by relative path) that hold something the scan left out.

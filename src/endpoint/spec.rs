@@ -143,7 +143,14 @@ impl EndpointSpec {
     /// which is why `parse` does not.
     pub fn canonical(self) -> EndpointSpec {
         match self {
-            EndpointSpec::Local(path) => EndpointSpec::Local(path.canonicalize().unwrap_or(path)),
+            // A folder not there yet (a first run creates it) is named by its canonical parent,
+            // so that its pair id is the one it will have once it exists.
+            EndpointSpec::Local(path) => EndpointSpec::Local(path.canonicalize().unwrap_or_else(|_| {
+                match (path.parent().and_then(|p| p.canonicalize().ok()), path.file_name()) {
+                    (Some(parent), Some(name)) => parent.join(name),
+                    _ => path,
+                }
+            })),
             ftp => ftp,
         }
     }

@@ -308,12 +308,15 @@ impl Executor<'_> {
             }
         }
         let Run { mut writer, mut outcome, .. } = run;
-        // Only writes need making durable: a no-op run must not wait for the disk.
+        // Only writes need making durable: a no-op run must not wait for the disk (sled's
+        // flush costs fsyncs even with nothing to write).
         if !plan.is_noop() {
             self.flush();
         }
         writer.commit()?;
-        db.flush()?;
+        if plan.actions().next().is_some() {
+            db.flush()?;
+        }
         outcome.interrupted = self.observer.should_stop();
         Ok(outcome)
     }

@@ -66,6 +66,11 @@ impl Summary {
 /// Reports what a sync finds before it acts: notices, the plan (for a dry run).
 pub trait Reporter: Observer {
     fn warning(&self, _message: &str) {}
+    /// An entry left out of the run (a symbolic link, a special file): a warning that cron
+    /// must see too, so shown even where warnings are not.
+    fn skipped(&self, message: &str) {
+        self.warning(message)
+    }
     fn planned(&self, _plan: &Plan) {}
 }
 
@@ -201,6 +206,16 @@ fn gate(job: &Job, sides: &Sides) -> Result<()> {
             check.judge(side, found.as_deref())?;
         }
     }
+    // A first run may create its destination, as rsync does (`sync src /backup/new`); once the
+    // pair has state, a missing root is an unmounted drive: a safety stop.
+    if let EndpointSpec::Local(root) = &sides.specs[1] {
+        let first_run = !job.state_dir.join("pairs").join(&sides.id).exists();
+        if first_run && !job.dry_run && !root.exists() && root.parent().is_some_and(Path::is_dir) {
+            std::fs::create_dir(root).map_err(|e| {
+                Error::Safety(format!("the destination root {} cannot be created: {e}", root.display()))
+            })?;
+        }
+    }
     for (side, endpoint) in Side::BOTH.into_iter().zip(endpoints) {
         endpoint.check_root().map_err(|e| match e.kind() {
             ErrorKind::Unreachable => {
@@ -331,16 +346,23 @@ fn scan(job: &Job, sides: &Sides, filter: &Filter, db: &StateDb, warnings: &mut 
         *snapshot = found;
         for issue in issues {
             match issue.kind {
-                IssueKind::Unreadable => {
+                IssueKind::Unreadable | IssueKind::Uncarried => {
                     let problem = Problem { path: issue.path.clone(), message: format!("{side}: {}", issue.message) };
                     warnings.reporter.problem(&problem);
                     problems.push(problem);
                 }
                 IssueKind::Excluded => {
-                    warnings.warn(format!("{side}: {}: {}", issue.path, issue.message));
+                    let message = format!("{side}: {}: {}", issue.path, issue.message);
+                    warnings.reporter.skipped(&message);
+                    warnings.said.push(message);
                     left_alone.push(issue.path);
                 }
-                IssueKind::Skipped => warnings.warn(format!("{side}: {}: {}", issue.path, issue.message)),
+                // A name no side can hold (hostile from a server): shown even with -q.
+                IssueKind::Skipped => {
+                    let message = format!("{side}: {}: {}", issue.path, issue.message);
+                    warnings.reporter.skipped(&message);
+                    warnings.said.push(message);
+                }
             }
         }
         leftovers[side.index()] = left;

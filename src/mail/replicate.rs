@@ -432,6 +432,65 @@ impl Replicator {
         Ok(users)
     }
 
+    /// The users whose Maildir the replica holds, found by listing it: a restore after the
+    /// state was lost with the server's disk.
+    pub fn replica_users(&self) -> Result<Vec<String>> {
+        let top = self.job.layout.users_folder();
+        let names = self.replica_folders(&top)?;
+        let mut candidates = Vec::new();
+        if self.job.layout.user_dir().contains("{domain}") {
+            for domain in names {
+                let below = if top.is_empty() { domain.clone() } else { format!("{top}/{domain}") };
+                candidates.extend(self.replica_folders(&below)?.into_iter().map(|local| format!("{local}@{domain}")));
+            }
+        } else {
+            candidates = names;
+        }
+        let mut users = Vec::new();
+        for user in candidates {
+            let Ok(root) = self.job.layout.user_root(&user) else { continue };
+            if self.replica.stat(&root).ok().flatten().is_some_and(|e| e.is_dir()) {
+                users.push(user);
+            }
+        }
+        Ok(users)
+    }
+
+    /// `user`'s mailboxes as the replica holds them: its INBOX and each `.Folder` in it.
+    pub fn replica_mailboxes(&self, user: &str) -> Result<Vec<Mailbox>> {
+        let layout = &self.job.layout;
+        let root = layout.user_root(user).map_err(|e| Error::Usage(e.to_string()))?;
+        if !self.replica.stat(&root).ok().flatten().is_some_and(|e| e.is_dir()) {
+            return Ok(Vec::new());
+        }
+        let mut found = vec![layout.mailbox(&layout.name(user, None)).map_err(|e| Error::Usage(e.to_string()))?];
+        for name in self.replica_folders(&root)? {
+            if let Some(folder) = name.strip_prefix('.').filter(|f| !f.is_empty()) {
+                if let Ok(mailbox) = layout.mailbox(&layout.name(user, Some(folder))) {
+                    found.push(mailbox);
+                }
+            }
+        }
+        Ok(found)
+    }
+
+    /// The names of the folders directly in `folder` on the replica.
+    fn replica_folders(&self, folder: &str) -> Result<Vec<String>> {
+        let filter = Filter::new(std::iter::empty::<(&str, &str)>(), true)?;
+        let scan = self
+            .replica
+            .scan_part(&filter, &[folder.to_string()], &[])
+            .map_err(|e| Error::Safety(format!("the replica cannot be listed: {e}")))?;
+        let prefix = if folder.is_empty() { String::new() } else { format!("{folder}/") };
+        Ok(scan
+            .snapshot
+            .iter()
+            .filter(|(path, entry)| entry.is_dir() && path.starts_with(&prefix) && !path[prefix.len()..].contains('/'))
+            .map(|(path, _)| path[prefix.len()..].to_string())
+            .filter(|name| !name.is_empty())
+            .collect())
+    }
+
     /// True when the state knows `user`'s Maildir.
     pub fn knows_user(&self, user: &str) -> Result<bool> {
         let Ok(root) = self.job.layout.user_root(user) else { return Ok(false) };
@@ -515,10 +574,18 @@ impl Replicator {
         for (folder, only) in links {
             for (name, target) in sieve_links(&self.store.join(folder), only) {
                 let path = if folder.is_empty() { name } else { format!("{folder}/{name}") };
-                if let Err(e) = self.replica_link(&path, &target) {
-                    let problem = crate::engine::executor::Problem { path, message: format!("sieve link: {e}") };
-                    reporter.problem(&problem);
-                    outcome.problems.push(problem);
+                match self.replica_link(&path, &target) {
+                    Ok(()) => {}
+                    // Not a failure of the backup: the scripts are there; only the link, which
+                    // says which one is active, cannot be (an FTP replica holds no links).
+                    Err(e) if !matches!(self.job.replica, EndpointSpec::Local(_)) => {
+                        reporter.warning(&format!("{path}: sieve link to {}: {e}", target.display()))
+                    }
+                    Err(e) => {
+                        let problem = crate::engine::executor::Problem { path, message: format!("sieve link: {e}") };
+                        reporter.problem(&problem);
+                        outcome.problems.push(problem);
+                    }
                 }
             }
         }

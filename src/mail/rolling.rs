@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use crate::core::error::{Error, Result};
-use crate::engine::executor::Observer;
+use crate::engine::sync::Reporter;
 use crate::mail::names::{user_of, Mailbox};
 use crate::mail::replicate::{Passed, Replicator};
 use crate::mail::synclog::{self, LogLine, Malformed, Verb, Work};
@@ -34,13 +34,13 @@ pub struct Rolling {
 }
 
 /// What the caller is told as cycles go.
-pub trait Narrator: Observer {
+pub trait Narrator: Reporter {
     /// A line of the log that could not be read: skipped.
     fn malformed(&self, _log: &Path, _line: &Malformed) {}
     /// A note (a verb with nothing to do for this layout, a skipped mailbox, a requeue).
     fn note(&self, _message: &str) {}
-    /// A cycle ended.
-    fn cycle(&self, _passed: &Passed) {}
+    /// A cycle ended, after `took`.
+    fn cycle(&self, _passed: &Passed, _took: Duration) {}
 }
 
 /// Why the loop ended.
@@ -87,8 +87,9 @@ pub fn roll(
             None if how.once && watched.is_empty() => return Ok((End::Once, total)),
             None if watched.is_empty() => {}
             None => {
+                let started_cycle = Instant::now();
                 let passed = cycle(replicator, &watched, Some(how), narrator)?;
-                narrator.cycle(&passed);
+                narrator.cycle(&passed, started_cycle.elapsed());
                 total.add(passed.outcome, passed.mailboxes);
             }
             Some(taken) => {
@@ -96,8 +97,9 @@ pub fn roll(
                     narrator.malformed(&taken.path, bad);
                 }
                 let lines: Vec<LogLine> = taken.lines.iter().cloned().chain(watched).collect();
+                let started_cycle = Instant::now();
                 let passed = cycle(replicator, &lines, Some(how), narrator)?;
-                narrator.cycle(&passed);
+                narrator.cycle(&passed, started_cycle.elapsed());
                 let stopped = passed.outcome.interrupted;
                 total.add(passed.outcome, passed.mailboxes);
                 if stopped {
@@ -110,12 +112,14 @@ pub fn roll(
                 }
             }
         }
-        // Wait out the delay, looking for a stop request now and then.
-        while started.elapsed() < how.delay {
+        // Wait out the delay, looking for a stop request now and then; never less than a
+        // moment, so that -d 0 polls an idle log rather than spins on it.
+        let delay = how.delay.max(Duration::from_millis(500));
+        while started.elapsed() < delay {
             if narrator.should_stop() {
                 return Ok((End::Stopped, total));
             }
-            std::thread::sleep((how.delay - started.elapsed()).min(Duration::from_millis(200)));
+            std::thread::sleep(delay.saturating_sub(started.elapsed()).min(Duration::from_millis(200)));
         }
     }
 }
@@ -163,6 +167,14 @@ pub fn cycle(
             }
         };
         passed.add(outcome, mailboxes.len());
+        // USER, META and SIEVE lines also mean the user's Sieve scripts.
+        if [&work.users, &work.meta, &work.sieve]
+            .iter()
+            .any(|set| set.iter().any(|u| replicator.job.layout.user_name(u) == user))
+        {
+            let sieve = replicator.sieve(&user, narrator)?;
+            passed.add(sieve, 0);
+        }
     }
     Ok(passed)
 }
@@ -174,6 +186,12 @@ fn users_of(replicator: &Replicator, work: &Work, narrator: &dyn Narrator) -> Re
     let mut users: BTreeMap<String, Vec<Mailbox>> = BTreeMap::new();
     for user in work.users.iter().chain(&work.unusers).chain(&work.sieve).chain(&work.meta) {
         let user = layout.user_name(user);
+        // A user no store can hold (from a hostile or broken line) is skipped like a bad
+        // mailbox name, not a reason to stop replicating everyone else.
+        if let Err(e) = layout.user_root(&user) {
+            narrator.note(&format!("{user}: {e}; skipped"));
+            continue;
+        }
         if let std::collections::btree_map::Entry::Vacant(entry) = users.entry(user) {
             let all = all_mailboxes(replicator, entry.key())?;
             entry.insert(all);
