@@ -383,7 +383,7 @@ fn bad_flags_and_values_exit_2_with_a_line_naming_the_culprit() {
         (vec!["sync", src, dst, "--ignore", "a(b"], "--ignore \"a(b\": invalid regex"),
         (vec!["sync", src, dst, "--check-source", "=x"], "--check-source \"=x\""),
         (vec!["sync", src, dst, "--check-destination", "m=[z"], "invalid content regex"),
-        (vec!["sync", src, dst, "--max-delete", "150"], "150"),
+        (vec!["sync", src, dst, "--max-delete", "150%"], "150%"),
         (vec!["sync", src, src], "the same folder"),
         (vec!["sync", src, &inner], "is inside"),
         (vec!["sync", src, "ftp://:21/dir"], "no server in the URL"),

@@ -80,7 +80,7 @@ fn edits_keep_the_users_comments_and_copy_delete_work() {
     it.add("docs", &[]);
     let text = fs::read_to_string(&it.config).unwrap();
     fs::write(&it.config, format!("# my pairs, do not touch this line\n{text}")).unwrap();
-    it.ok(&["edit", "docs", "--mode", "clone", "--max-delete", "10"]);
+    it.ok(&["edit", "docs", "--mode", "clone", "--max-delete", "10%"]);
     it.ok(&["copy", "docs", "docs-copy"]);
     let text = fs::read_to_string(&it.config).unwrap();
     assert!(text.starts_with("# my pairs, do not touch this line\n"), "{text}");

@@ -9,6 +9,12 @@ use clap::{Args as ClapArgs, Parser, Subcommand};
 use crate::config::edit::ItemEdit;
 use crate::core::names::Named;
 use crate::core::plan::{ConflictPolicy, Mode};
+use crate::core::safety::MaxDelete;
+
+/// `--max-delete`: `N%` or a count `N`.
+fn max_delete(text: &str) -> Result<MaxDelete, String> {
+    text.parse()
+}
 
 /// A flag taking one of a choice's names (shown in --help and in the error for any other).
 fn choice<E: Named + Send + Sync + Clone>() -> impl clap::builder::TypedValueParser<Value = E> {
@@ -240,6 +246,14 @@ pub struct FilterArgs {
     /// Ignore paths matching this regex, written for the destination (hides them from the pair).
     #[arg(long, value_name = "RE")]
     pub ignore_destination: Vec<String>,
+    /// Leave out paths matching this glob, as rsync and rclone read it: `*.tmp` at any depth,
+    /// `/build` from the root only, `cache/` folders only, `**` across folders.
+    #[arg(long, value_name = "GLOB")]
+    pub exclude: Vec<String>,
+    /// Sync only the files matching one of these globs (folders are always walked); an
+    /// --exclude wins over an --include.
+    #[arg(long, value_name = "GLOB")]
+    pub include: Vec<String>,
     /// Sync only if this file exists on the source side (and its content matches REGEX).
     #[arg(long, value_name = "PATH[=REGEX]")]
     pub check_source: Option<String>,
@@ -271,8 +285,9 @@ pub struct ItemArgs {
     pub filter: FilterArgs,
     #[arg(long, value_parser = choice::<ConflictPolicy>())]
     pub conflict: Option<ConflictPolicy>,
-    #[arg(long, value_name = "PCT", value_parser = clap::value_parser!(u8).range(0..=100))]
-    pub max_delete: Option<u8>,
+    /// Stop (exit 4) above N% of a side's files deleted, or above N files (rsync's meaning).
+    #[arg(long, value_name = "N%|N", value_parser = max_delete)]
+    pub max_delete: Option<MaxDelete>,
     /// A label shared by several items ("" removes it).
     #[arg(long, value_name = "G")]
     pub group: Option<String>,
@@ -327,9 +342,10 @@ pub struct SyncArgs {
     /// How two-way conflicts are resolved.
     #[arg(long, value_parser = choice::<ConflictPolicy>(), default_value = "keep-both")]
     pub conflict: ConflictPolicy,
-    /// Stop (exit 4) if more than PCT percent of a side's files would be deleted.
-    #[arg(long, value_name = "PCT", default_value_t = 50, value_parser = clap::value_parser!(u8).range(0..=100))]
-    pub max_delete: u8,
+    /// Stop (exit 4) if a run would delete more than N% of a side's files (default 50%), or
+    /// more than N files (a plain count, as rsync's --max-delete).
+    #[arg(long, value_name = "N%|N", default_value = "50%", value_parser = max_delete)]
+    pub max_delete: MaxDelete,
     /// Override the empty-side and --max-delete safety stops.
     #[arg(long)]
     pub force: bool,
@@ -365,6 +381,8 @@ impl ItemArgs {
             ignore: f.ignore.clone(),
             ignore_source: f.ignore_source.clone(),
             ignore_destination: f.ignore_destination.clone(),
+            exclude: f.exclude.clone(),
+            include: f.include.clone(),
             check_source: f.check_source.clone(),
             check_destination: f.check_destination.clone(),
             conflict: self.conflict,

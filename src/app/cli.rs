@@ -57,7 +57,10 @@ pub fn job(args: &SyncArgs, state_dir_flag: Option<PathBuf>, config: Option<Path
         .chain(f.ignore_destination.iter().map(|p| ("--ignore-destination", p.as_str())));
     let check = |flag: &str, spec: &Option<String>| spec.as_deref().map(|s| FileCheck::parse(flag, s)).transpose();
     let checks = [check("--check-source", &f.check_source)?, check("--check-destination", &f.check_destination)?];
-    let filter = Filter::for_pair(patterns, &checks, !args.no_recursive)?;
+    let filter = Filter::for_pair(patterns, &checks, !args.no_recursive)?.with_globs(
+        f.exclude.iter().map(|g| ("--exclude", g.as_str())),
+        f.include.iter().map(|g| ("--include", g.as_str())),
+    )?;
     let mut notices = Vec::new();
     let mut auth: [Auth; 2] = std::array::from_fn(|_| Auth { insecure_tls: args.insecure_tls, ..Auth::default() });
     let mut side = |side: Side, given: &str| {
@@ -100,11 +103,50 @@ pub fn main() -> std::process::ExitCode {
     let args = match Args::try_parse() {
         Ok(args) => args,
         Err(err) => {
+            // An rsync habit gets pairsync's equivalent, not clap's "use -- to pass it".
+            if let Some(vv) = std::env::args().skip(1).find(|a| a == "-vv" || a == "-vvv") {
+                eprintln!("pairsync: {vv}: not a pairsync flag; {}", rsync_hint(&vv).unwrap_or_default());
+                return ExitCode::Usage.into();
+            }
+            if err.kind() == clap::error::ErrorKind::UnknownArgument {
+                if let Some(clap::error::ContextValue::String(flag)) = err.get(clap::error::ContextKind::InvalidArg) {
+                    if let Some(hint) = rsync_hint(flag) {
+                        eprintln!("pairsync: {flag}: not a pairsync flag; {hint}");
+                        return ExitCode::Usage.into();
+                    }
+                }
+            }
             let _ = err.print();
             return if err.use_stderr() { ExitCode::Usage.into() } else { ExitCode::Synced.into() };
         }
     };
     run(args)
+}
+
+/// What pairsync does for an rsync (or rclone) flag it does not take.
+pub fn rsync_hint(flag: &str) -> Option<&'static str> {
+    let flag = flag.split('=').next().unwrap_or(flag);
+    Some(match flag {
+        "-a" | "--archive" => "pairsync always keeps mtimes and permissions and walks folders (no -a needed)",
+        "-r" | "--recursive" => "folders are synced whole by default (--no-recursive for the top folder only)",
+        "--delete" | "--delete-after" | "--delete-before" | "--delete-during" | "--delete-excluded" | "--mirror" => {
+            "use --mode clone for an exact mirror (deletes extras), or two-way (the default) to carry deletes both ways"
+        }
+        "-P" | "--partial" | "--progress" | "--append" | "--append-verify" => {
+            "an interrupted copy of a large file is continued by itself, and a terminal shows progress bars"
+        }
+        "-z" | "--compress" => "there is no compression: the sides are local folders or FTP servers",
+        "-vv" | "-vvv" => "-v prints every action (there is one level of verbosity)",
+        "-u" | "--update" => "two-way mode carries the newer edit; --conflict newer settles edits made on both sides",
+        "-c" => "use --checksum to compare content by hash",
+        "--exclude-from" | "--include-from" | "--filter" | "-f" | "-F" => {
+            "give each glob with --exclude GLOB or --include GLOB, or a regex with --ignore RE"
+        }
+        "-e" | "--rsh" => "pairsync syncs local folders and ftp:// or ftps:// servers, not over ssh",
+        "--bwlimit" => "there is no bandwidth limit; --connections N caps parallel FTP transfers",
+        "--backup" | "-b" => "use --backup-dir DIR to keep the versions a run replaces or deletes",
+        _ => return None,
+    })
 }
 
 /// Runs the command; `sync` and `run` stopped by SIGINT or SIGTERM exit 128 + the signal.

@@ -271,7 +271,7 @@ pub fn show(config_flag: Option<PathBuf>, state: &(PathBuf, String), name: &str,
     outln!("mode:         {mode}");
     outln!("recursive:    {}", item.recursive);
     outln!("conflict:     {}", conflict.unwrap_or_default());
-    outln!("max_delete:   {}%", item.max_delete);
+    outln!("max_delete:   {}", item.max_delete);
     outln!("schedule:     {}", opt(&item.schedule));
     outln!("watch:        {}", item.watch);
     outln!("state dir:    {} (from {})", state.0.display(), state.1);

@@ -23,10 +23,13 @@ pub struct ItemEdit {
     pub ignore: Vec<String>,
     pub ignore_source: Vec<String>,
     pub ignore_destination: Vec<String>,
+    /// Globs; a list given replaces the item's.
+    pub exclude: Vec<String>,
+    pub include: Vec<String>,
     pub check_source: Option<String>,
     pub check_destination: Option<String>,
     pub conflict: Option<ConflictPolicy>,
-    pub max_delete: Option<u8>,
+    pub max_delete: Option<crate::core::safety::MaxDelete>,
     pub group: Option<String>,
     pub schedule: Option<String>,
     pub description: Option<String>,
@@ -93,6 +96,12 @@ pub fn apply(item: &mut Item, edit: &ItemEdit) -> Result<()> {
     let f = edit;
     if !f.ignore.is_empty() || !f.ignore_source.is_empty() {
         item.source.ignore = f.ignore.iter().chain(&f.ignore_source).cloned().collect();
+    }
+    if !f.exclude.is_empty() {
+        item.exclude = f.exclude.clone();
+    }
+    if !f.include.is_empty() {
+        item.include = f.include.clone();
     }
     if !f.ignore.is_empty() || !f.ignore_destination.is_empty() {
         item.destination.ignore = f.ignore.iter().chain(&f.ignore_destination).cloned().collect();

@@ -62,7 +62,10 @@ pub fn job(item: &Item, state_dir: &Path) -> Result<Job> {
         auth: [auth(&item.source), auth(&item.destination)],
         mode: item.mode,
         options: PlanOptions { conflict: item.conflict, ..PlanOptions::default() },
-        filter: Filter::for_pair(patterns, &checks, item.recursive)?,
+        filter: Filter::for_pair(patterns, &checks, item.recursive)?.with_globs(
+            item.exclude.iter().map(|g| ("exclude", g.as_str())),
+            item.include.iter().map(|g| ("include", g.as_str())),
+        )?,
         checks,
         max_delete: item.max_delete,
         force: false,

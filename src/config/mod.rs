@@ -27,11 +27,12 @@ use toml_edit::{Array, ArrayOfTables, DocumentMut, ImDocument, Item as TomlItem,
 use crate::core::check::FileCheck;
 use crate::core::names::{named, Named};
 use crate::core::plan::{ConflictPolicy, Mode};
+use crate::core::safety::MaxDelete;
 
 /// `max_delete` when the item does not say (the same as `sync --max-delete`).
-pub const DEFAULT_MAX_DELETE: u8 = 50;
+pub const DEFAULT_MAX_DELETE: MaxDelete = MaxDelete::Percent(50);
 
-const ITEM_KEYS: [&str; 13] = [
+const ITEM_KEYS: [&str; 15] = [
     "name",
     "description",
     "group",
@@ -43,6 +44,8 @@ const ITEM_KEYS: [&str; 13] = [
     "max_delete",
     "watch",
     "connections",
+    "exclude",
+    "include",
     "source",
     "destination",
 ];
@@ -76,10 +79,14 @@ pub struct Item {
     pub schedule: Option<String>,
     pub conflict: ConflictPolicy,
     /// Percent of a side's files a run may delete before the safety stop.
-    pub max_delete: u8,
+    pub max_delete: MaxDelete,
     pub watch: bool,
     /// Connections (parallel transfers) to an FTP side; `None`: 4.
     pub connections: Option<u16>,
+    /// Globs left out of the pair, and (when any) the only files synced; as `--exclude` and
+    /// `--include`.
+    pub exclude: Vec<String>,
+    pub include: Vec<String>,
     pub source: SideConfig,
     pub destination: SideConfig,
 }
@@ -99,6 +106,8 @@ impl Item {
             max_delete: DEFAULT_MAX_DELETE,
             watch: false,
             connections: None,
+            exclude: Vec::new(),
+            include: Vec::new(),
             source,
             destination,
         }
@@ -588,12 +597,32 @@ impl Reader<'_> {
                 None => Err(self.wrong_type(table, "", side, "a table")),
             },
         };
-        let max_delete = match self.integer(table, "", "max_delete")? {
+        // An integer is a percentage (as it always was); a string is "N%" or a count "N".
+        let max_delete = match table.get("max_delete").and_then(TomlItem::as_value) {
             None => DEFAULT_MAX_DELETE,
-            Some(n) => u8::try_from(n).ok().filter(|n| *n <= 100).ok_or_else(|| Bad {
+            Some(Value::Integer(n)) => {
+                let n = *n.value();
+                u8::try_from(n).ok().filter(|n| *n <= 100).map(MaxDelete::Percent).ok_or_else(|| Bad {
+                    line: self.key_line(table, "max_delete"),
+                    message: if n > 100 {
+                        format!("max_delete {n} is not a percentage from 0 to 100 (a count of files is \"{n}\")")
+                    } else {
+                        format!("max_delete {n} is not a percentage from 0 to 100")
+                    },
+                })?
+            }
+            Some(Value::String(text)) => text.value().parse().map_err(|why| Bad {
                 line: self.key_line(table, "max_delete"),
-                message: format!("max_delete {n} is not a percentage from 0 to 100"),
+                message: format!("max_delete {why}"),
             })?,
+            Some(_) => {
+                return Err(self.wrong_type(
+                    table,
+                    "",
+                    "max_delete",
+                    "an integer (percent) or a string (\"N%\" or \"N\")",
+                ))
+            }
         };
         let connections = match self.integer(table, "", "connections")? {
             None => None,
@@ -614,6 +643,8 @@ impl Reader<'_> {
             max_delete,
             watch: self.boolean(table, "", "watch")?.unwrap_or(false),
             connections,
+            exclude: self.strings(table, "", "exclude")?,
+            include: self.strings(table, "", "include")?,
             source: side("source")?,
             destination: side("destination")?,
         };
@@ -633,21 +664,7 @@ impl Reader<'_> {
         let directory = self
             .string(table, &prefix, "directory")?
             .ok_or_else(|| Bad { line, message: format!("{side} has no directory") })?;
-        let ignore = match table.get("ignore") {
-            None => Vec::new(),
-            Some(value) => {
-                let list =
-                    value.as_array().ok_or_else(|| self.wrong_type(table, &prefix, "ignore", "an array of strings"))?;
-                list.iter()
-                    .map(|entry| {
-                        entry.as_str().map(str::to_string).ok_or_else(|| Bad {
-                            line: self.line(entry.span()).or_else(|| self.key_line(table, "ignore")),
-                            message: format!("{side}.ignore must hold strings only, not {}", a(entry.type_name())),
-                        })
-                    })
-                    .collect::<Result<_, _>>()?
-            }
-        };
+        let ignore = self.strings(table, &prefix, "ignore")?;
         Ok(SideConfig {
             kind: self.choice(table, &prefix, "type")?.unwrap_or(EndpointKind::Directory),
             server: self.string(table, &prefix, "server")?,
@@ -660,6 +677,20 @@ impl Reader<'_> {
             ignore,
             check: self.string(table, &prefix, "check")?,
         })
+    }
+
+    /// An array of strings (none: empty).
+    fn strings(&self, table: &dyn TableLike, prefix: &str, key: &str) -> Result<Vec<String>, Bad> {
+        let Some(value) = table.get(key) else { return Ok(Vec::new()) };
+        let list = value.as_array().ok_or_else(|| self.wrong_type(table, prefix, key, "an array of strings"))?;
+        list.iter()
+            .map(|entry| {
+                entry.as_str().map(str::to_string).ok_or_else(|| Bad {
+                    line: self.line(entry.span()).or_else(|| self.key_line(table, key)),
+                    message: format!("{prefix}{key} must hold strings only, not {}", a(entry.type_name())),
+                })
+            })
+            .collect()
     }
 
     fn known_keys(&self, table: &dyn TableLike, prefix: &str, known: &[&str]) -> Result<(), Bad> {
@@ -765,6 +796,14 @@ fn check_item(item: &Item) -> Result<(), Problem> {
     if name == "." || name == ".." {
         return Err(problem(None, "name", format!("name {name:?} is not allowed")));
     }
+    for (key, list) in [("exclude", &item.exclude), ("include", &item.include)] {
+        let globs = list.iter().map(|g| (key, g.as_str()));
+        let empty = || crate::core::filter::Filter::new([("", ""); 0], true).expect("no pattern");
+        let checked = if key == "exclude" { empty().with_globs(globs, []) } else { empty().with_globs([], globs) };
+        if let Err(e) = checked {
+            return Err(problem(None, key, e.to_string()));
+        }
+    }
     for (key, value) in [("description", &item.description), ("group", &item.group), ("schedule", &item.schedule)] {
         if value.as_deref() == Some("") {
             return Err(problem(None, key, format!("{key} is empty")));
@@ -775,12 +814,8 @@ fn check_item(item: &Item) -> Result<(), Problem> {
         Some(None) => return Err(problem(None, "log", "log is not valid UTF-8".into())),
         _ => {}
     }
-    if item.max_delete > 100 {
-        return Err(problem(
-            None,
-            "max_delete",
-            format!("max_delete {} is not a percentage from 0 to 100", item.max_delete),
-        ));
+    if let Some(MaxDelete::Percent(p)) = item.max_delete.filter_percent() {
+        return Err(problem(None, "max_delete", format!("max_delete {p}% is not a percentage from 0 to 100")));
     }
     if let Some(n) = item.connections.filter(|n| !(1..=64).contains(n)) {
         return Err(problem(None, "connections", format!("connections {n} is not from 1 to 64")));
@@ -858,9 +893,19 @@ fn item_fields(item: &Item) -> Fields {
         ("recursive", Some(toml_edit::value(item.recursive))),
         ("schedule", text(&item.schedule)),
         ("conflict", Some(toml_edit::value(item.conflict.name()))),
-        ("max_delete", Some(toml_edit::value(i64::from(item.max_delete)))),
+        // A percentage as the integer it always was; a count as a string, so that reading
+        // it back cannot take it for a percentage.
+        (
+            "max_delete",
+            Some(match item.max_delete {
+                MaxDelete::Percent(p) => toml_edit::value(i64::from(p)),
+                MaxDelete::Count(n) => toml_edit::value(n.to_string()),
+            }),
+        ),
         ("watch", Some(toml_edit::value(item.watch))),
         ("connections", item.connections.map(|n| toml_edit::value(i64::from(n)))),
+        ("exclude", (!item.exclude.is_empty()).then(|| toml_edit::value(item.exclude.iter().collect::<Array>()))),
+        ("include", (!item.include.is_empty()).then(|| toml_edit::value(item.include.iter().collect::<Array>()))),
     ]
 }
 
@@ -1156,9 +1201,11 @@ directory = "/srv/photos"
             recursive: true,
             schedule: Some("daily at 02:30".into()),
             conflict: ConflictPolicy::KeepBoth,
-            max_delete: 50,
+            max_delete: MaxDelete::Percent(50),
             watch: false,
             connections: None,
+            exclude: Vec::new(),
+            include: Vec::new(),
             source: SideConfig {
                 ignore: vec![r"\.tmp$".into(), "^cache/".into()],
                 check: Some(".marker=^disk-1$".into()),
@@ -1257,9 +1304,11 @@ directory = "/music"
             mode: Mode::Simple,
             recursive: false,
             conflict: ConflictPolicy::Newer,
-            max_delete: 10,
+            max_delete: MaxDelete::Percent(10),
             watch: true,
             connections: None,
+            exclude: Vec::new(),
+            include: Vec::new(),
             ..Item::new(
                 "music",
                 SideConfig {
@@ -1319,8 +1368,8 @@ directory = "/music"
         bad.source.ignore.push("(".into());
         let e = config.add(&bad).unwrap_err();
         assert_eq!(shown(config.path(), e), r#"F: item "music": source.ignore: invalid regex "(": unclosed group"#);
-        let e = config.replace("backup", &Item { max_delete: 101, ..backup() }).unwrap_err();
-        assert_eq!(shown(config.path(), e), r#"F: item "backup": max_delete 101 is not a percentage from 0 to 100"#);
+        let e = config.replace("backup", &Item { max_delete: MaxDelete::Percent(101), ..backup() }).unwrap_err();
+        assert_eq!(shown(config.path(), e), r#"F: item "backup": max_delete 101% is not a percentage from 0 to 100"#);
         let e = config.add(&Item { name: "a/b".into(), ..music() }).unwrap_err();
         assert_eq!(
             shown(config.path(), e),
@@ -1578,12 +1627,14 @@ directory = "/music"
             item_not_an_array_of_tables: "[item]\nname = \"a\"\n" => "F:1: items must be [[item]] tables, not a table";
             unknown_item_key: concat!("[[item]]\nname = \"a\"\nmax_delet = 5\n", sides!())
                 => "F:3: item \"a\": unknown key max_delet (known: name, description, group, log, mode, recursive, \
-                    schedule, conflict, max_delete, watch, connections, source, destination)";
+                    schedule, conflict, max_delete, watch, connections, exclude, include, source, destination)";
             unknown_side_key: "[[item]]\nname = \"a\"\n[item.source]\ndirectory = \"/s\"\ndirectroy = \"/t\"\n[item.destination]\ndirectory = \"/d\"\n"
                 => "F:5: item \"a\": unknown key source.directroy (known: type, server, username, password, \
                     password_env, tls, tls_verify, directory, ignore, check)";
-            max_delete_not_an_integer: concat!("[[item]]\nname = \"a\"\nmax_delete = \"50\"\n", sides!())
-                => "F:3: item \"a\": max_delete must be an integer, not a string";
+            max_delete_not_an_integer: concat!("[[item]]\nname = \"a\"\nmax_delete = true\n", sides!())
+                => "F:3: item \"a\": max_delete must be an integer (percent) or a string (\"N%\" or \"N\"), not a boolean";
+            max_delete_not_a_count: concat!("[[item]]\nname = \"a\"\nmax_delete = \"many\"\n", sides!())
+                => "F:3: item \"a\": max_delete \"many\" is neither N% (a share of a side's files) nor a count N of files";
             recursive_not_a_boolean: concat!("[[item]]\nname = \"a\"\nrecursive = \"yes\"\n", sides!())
                 => "F:3: item \"a\": recursive must be true or false, not a string";
             side_not_a_table: "[[item]]\nname = \"a\"\nsource = \"/s\"\n[item.destination]\ndirectory = \"/d\"\n"
@@ -1607,7 +1658,7 @@ directory = "/music"
                 => "F:2: item \"my backup\": name \"my backup\" may hold only letters, digits, '.', '_' and '-'";
             name_dot_dot: concat!("[[item]]\nname = \"..\"\n", sides!()) => "F:2: item \"..\": name \"..\" is not allowed";
             max_delete_above_100: concat!("[[item]]\nname = \"a\"\nmax_delete = 101\n", sides!())
-                => "F:3: item \"a\": max_delete 101 is not a percentage from 0 to 100";
+                => "F:3: item \"a\": max_delete 101 is not a percentage from 0 to 100 (a count of files is \"101\")";
             max_delete_negative: concat!("[[item]]\nname = \"a\"\nmax_delete = -1\n", sides!())
                 => "F:3: item \"a\": max_delete -1 is not a percentage from 0 to 100";
             unknown_mode: concat!("[[item]]\nname = \"a\"\nmode = \"mirror\"\n", sides!())

@@ -4,7 +4,15 @@
 //! never scanned, copied or deleted, and its state record is hidden, so a path that becomes
 //! ignored is not taken for deleted. A folder is tested both as `name` and as `name/`, so
 //! `^cache/` and `^cache$` both hide the folder `cache` with everything inside it.
+//!
+//! Beside the regexes, globs as rsync and rclone users write them (`--exclude '*.tmp'`,
+//! `--include '*.jpg'`): a glob without '/' at its start matches at any depth (`*.tmp` hides
+//! `a/b/x.tmp`), one starting with '/' only from the root, one ending in '/' only folders; `*`
+//! stays within a name, `**` crosses folders. An excluded path is hidden like an ignored one;
+//! with includes given, a file no include matches is hidden too (folders are always walked).
+//! An exclude wins over an include.
 
+use globset::{GlobBuilder, GlobSet, GlobSetBuilder};
 use regex::RegexSet;
 
 use crate::core::check::FileCheck;
@@ -14,8 +22,44 @@ use crate::core::model::Kind;
 #[derive(Debug, Clone)]
 pub struct Filter {
     set: RegexSet,
+    /// `--exclude` globs: for any entry, and for folders only.
+    exclude: Option<(GlobSet, GlobSet)>,
+    /// `--include` globs: a file none matches is hidden.
+    include: Option<GlobSet>,
     /// False: only the files directly in the root are synced (`--no-recursive`).
     recursive: bool,
+}
+
+/// The globs of one list: those for any entry, and those (ending in '/') for folders only.
+fn globs<'a>(list: impl IntoIterator<Item = (&'a str, &'a str)>) -> Result<Option<(GlobSet, GlobSet)>> {
+    let (mut any, mut dirs, mut count) = (GlobSetBuilder::new(), GlobSetBuilder::new(), 0);
+    for (flag, pattern) in list {
+        let dir_only = pattern.ends_with('/');
+        let trimmed = pattern.trim_end_matches('/');
+        let glob = match trimmed.strip_prefix('/') {
+            Some(anchored) => anchored.to_string(),
+            None => format!("**/{trimmed}"),
+        };
+        if trimmed.is_empty() {
+            return Err(Error::Usage(format!("{flag} {pattern:?}: an empty glob")));
+        }
+        let built = GlobBuilder::new(&glob)
+            .literal_separator(true)
+            .backslash_escape(true)
+            .build()
+            .map_err(|e| Error::Usage(format!("{flag} {pattern:?}: invalid glob: {}", e.kind())))?;
+        if dir_only {
+            dirs.add(built);
+        } else {
+            any.add(built);
+        }
+        count += 1;
+    }
+    if count == 0 {
+        return Ok(None);
+    }
+    let build = |b: GlobSetBuilder| b.build().map_err(|e| Error::Usage(format!("glob list: {e}")));
+    Ok(Some((build(any)?, build(dirs)?)))
 }
 
 impl Filter {
@@ -30,12 +74,44 @@ impl Filter {
             if let Err(err) = regex::Regex::new(pattern) {
                 let first =
                     err.to_string().lines().last().unwrap_or_default().trim().trim_start_matches("error: ").to_string();
-                return Err(Error::Usage(format!("{flag} {pattern:?}: invalid regex: {first}")));
+                // `*.tmp` is a glob an rsync user meant: say which flag takes it.
+                let hint = if pattern.starts_with('*') || pattern.starts_with("?") {
+                    format!(" (a glob? --exclude {pattern:?} takes globs)")
+                } else {
+                    String::new()
+                };
+                return Err(Error::Usage(format!("{flag} {pattern:?}: invalid regex: {first}{hint}")));
             }
             all.push(pattern.to_string());
         }
         let set = RegexSet::new(&all).map_err(|e| Error::Usage(format!("ignore list: {e}")))?;
-        Ok(Filter { set, recursive })
+        Ok(Filter { set, exclude: None, include: None, recursive })
+    }
+
+    /// This filter with `--exclude` and `--include` globs (each with the flag or field it came
+    /// from).
+    pub fn with_globs<'a>(
+        mut self,
+        exclude: impl IntoIterator<Item = (&'a str, &'a str)>,
+        include: impl IntoIterator<Item = (&'a str, &'a str)>,
+    ) -> Result<Filter> {
+        self.exclude = globs(exclude)?;
+        // Includes select files: a folder-only include (`photos/`) selects none, so only the
+        // globs for any entry count.
+        self.include = globs(include)?.map(|(any, _)| any);
+        Ok(self)
+    }
+
+    /// True when a pattern or a glob hides this entry itself (its parents aside).
+    fn pattern_hides(&self, path: &str, kind: Kind) -> bool {
+        let regex = !self.set.is_empty()
+            && (self.set.is_match(path) || (kind == Kind::Dir && self.set.is_match(&format!("{path}/"))));
+        let excluded = self
+            .exclude
+            .as_ref()
+            .is_some_and(|(any, dirs)| any.is_match(path) || (kind == Kind::Dir && dirs.is_match(path)));
+        let not_included = kind == Kind::File && self.include.as_ref().is_some_and(|include| !include.is_match(path));
+        regex || excluded || not_included
     }
 
     /// The filter of a pair: its ignore patterns (each with the flag or field it came from),
@@ -52,7 +128,8 @@ impl Filter {
     /// This filter plus more patterns (the state folder inside a root, say).
     pub fn with(&self, more: impl IntoIterator<Item = (&'static str, String)>) -> Result<Filter> {
         let current = self.set.patterns().iter().map(|p| ("ignore list", p.clone()));
-        Filter::new(current.chain(more), self.recursive)
+        let set = Filter::new(current.chain(more), self.recursive)?.set;
+        Ok(Filter { set, ..self.clone() })
     }
 
     pub fn recursive(&self) -> bool {
@@ -64,18 +141,14 @@ impl Filter {
         if !self.recursive && (kind == Kind::Dir || path.contains('/')) {
             return true;
         }
-        if self.set.is_empty() {
-            return false;
-        }
-        self.set.is_match(path) || (kind == Kind::Dir && self.set.is_match(&format!("{path}/")))
+        self.pattern_hides(path, kind)
     }
 
-    /// True when an ignore pattern (not --no-recursive) hides the path or a parent folder.
+    /// True when an ignore pattern or glob (not --no-recursive) hides the path or a parent
+    /// folder.
     pub fn hides_by_pattern(&self, path: &str, kind: Kind) -> bool {
-        let matches = |p: &str, k: Kind| {
-            !self.set.is_empty() && (self.set.is_match(p) || (k == Kind::Dir && self.set.is_match(&format!("{p}/"))))
-        };
-        matches(path, kind) || crate::core::model::ancestors(path).any(|dir| matches(dir, Kind::Dir))
+        self.pattern_hides(path, kind)
+            || crate::core::model::ancestors(path).any(|dir| self.pattern_hides(dir, Kind::Dir))
     }
 
     /// True when the path or one of its parent folders is ignored: for state records, which
@@ -108,6 +181,37 @@ mod tests {
         assert!(!f.ignores("cache", Kind::File));
         assert!(f.hides("cache/a/b.txt", Kind::File));
         assert!(!f.hides("cachet/b.txt", Kind::File));
+    }
+
+    #[test]
+    fn globs_as_rsync_and_rclone_users_write_them() {
+        let f = |exclude: &[&str], include: &[&str]| {
+            Filter::new([("", ""); 0], true)
+                .unwrap()
+                .with_globs(exclude.iter().map(|g| ("--exclude", *g)), include.iter().map(|g| ("--include", *g)))
+                .unwrap()
+        };
+        for (name, filter, path, kind, hidden) in [
+            ("a name glob matches at any depth", f(&["*.tmp"], &[]), "a/b/x.tmp", Kind::File, true),
+            ("* does not cross a folder", f(&["a*b"], &[]), "a/b", Kind::File, false),
+            ("* stays within a name, below", f(&["*.tmp"], &[]), "x.tmp/keep", Kind::File, false),
+            ("an anchored glob only from the root", f(&["/build"], &[]), "src/build", Kind::Dir, false),
+            ("an anchored glob at the root", f(&["/build"], &[]), "build", Kind::Dir, true),
+            ("a folder glob leaves files of that name", f(&["cache/"], &[]), "cache", Kind::File, false),
+            ("a folder glob hides the folder", f(&["cache/"], &[]), "x/cache", Kind::Dir, true),
+            ("** crosses folders", f(&["/a/**/z"], &[]), "a/b/c/z", Kind::File, true),
+            ("a file no include matches is hidden", f(&[], &["*.jpg"]), "a/b.png", Kind::File, true),
+            ("an included file is kept", f(&[], &["*.jpg"]), "a/b.jpg", Kind::File, false),
+            ("folders are walked whatever the includes", f(&[], &["*.jpg"]), "a", Kind::Dir, false),
+            ("an exclude wins over an include", f(&["secret*"], &["*.jpg"]), "secret.jpg", Kind::File, true),
+        ] {
+            assert_eq!(filter.ignores(path, kind), hidden, "{name}");
+        }
+        // The contents of an excluded folder are hidden with it (state records included).
+        assert!(f(&["cache/"], &[]).hides_by_pattern("x/cache/y/z", Kind::File));
+        let err = Filter::new([("--ignore", "*.tmp")], true).unwrap_err().to_string();
+        assert!(err.contains("(a glob? --exclude \"*.tmp\" takes globs)"), "{err}");
+        assert!(Filter::new([("", ""); 0], true).unwrap().with_globs([("--exclude", "[")], []).is_err());
     }
 
     #[test]

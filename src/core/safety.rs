@@ -1,15 +1,81 @@
 //! Safety stops: a plan that looks like an accident (an unmounted drive, a mass deletion) is not
 //! applied. `--force` overrides these; a missing root is never overridden (see `sync`).
 
+use std::fmt;
+use std::str::FromStr;
+
 use crate::core::error::{Error, Result};
 use crate::core::model::{Kind, Side, Snapshot, State};
 use crate::core::plan::Plan;
 
+/// How many deletions on a side a run may make before it stops: a share of the side's files
+/// (`50%`, the default) or, as rsync's `--max-delete` means it, a count of files (`50`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MaxDelete {
+    Percent(u8),
+    Count(usize),
+}
+
+impl Default for MaxDelete {
+    fn default() -> Self {
+        MaxDelete::Percent(50)
+    }
+}
+
+impl fmt::Display for MaxDelete {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            MaxDelete::Percent(p) => write!(f, "{p}%"),
+            MaxDelete::Count(n) => write!(f, "{n}"),
+        }
+    }
+}
+
+impl FromStr for MaxDelete {
+    type Err = String;
+
+    /// `N%` (0 to 100) or a count `N`.
+    fn from_str(text: &str) -> std::result::Result<MaxDelete, String> {
+        let text = text.trim();
+        match text.strip_suffix('%') {
+            Some(pct) => match pct.trim().parse::<u8>() {
+                Ok(p) if p <= 100 => Ok(MaxDelete::Percent(p)),
+                _ => Err(format!("{text:?} is not a percentage from 0% to 100%")),
+            },
+            None => text
+                .parse::<usize>()
+                .map(MaxDelete::Count)
+                .map_err(|_| format!("{text:?} is neither N% (a share of a side's files) nor a count N of files")),
+        }
+    }
+}
+
+impl MaxDelete {
+    /// `Some` holding this when it is a percentage above 100 (only a hand-made value can be).
+    pub fn filter_percent(self) -> Option<MaxDelete> {
+        matches!(self, MaxDelete::Percent(p) if p > 100).then_some(self)
+    }
+
+    /// True when `deletions` of a side's `files` is more than this allows.
+    fn exceeded(self, deletions: usize, files: usize) -> bool {
+        match self {
+            MaxDelete::Percent(p) => deletions * 100 > usize::from(p) * files,
+            MaxDelete::Count(n) => deletions > n,
+        }
+    }
+}
+
 /// Refuses `plan` when a side is empty while the state says it held files, or when it would
-/// delete more than `max_delete` percent of a side's files. A run scoped to a few paths gives
+/// delete more of a side's files than `max_delete` allows. A run scoped to a few paths gives
 /// `whole`, the pair's recorded files: its snapshots are partial, so "empty" means nothing and
 /// percentages are of the whole pair.
-pub fn check(plan: &Plan, state: &State, sides: [&Snapshot; 2], max_delete: u8, whole: Option<usize>) -> Result<()> {
+pub fn check(
+    plan: &Plan,
+    state: &State,
+    sides: [&Snapshot; 2],
+    max_delete: MaxDelete,
+    whole: Option<usize>,
+) -> Result<()> {
     let recorded_files = state.values().filter(|r| r.kind == Kind::File).count();
     let files = match whole {
         Some(total) => [total; 2],
@@ -27,9 +93,9 @@ pub fn check(plan: &Plan, state: &State, sides: [&Snapshot; 2], max_delete: u8, 
     for side in Side::BOTH {
         let files = files[side.index()];
         let deletions = plan.deletions(side);
-        if deletions > 0 && deletions * 100 > usize::from(max_delete) * files {
+        if deletions > 0 && max_delete.exceeded(deletions, files) {
             return Err(Error::Safety(format!(
-                "would delete {deletions} of {files} files on the {side} ({}%), above --max-delete {max_delete}%; \
+                "would delete {deletions} of {files} files on the {side} ({}%), above --max-delete {max_delete}; \
                  use --force if that is intended",
                 deletions * 100 / files.max(1)
             )));

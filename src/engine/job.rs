@@ -7,6 +7,7 @@ use std::path::PathBuf;
 use crate::core::check::FileCheck;
 use crate::core::filter::Filter;
 use crate::core::plan::{Mode, PlanOptions};
+use crate::core::safety::MaxDelete;
 use crate::endpoint::credentials::Auth;
 use crate::endpoint::spec::{self, EndpointSpec, PairError};
 use crate::state::pair_id;
@@ -22,7 +23,7 @@ pub struct Job {
     pub options: PlanOptions,
     pub filter: Filter,
     pub checks: [Option<FileCheck>; 2],
-    pub max_delete: u8,
+    pub max_delete: MaxDelete,
     pub force: bool,
     pub dry_run: bool,
     pub state_dir: PathBuf,

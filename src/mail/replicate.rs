@@ -546,7 +546,7 @@ impl Replicator {
                 true,
             )?,
             checks: [None, None],
-            max_delete: 100,
+            max_delete: crate::core::safety::MaxDelete::Percent(100),
             force: true,
             dry_run: false,
             state_dir: self.job.state_dir.clone(),
