@@ -185,3 +185,67 @@ fn rsync_flags_get_a_hint_naming_pairsyncs_way() {
         assert!(!run.stderr.contains("tip: to pass"), "{run}");
     }
 }
+
+#[test]
+fn a_two_way_pair_is_the_same_pair_in_either_order() {
+    // `sync B A` after `sync A B` merged afresh under a second state (and a second lock).
+    let env = TestEnv::new();
+    env.put(S, "a", "1").put(D, "b", "2");
+    // The same content with other mtimes on the two sides, so the record's two observations
+    // differ (that they are read turned round is checked where the state is, in state/).
+    env.put_at(S, "m", "same", 1_500_000_000).put_at(D, "m", "same", 1_600_000_000);
+    let (src, dst) = (env.src.to_str().unwrap(), env.dst.to_str().unwrap());
+    env.expect(&env.run(&["sync", src, dst, "--modify-window", "200000000"]), 0);
+    let reversed = env.run(&["--json", "sync", dst, src]);
+    env.expect(&reversed, 0);
+    let summary: serde_json::Value = serde_json::from_str(&reversed.stdout).unwrap();
+    for field in ["copied", "deleted", "renamed"] {
+        assert_eq!(summary[field], 0, "the reversed run was not a no-op\n{reversed}");
+    }
+    let databases =
+        fs::read_dir(env.state.join("pairs")).unwrap().filter(|e| e.as_ref().unwrap().path().is_dir()).count();
+    assert_eq!(databases, 1, "a second state was made\n{reversed}");
+    // The state is read right way round: an edit and a delete are carried, in both orders.
+    env.put_at(D, "a", "edited on the destination", 2_000_000_000);
+    env.put_at(D, "m", "edited too", 2_000_000_000);
+    env.rm(S, "b");
+    let run = env.run(&["sync", dst, src]);
+    env.expect(&run, 0);
+    assert!(run.stdout.contains(" 0 conflicts"), "an edit on one side was taken for a conflict\n{run}");
+    let want = [("a", "edited on the destination"), ("m", "edited too")];
+    env.assert_tree(S, &want);
+    env.assert_tree(D, &want);
+    env.put(S, "c", "3");
+    env.expect(&env.run(&["sync", src, dst]), 0);
+    env.assert_tree(D, &[("a", "edited on the destination"), ("c", "3"), ("m", "edited too")]);
+    // And one lock: a run of one order keeps the other out (exit 5).
+    let id = pairsync::state::pair_id(src, dst);
+    let lock = fs::File::options().write(true).open(env.state.join("pairs").join(format!("{id}.lock"))).unwrap();
+    lock.lock().unwrap();
+    env.expect(&env.run(&["sync", dst, src]), 5);
+    drop(lock);
+    // One-way modes have a direction: the other order is another pair.
+    env.expect(&env.run(&["sync", dst, src, "--mode", "simple"]), 0);
+}
+
+#[test]
+fn purge_state_removes_only_state_no_other_item_uses_and_says_so() {
+    // --purge-state removed a state another item of the same pair still used, silently.
+    let env = TestEnv::new();
+    env.put(S, "a", "1");
+    assert_eq!(add(&env, "one", &[]).code, 0);
+    assert_eq!(add(&env, "two", &[]).code, 0);
+    let conf = config(&env);
+    env.expect(&env.run(&["-C", &conf, "run", "one"]), 0);
+    let pairs =
+        || fs::read_dir(env.state.join("pairs")).unwrap().filter(|e| e.as_ref().unwrap().path().is_dir()).count();
+    assert_eq!(pairs(), 1);
+    let run = env.run(&["-C", &conf, "delete", "one", "--purge-state"]);
+    env.expect(&run, 0);
+    assert!(run.stdout.contains("deleted one; its pair's state is kept: item two uses it"), "{run}");
+    assert_eq!(pairs(), 1);
+    let run = env.run(&["-C", &conf, "delete", "two", "--purge-state"]);
+    env.expect(&run, 0);
+    assert!(run.stdout.contains("deleted two; purged its state"), "{run}");
+    assert_eq!(pairs(), 0);
+}

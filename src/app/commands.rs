@@ -132,7 +132,8 @@ pub fn delete(
         // With --purge-state, the pair's lock first: if a run is going on, nothing changes (exit 5).
         let pair = if purge_state {
             let job = job(&item, state_dir)?;
-            let id = pair_of(&job.sides).map_err(|e| Error::Usage(format!("item {name:?}: {e}")))?;
+            let id =
+                pair_of(state_dir, job.mode, &job.sides).map_err(|e| Error::Usage(format!("item {name:?}: {e}")))?;
             let lock = crate::state::PairLock::acquire(state_dir, &id)?;
             Some((id, lock))
         } else {
@@ -141,13 +142,41 @@ pub fn delete(
         config.delete(name).map_err(items::config_error)?;
         if let Some((id, _lock)) = pair {
             items::forget_last_run(state_dir, name);
+            // Another item of the same pair (the same two folders, in either order for
+            // two-way) still needs the state: only the last-run record goes.
+            let users: Vec<String> = config
+                .items()
+                .map_err(items::config_error)?
+                .into_iter()
+                .filter(|other| {
+                    job(other, state_dir)
+                        .ok()
+                        .and_then(|j| pair_of(state_dir, j.mode, &j.sides).ok())
+                        .is_some_and(|other_id| other_id == id)
+                })
+                .map(|other| other.name)
+                .collect();
+            if !users.is_empty() {
+                if !quiet {
+                    outln!("deleted {name}; its pair's state is kept: item {} uses it", users.join(", "));
+                }
+                return Ok(());
+            }
             let database = state_dir.join("pairs").join(&id);
+            let existed = database.exists();
             match std::fs::remove_dir_all(&database) {
                 Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
                     return Err(Error::State { path: database, message: e.to_string() });
                 }
                 _ => {}
             }
+            if !quiet {
+                let what =
+                    if existed { format!("purged its state {}", database.display()) } else { "it had no state".into() };
+                outln!("deleted {name}; {what} and its last-run record");
+            }
+        } else if !quiet {
+            outln!("deleted {name}; its state is kept (--purge-state removes it)");
         }
         Ok(())
     })

@@ -131,6 +131,11 @@ impl StateRecord {
         }
     }
 
+    /// The record with its two sides exchanged: for a pair run in the other order.
+    pub fn swapped(self) -> StateRecord {
+        StateRecord { source: self.destination, destination: self.source, ..self }
+    }
+
     pub fn side(&self, side: Side) -> Observed {
         match side {
             Side::Source => self.source,

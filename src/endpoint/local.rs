@@ -7,10 +7,10 @@
 
 use std::collections::HashSet;
 use std::fs::{self, File};
-use std::io::{self, Read, Write};
+use std::io::{self, Read};
 use std::mem::MaybeUninit;
 use std::os::fd::OwnedFd;
-use std::os::unix::fs::PermissionsExt;
+use std::os::unix::fs::{FileExt, MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -54,10 +54,6 @@ impl LocalEndpoint {
             #[cfg(test)]
             after_listing: None,
         }
-    }
-
-    fn full(&self, rel: &str) -> PathBuf {
-        self.root.join(rel)
     }
 
     /// The folder `dir` (relative, "" for the root), opened by walking from the root one name
@@ -258,9 +254,11 @@ impl Endpoint for LocalEndpoint {
         let resumable = like.size >= super::RESUMABLE;
         let temp = if resumable { super::resumable_temp(&self.tag, path, like) } else { self.temp_name(path) };
         let temp = split(&temp).1;
-        let mut file = if resume_from > 0 {
+        let file = if resume_from > 0 {
             // O_NOFOLLOW: continue only the very file an earlier run left, never a planted link.
-            let flags = OFlags::WRONLY | OFlags::APPEND | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+            // Not O_APPEND: a hole is skipped by writing past it (and Linux's pwrite appends
+            // regardless of its offset under O_APPEND).
+            let flags = OFlags::WRONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC;
             let file = File::from(rustix::fs::openat(&dir, temp, flags, Mode::empty())?);
             if file.metadata()?.len() != resume_from {
                 return Err(changed_since_scan("the partial copy to continue changed"));
@@ -276,12 +274,25 @@ impl Endpoint for LocalEndpoint {
         let written = (|| {
             // On the stack: a heap buffer this size is an mmap and fresh page faults per file.
             let mut buf = [0u8; 64 * 1024];
+            let (mut at, mut skipped) = (resume_from, false);
             loop {
+                HOLE_READ.set(None);
                 let n = data.read(&mut buf)?;
                 if n == 0 {
                     break;
                 }
-                file.write_all(&buf[..n])?;
+                // A hole of a local source stays a hole: nothing is written there. Checked to be
+                // zeros, so that the content never depends on the word of the reader.
+                if HOLE_READ.take() == Some((at, n)) && buf[..n].iter().all(|&b| b == 0) {
+                    skipped = true;
+                } else {
+                    file.write_all_at(&buf[..n], at)?;
+                }
+                at += n as u64;
+            }
+            if skipped {
+                // A hole at the end is the file's length alone.
+                file.set_len(at)?;
             }
             file.set_modified(system_time(like.mtime))?;
             if let Some(mode) = like.mode {
@@ -321,10 +332,9 @@ impl Endpoint for LocalEndpoint {
     }
 
     fn open_from(&self, path: &str, expect: &Entry, offset: u64) -> super::Result<Box<dyn Read + Send + '_>> {
-        use std::io::Seek;
         let (dir, name) = self.parent_of(path)?;
         let flags = OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC;
-        let mut file = match rustix::fs::openat(&dir, name, flags, Mode::empty()) {
+        let file = match rustix::fs::openat(&dir, name, flags, Mode::empty()) {
             Ok(fd) => File::from(fd),
             // O_NOFOLLOW met a link: the file was replaced by one since the scan.
             Err(Errno::LOOP) => return Err(changed_since_scan("now a symbolic link")),
@@ -334,8 +344,10 @@ impl Endpoint for LocalEndpoint {
         if !meta.is_file() || entry_of(&meta).is_none_or(|now| !now.same_metadata(expect)) {
             return Err(changed_since_scan("size or mtime differ"));
         }
-        file.seek(io::SeekFrom::Start(offset))?;
-        Ok(Box::new(CheckedReader { file, expect: *expect, read: offset }))
+        // Fewer blocks than bytes: it may have holes, which are then looked for (two seeks per
+        // extent); any other file is read as it always was.
+        let sparse = meta.blocks().saturating_mul(512) < meta.len();
+        Ok(Box::new(CheckedReader { file, expect: *expect, read: offset, sparse, data_end: 0, hole_end: 0 }))
     }
 
     fn mkdir(&self, path: &str) -> super::Result<()> {
@@ -364,9 +376,19 @@ impl Endpoint for LocalEndpoint {
         entry_at(&to_dir, to_name)?.ok_or_else(|| changed_since_scan("renamed file vanished"))
     }
 
+    /// A relative path is opened in its open folder, as every other access is (so no path is
+    /// too long, and no link on the way is followed); the file itself may be a link, as a
+    /// drive's marker may be. An absolute path is the user's to resolve.
     fn read_check_file(&self, path: &str, limit: usize) -> super::Result<Option<Vec<u8>>> {
-        let full = if Path::new(path).is_absolute() { PathBuf::from(path) } else { self.full(path) };
-        match File::open(full) {
+        let opened = if Path::new(path).is_absolute() {
+            File::open(path)
+        } else {
+            self.parent_of(path.trim_end_matches('/')).and_then(|(dir, name)| {
+                let flags = OFlags::RDONLY | OFlags::CLOEXEC;
+                Ok(File::from(rustix::fs::openat(&dir, name, flags, Mode::empty())?))
+            })
+        };
+        match opened {
             Ok(file) => {
                 let mut bytes = Vec::new();
                 file.take(limit as u64).read_to_end(&mut bytes)?;
@@ -599,16 +621,85 @@ impl Walk<'_> {
     }
 }
 
+thread_local! {
+    /// The hole (offset, length) the last read of a local file on this thread returned as
+    /// zeros: how a local source tells a local write, which it reaches only as `dyn Read`
+    /// through the executor's hashing reader, where not to write. A write clears it before
+    /// each read, so it only ever describes the read just made; any other reader leaves it
+    /// clear, so a copy from FTP is written whole.
+    static HOLE_READ: std::cell::Cell<Option<(u64, usize)>> = const { std::cell::Cell::new(None) };
+}
+
 /// Reads a file and, at its end, checks it is still the size and mtime the plan saw.
+///
+/// A sparse file's holes are not read but returned as zeros (so its content, and its hash, are
+/// the whole logical file), one read never spanning data and hole, and each told to
+/// [`HOLE_READ`].
 struct CheckedReader {
     file: File,
     expect: Entry,
     read: u64,
+    /// The file may have holes: look for them (`SEEK_DATA`/`SEEK_HOLE`).
+    sparse: bool,
+    /// Where the data extent `read` is in ends, once looked up.
+    data_end: u64,
+    /// Where the hole `read` is in ends, once looked up.
+    hole_end: u64,
+}
+
+impl CheckedReader {
+    /// With `read` in a hole, the bytes of it left (never past the size the plan saw); `None`
+    /// in data, with `data_end` where that data ends.
+    fn hole_left(&mut self) -> io::Result<Option<u64>> {
+        use rustix::fs::{seek, SeekFrom};
+        if self.read < self.hole_end {
+            return Ok(Some(self.hole_end - self.read));
+        }
+        if self.read < self.data_end {
+            return Ok(None);
+        }
+        match seek(&self.file, SeekFrom::Data(self.read)) {
+            Ok(data) if data > self.read => self.hole_end = data.min(self.expect.size),
+            Ok(_) => {
+                match seek(&self.file, SeekFrom::Hole(self.read)) {
+                    Ok(end) if end > self.read => self.data_end = end,
+                    // Changed under the read (its end check says so), or cannot say: data.
+                    _ => self.sparse = false,
+                }
+                return Ok(None);
+            }
+            // No data after `read`: a hole to the end.
+            Err(Errno::NXIO) => self.hole_end = self.expect.size,
+            // A file system that cannot say: all of it is data.
+            Err(_) => {
+                self.sparse = false;
+                return Ok(None);
+            }
+        }
+        Ok(Some(self.hole_end - self.read).filter(|&n| n > 0))
+    }
 }
 
 impl Read for CheckedReader {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let n = self.file.read(buf)?;
+        let mut limit = buf.len();
+        if self.sparse && self.read < self.expect.size && !buf.is_empty() {
+            match self.hole_left()? {
+                Some(hole) => {
+                    let n = buf.len().min(usize::try_from(hole).unwrap_or(usize::MAX));
+                    buf[..n].fill(0);
+                    HOLE_READ.set(Some((self.read, n)));
+                    self.read += n as u64;
+                    return Ok(n);
+                }
+                None if self.sparse => {
+                    limit = limit.min(usize::try_from(self.data_end - self.read).unwrap_or(usize::MAX));
+                }
+                None => {}
+            }
+        }
+        // At its offset, not the file's position: the seeks above move that.
+        let n = self.file.read_at(&mut buf[..limit], self.read)?;
         self.read += n as u64;
         if n == 0 || self.read > self.expect.size {
             let now = entry_of(&self.file.metadata()?);
@@ -622,6 +713,8 @@ impl Read for CheckedReader {
 
 #[cfg(test)]
 mod tests {
+    use std::io::Write;
+
     use super::*;
 
     fn endpoint() -> (tempfile::TempDir, LocalEndpoint) {
@@ -752,6 +845,24 @@ mod tests {
     }
 
     #[test]
+    fn a_sparse_file_written_into_while_read_fails_the_read() {
+        // Its holes are not read but given as zeros: the end check still sees the change.
+        let (dir, ep) = endpoint();
+        let file = File::create(dir.path().join("f")).unwrap();
+        file.write_all_at(b"data", 1 << 20).unwrap();
+        file.set_len(4 << 20).unwrap();
+        filetime::set_file_mtime(dir.path().join("f"), FileTime::from_unix_time(1_600_000_000, 0)).unwrap();
+        let entry = ep.stat("f").unwrap().unwrap();
+        let mut reader = ep.open("f", &entry).unwrap();
+        let mut buf = vec![0u8; 4096];
+        reader.read_exact(&mut buf).unwrap();
+        assert_eq!(HOLE_READ.get(), Some((0, 4096)), "the leading hole was read");
+        file.write_all_at(b"late", 3 << 20).unwrap();
+        let err = io::copy(&mut reader, &mut io::sink()).unwrap_err();
+        assert!(err.to_string().contains("changed while being read"), "{err}");
+    }
+
+    #[test]
     fn a_write_that_fails_leaves_neither_temp_file_nor_target() {
         let (dir, ep) = endpoint();
         struct Broken;
@@ -771,6 +882,30 @@ mod tests {
         let err = ep.write("x", &mut &b"mine"[..], &Entry::file(4, 0), None, 0).unwrap_err();
         assert!(err.to_string().contains("changed since the scan"), "{err}");
         assert_eq!(fs::read_to_string(dir.path().join("x")).unwrap(), "someone else's");
+    }
+
+    #[test]
+    fn a_hole_is_skipped_only_where_the_reader_said_so_and_gave_zeros() {
+        // A reader that calls every read a hole: zeros are skipped, anything else written.
+        struct Claims<'a>(&'a [&'a [u8]], u64);
+        impl Read for Claims<'_> {
+            fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+                let Some((first, rest)) = self.0.split_first() else { return Ok(0) };
+                buf[..first.len()].copy_from_slice(first);
+                HOLE_READ.set(Some((self.1, first.len())));
+                (self.0, self.1) = (rest, self.1 + first.len() as u64);
+                Ok(first.len())
+            }
+        }
+        let (dir, ep) = endpoint();
+        let zeros = vec![0u8; 64 * 1024];
+        let parts: [&[u8]; 4] = [&zeros, b"not zeros", &zeros, &zeros];
+        let size = 3 * zeros.len() as u64 + 9;
+        ep.write("f", &mut Claims(&parts, 0), &Entry::file(size, 0), None, 0).unwrap();
+        let written = fs::read(dir.path().join("f")).unwrap();
+        assert_eq!(written, [&zeros[..], b"not zeros", &zeros, &zeros].concat());
+        // Only the few blocks around "not zeros" are allocated; the trailing hole is its length.
+        assert!(fs::metadata(dir.path().join("f")).unwrap().blocks() * 512 < size / 2);
     }
 
     #[test]

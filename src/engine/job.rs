@@ -2,7 +2,7 @@
 //! command line, a config item, the mail replicator), in plain types. The engine reads no
 //! config file and no flag.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use crate::core::check::FileCheck;
 use crate::core::filter::Filter;
@@ -43,8 +43,28 @@ pub fn canonical_sides(sides: &[EndpointSpec; 2]) -> Result<[EndpointSpec; 2], P
     Ok(sides)
 }
 
-/// The id of the pair of these sides: its state database's name.
-pub fn pair_of(sides: &[EndpointSpec; 2]) -> Result<String, PairError> {
+/// The id of the pair of these sides: its state database's name (and its lock's). A two-way
+/// pair is the same pair in either order: `sync B A` after `sync A B` finds the state (and the
+/// lock) `sync A B` made, whose records the state store reads with their sides exchanged.
+pub fn pair_of(state_dir: &Path, mode: Mode, sides: &[EndpointSpec; 2]) -> Result<String, PairError> {
     let [source, destination] = canonical_sides(sides)?;
-    Ok(pair_id(&source.url(), &destination.url()))
+    Ok(pair_id_in(state_dir, mode, [&source.url(), &destination.url()]))
+}
+
+/// [`pair_of`] for sides already canonical.
+pub fn pair_id_in(state_dir: &Path, mode: Mode, urls: [&str; 2]) -> String {
+    let ordered = pair_id(urls[0], urls[1]);
+    if mode != Mode::TwoWay {
+        return ordered;
+    }
+    let reverse = pair_id(urls[1], urls[0]);
+    let known = |id: &str| {
+        let pairs = state_dir.join("pairs");
+        pairs.join(id).exists() || pairs.join(format!("{id}.lock")).exists()
+    };
+    if !known(&ordered) && known(&reverse) {
+        reverse
+    } else {
+        ordered
+    }
 }

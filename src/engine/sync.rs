@@ -20,9 +20,9 @@ use crate::core::safety;
 use crate::endpoint::spec::{self, EndpointSpec};
 use crate::endpoint::{Endpoint, ErrorKind, IssueKind, Scan};
 use crate::engine::executor::{Executor, Observer, Problem, Tally};
-use crate::engine::job::{canonical_sides, Job};
+use crate::engine::job::{canonical_sides, pair_id_in, Job};
 use crate::engine::scope::{scope_parts, Scope};
-use crate::state::{pair_id, Opened, PairLock, StateDb};
+use crate::state::{Opened, PairLock, StateDb};
 
 /// What a sync did (or, with `dry_run`, would do).
 #[derive(Debug, Clone, serde::Serialize)]
@@ -120,7 +120,11 @@ pub fn sync(job: &Job, reporter: &dyn Reporter) -> Result<Summary> {
     }
     let filter = pair_filter(job, &sides)?;
     let filter = filter.as_ref().unwrap_or(&job.filter);
-    let _lock = PairLock::acquire(&job.state_dir, &sides.id)?;
+    let _lock = if job.dry_run {
+        PairLock::acquire_to_read(&job.state_dir, &sides.id)?
+    } else {
+        PairLock::acquire(&job.state_dir, &sides.id)?
+    };
     let db = open_state(job, &sides, &mut warnings)?;
 
     let mut phases = Phases::default();
@@ -174,7 +178,7 @@ pub fn sync(job: &Job, reporter: &dyn Reporter) -> Result<Summary> {
 /// FTP server that cannot be reached or refuses the login is [`Error::Unreachable`].
 fn open(job: &Job) -> Result<Sides> {
     let specs = canonical_sides(&job.sides).map_err(|e| Error::Usage(e.to_string()))?;
-    let id = pair_id(&specs[0].url(), &specs[1].url());
+    let id = pair_id_in(&job.state_dir, job.mode, [&specs[0].url(), &specs[1].url()]);
     let tag = &id[..8];
     let open_one = |side: Side| {
         let spec = &specs[side.index()];

@@ -13,6 +13,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::fs::{self, File};
+use std::io;
 use std::path::{Path, PathBuf};
 
 use crate::core::error::{Error, Result};
@@ -34,7 +35,8 @@ pub fn pair_id(source_url: &str, destination_url: &str) -> String {
 
 /// Held for the whole run; released by the OS if the process dies.
 pub struct PairLock {
-    _file: File,
+    /// `None`: a dry run of a pair that never had a run here (see [`PairLock::acquire_to_read`]).
+    _file: Option<File>,
 }
 
 impl PairLock {
@@ -46,7 +48,28 @@ impl PairLock {
         let file =
             File::options().create(true).truncate(false).write(true).open(&path).map_err(|e| state_error(&path, e))?;
         match file.try_lock() {
-            Ok(()) => Ok(PairLock { _file: file }),
+            Ok(()) => Ok(PairLock { _file: Some(file) }),
+            Err(fs::TryLockError::WouldBlock) => Err(Error::Locked(path)),
+            Err(fs::TryLockError::Error(e)) => Err(state_error(&path, e)),
+        }
+    }
+
+    /// The lock for a dry run, which leaves the state folder as it found it (creates nothing
+    /// in it, not even the folder): taken shared, so dry runs do not keep each other out but a
+    /// real run and a dry run do, and only when the pair's lock file is there. Without one no
+    /// run of the pair ever began with this state folder: there is no state to read while a
+    /// real run writes it, so the dry run goes on unlocked. Fails with [`Error::Locked`] while
+    /// a real run holds the lock.
+    pub fn acquire_to_read(state_dir: &Path, id: &str) -> Result<PairLock> {
+        let path = state_dir.join("pairs").join(format!("{id}.lock"));
+        // Read-only: flock needs no more, and nothing about the file changes.
+        let file = match File::open(&path) {
+            Ok(file) => file,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(PairLock { _file: None }),
+            Err(e) => return Err(state_error(&path, e)),
+        };
+        match file.try_lock_shared() {
+            Ok(()) => Ok(PairLock { _file: Some(file) }),
             Err(fs::TryLockError::WouldBlock) => Err(Error::Locked(path)),
             Err(fs::TryLockError::Error(e)) => Err(state_error(&path, e)),
         }
@@ -56,6 +79,12 @@ impl PairLock {
 pub struct StateDb {
     db: sled::Db,
     path: PathBuf,
+    /// The records were written with the sides the other way round (a two-way pair first run
+    /// as `sync B A`, now run as `sync A B`): exchanged as they are read and written.
+    swapped: bool,
+    /// A dry run's copy of the database, which `db` is (removed once `db` is closed: fields
+    /// drop in order).
+    _scratch: Option<Scratch>,
 }
 
 /// How the database was found when it was opened.
@@ -74,36 +103,58 @@ pub enum Opened {
 impl StateDb {
     /// Opens (or creates) the database of pair `id`. Call with the pair's lock held.
     ///
-    /// A dry run changes nothing on disk: a missing or unreadable database is replaced by an
-    /// empty one in memory, and nothing is moved aside or written.
+    /// A dry run leaves the state folder byte for byte as it was (see [`StateDb::open_copy`]).
     pub fn open(state_dir: &Path, id: &str, urls: [&str; 2], dry_run: bool) -> Result<(StateDb, Opened)> {
         let path = state_dir.join("pairs").join(id);
+        if dry_run {
+            return StateDb::open_copy(path, id, urls);
+        }
         let existed = path.exists();
-        let in_memory =
-            || -> Result<sled::Db> { sled::Config::new().temporary(true).open().map_err(|e| sled_error(&path, e)) };
-        let (db, opened) = match (existed || !dry_run).then(|| open_sled(&path)).transpose()? {
-            None => (in_memory()?, Opened::New),
-            Some(Ok(db)) => (db, if existed { Opened::Existing } else { Opened::New }),
-            Some(Err(why)) if dry_run => (in_memory()?, Opened::Reset { moved_to: None, why }),
-            Some(Err(why)) => {
+        let (db, opened) = match open_sled(&path)? {
+            Ok(db) => (db, if existed { Opened::Existing } else { Opened::New }),
+            Err(why) => {
                 let moved_to = path.with_extension(format!("corrupt-{}", chrono::Local::now().format("%Y%m%d-%H%M%S")));
                 fs::rename(&path, &moved_to).map_err(|e| state_error(&path, e))?;
                 let db = open_sled(&path)?.map_err(|e| Error::State { path: path.clone(), message: e })?;
                 (db, Opened::Reset { moved_to: Some(moved_to), why })
             }
         };
-        if !dry_run {
-            let meta = db.open_tree("meta").map_err(|e| sled_error(&path, e))?;
-            for (key, value) in
-                [("format", &[FORMAT][..]), ("source", urls[0].as_bytes()), ("destination", urls[1].as_bytes())]
-            {
-                // Written only when new, so that a no-op run writes nothing.
-                if meta.get(key).map_err(|e| sled_error(&path, e))?.as_deref() != Some(value) {
-                    meta.insert(key, value).map_err(|e| sled_error(&path, e))?;
-                }
+        let swapped = written_swapped(&db, &path, urls)?;
+        let meta = db.open_tree("meta").map_err(|e| sled_error(&path, e))?;
+        // The sides as the records hold them: never rewritten the other way round.
+        let sides = if swapped { [urls[1], urls[0]] } else { urls };
+        for (key, value) in
+            [("format", &[FORMAT][..]), ("source", sides[0].as_bytes()), ("destination", sides[1].as_bytes())]
+        {
+            // Written only when new, so that a no-op run writes nothing.
+            if meta.get(key).map_err(|e| sled_error(&path, e))?.as_deref() != Some(value) {
+                meta.insert(key, value).map_err(|e| sled_error(&path, e))?;
             }
         }
-        Ok((StateDb { db, path }, opened))
+        Ok((StateDb { db, path, swapped, _scratch: None }, opened))
+    }
+
+    /// A dry run's database: a private copy of the pair's, in the temp folder. sled has no
+    /// read-only mode: it writes to the files of any database it opens, even only to read it
+    /// (it recovers its log, and rewrites it). A missing database is an empty one in memory, an
+    /// unreadable one too (a real run would move it aside); nothing in the state folder is
+    /// created, moved or written.
+    fn open_copy(path: PathBuf, id: &str, urls: [&str; 2]) -> Result<(StateDb, Opened)> {
+        let in_memory = |path: PathBuf, opened| -> Result<(StateDb, Opened)> {
+            let db = sled::Config::new().temporary(true).open().map_err(|e| sled_error(&path, e))?;
+            Ok((StateDb { db, path, swapped: false, _scratch: None }, opened))
+        };
+        if !path.exists() {
+            return in_memory(path, Opened::New);
+        }
+        let scratch = Scratch::copy_of(&path, id)?;
+        match open_sled(&scratch.0)? {
+            Ok(db) => {
+                let swapped = written_swapped(&db, &path, urls)?;
+                Ok((StateDb { db, path, swapped, _scratch: Some(scratch) }, Opened::Existing))
+            }
+            Err(why) => in_memory(path, Opened::Reset { moved_to: None, why }),
+        }
     }
 
     /// Every record. A folder whose records do not decode is dropped (its paths are then
@@ -123,7 +174,17 @@ impl StateDb {
                 bad += 1;
             }
         }
-        Ok((State::from_unique(records), bad))
+        Ok((State::from_unique(self.oriented(records)), bad))
+    }
+
+    /// Records as this run sees its sides.
+    fn oriented(&self, mut records: Vec<(String, StateRecord)>) -> Vec<(String, StateRecord)> {
+        if self.swapped {
+            for (_, record) in &mut records {
+                *record = record.swapped();
+            }
+        }
+        records
     }
 
     /// The records of the entries directly in each of `folders` (the root is ""): a few point
@@ -144,7 +205,7 @@ impl StateDb {
                 bad += 1;
             }
         }
-        Ok((State::from_unique(records), bad))
+        Ok((State::from_unique(self.oriented(records)), bad))
     }
 
     /// Moves the records of the folder `from`, and of everything below it, to `to` (a folder
@@ -230,7 +291,8 @@ pub struct StateWriter<'a> {
 impl StateWriter<'_> {
     pub fn put(&mut self, path: &str, record: &StateRecord) -> Result<()> {
         let (folder, name) = split(path);
-        self.folder(folder)?.insert(name.to_string(), *record);
+        let record = if self.db.swapped { record.swapped() } else { *record };
+        self.folder(folder)?.insert(name.to_string(), record);
         self.bump()
     }
 
@@ -283,8 +345,80 @@ impl StateWriter<'_> {
     }
 }
 
+/// True when the database's records were written with `urls` the other way round (its meta
+/// names them so): a two-way pair, which is the same pair in either order.
+fn written_swapped(db: &sled::Db, path: &Path, urls: [&str; 2]) -> Result<bool> {
+    let meta = db.open_tree("meta").map_err(|e| sled_error(path, e))?;
+    let get = |key: &str| meta.get(key).map_err(|e| sled_error(path, e));
+    let (source, destination) = (get("source")?, get("destination")?);
+    Ok(urls[0] != urls[1]
+        && source.as_deref() == Some(urls[1].as_bytes())
+        && destination.as_deref() == Some(urls[0].as_bytes()))
+}
+
 /// How long a database held by sled's own lock is waited for before the run gives up.
 const LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// A private folder in the temp folder holding a copy of a pair's database; removed on drop.
+struct Scratch(PathBuf);
+
+impl Scratch {
+    /// Copies the database at `path`. With the pair's lock held no other run writes it; sled's
+    /// own lock (an exclusive `flock` on its `db` file, held while it is open) is taken shared
+    /// for the copy, so that the handle of an earlier run in this process (the daemon), still
+    /// closing, is waited for.
+    fn copy_of(path: &Path, id: &str) -> Result<Scratch> {
+        static COPIES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let n = COPIES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let dir = std::env::temp_dir().join(format!("pairsync-dry-run-{id}-{}-{n}", std::process::id()));
+        // Private (the records name the pair's files), and new: never one planted there.
+        std::os::unix::fs::DirBuilderExt::mode(&mut fs::DirBuilder::new(), 0o700)
+            .create(&dir)
+            .map_err(|e| state_error(&dir, e))?;
+        let scratch = Scratch(dir);
+        let held = match File::open(path.join("db")) {
+            Ok(file) => Some(file),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => None,
+            Err(e) => return Err(state_error(path, e)),
+        };
+        if let Some(file) = &held {
+            let started = std::time::Instant::now();
+            loop {
+                match file.try_lock_shared() {
+                    Ok(()) => break,
+                    Err(fs::TryLockError::WouldBlock) if started.elapsed() <= LOCK_WAIT => {
+                        std::thread::sleep(std::time::Duration::from_millis(20))
+                    }
+                    Err(fs::TryLockError::WouldBlock) => return Err(Error::Locked(path.to_path_buf())),
+                    Err(fs::TryLockError::Error(e)) => return Err(state_error(path, e)),
+                }
+            }
+        }
+        copy_folder(path, &scratch.0).map_err(|e| state_error(path, format!("cannot copy it for the dry run: {e}")))?;
+        Ok(scratch)
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = fs::remove_dir_all(&self.0);
+    }
+}
+
+/// Copies the files of the folder `from`, and of the folders in it, into the folder `to`.
+fn copy_folder(from: &Path, to: &Path) -> io::Result<()> {
+    for entry in fs::read_dir(from)? {
+        let entry = entry?;
+        let (from, to) = (entry.path(), to.join(entry.file_name()));
+        if entry.file_type()?.is_dir() {
+            fs::create_dir(&to)?;
+            copy_folder(&from, &to)?;
+        } else {
+            fs::copy(&from, &to)?;
+        }
+    }
+    Ok(())
+}
 
 /// Opens the database. `Ok(Err(why))`: it is unreadable (corrupt, or in a format this build
 /// cannot read) and may be moved aside. `Err`: it could not be opened for another reason
@@ -464,6 +598,39 @@ mod tests {
             state.keys().collect::<Vec<_>>(),
             ["m", "m/.Ab", "m/.Ab/cur", "m/.Ab/cur/y", "m/.B", "m/.B/cur", "m/.B/cur/x:2,S", "m/.B/uidlist"]
         );
+    }
+
+    #[test]
+    fn a_pair_opened_in_the_other_order_reads_and_writes_its_records_turned_round() {
+        // A two-way pair run as `sync B A` after `sync A B` shares the state `sync A B` wrote.
+        let dir = tempfile::tempdir().unwrap();
+        let r = StateRecord {
+            kind: Kind::File,
+            source: Observed { size: 1, mtime: 10 },
+            destination: Observed { size: 1, mtime: 20 },
+            hash: None,
+        };
+        {
+            let (db, _) = StateDb::open(dir.path(), "p", ["/a", "/b"], false).unwrap();
+            let mut w = db.writer();
+            w.put("f", &r).unwrap();
+            w.commit().unwrap();
+        }
+        for dry_run in [true, false] {
+            let (db, _) = StateDb::open(dir.path(), "p", ["/b", "/a"], dry_run).unwrap();
+            assert_eq!(db.load().unwrap().0.get("f"), Some(&r.swapped()), "dry run: {dry_run}");
+            assert_eq!(db.load_folders([""]).unwrap().0.get("f"), Some(&r.swapped()));
+        }
+        {
+            let (db, _) = StateDb::open(dir.path(), "p", ["/b", "/a"], false).unwrap();
+            let mut w = db.writer();
+            w.put("g", &r).unwrap();
+            w.commit().unwrap();
+        }
+        // Written the other way round, read back in the first order: turned round again.
+        let (db, _) = StateDb::open(dir.path(), "p", ["/a", "/b"], false).unwrap();
+        let (state, _) = db.load().unwrap();
+        assert_eq!((state.get("f"), state.get("g")), (Some(&r), Some(&r.swapped())));
     }
 
     #[test]
