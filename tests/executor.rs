@@ -63,7 +63,7 @@ fn apply_with(
     workers: usize,
     observer: &dyn Observer,
 ) -> Outcome {
-    Executor { endpoints: sides, observer, workers, durable: true }.apply(plan, db).unwrap()
+    Executor { endpoints: sides, observer, workers, durable: true, versions: None }.apply(plan, db).unwrap()
 }
 
 fn apply(plan: &Plan, db: &StateDb, sides: [&dyn Endpoint; 2], workers: usize) -> Outcome {

@@ -10,6 +10,7 @@ use crate::config::edit::ItemEdit;
 use crate::core::names::Named;
 use crate::core::plan::{ConflictPolicy, Mode};
 use crate::core::safety::MaxDelete;
+use crate::core::versions::Keep;
 
 /// `--max-delete`: `N%` or a count `N`.
 fn max_delete(text: &str) -> Result<MaxDelete, String> {
@@ -307,6 +308,13 @@ pub struct ItemArgs {
     /// Connections to an FTP side at most (default 4).
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=64))]
     pub connections: Option<u16>,
+    /// Keep every file a run overwrites or deletes, moved to DIR/<YYYY-MM-DD_HHMMSS>/<path> on
+    /// its side (DIR relative to each side's root; "" stops keeping versions).
+    #[arg(long, value_name = "DIR")]
+    pub backup_dir: Option<String>,
+    /// Keep only the newest N run folders in the backup dir ("all": every one, the default).
+    #[arg(long, value_name = "N|all")]
+    pub backup_keep: Option<Keep>,
     /// Do not verify the FTPS sides' certificates (tls_verify = false); --secure-tls undoes it.
     #[arg(long, conflicts_with = "secure_tls")]
     pub insecure_tls: bool,
@@ -365,6 +373,15 @@ pub struct SyncArgs {
     /// Connections to an FTP side at most: parallel transfers (backing off on 421).
     #[arg(long, value_name = "N", default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..=64))]
     pub connections: u16,
+    /// Keep every file the run overwrites or deletes on a side: first moved (a rename on that
+    /// side, no copy) to DIR/<YYYY-MM-DD_HHMMSS>/<path>. DIR is relative to each side's root and
+    /// never synced.
+    #[arg(long, value_name = "DIR")]
+    pub backup_dir: Option<String>,
+    /// After a run that kept versions, keep only the newest N run folders in --backup-dir
+    /// (default: all).
+    #[arg(long, value_name = "N|all", requires = "backup_dir")]
+    pub backup_keep: Option<Keep>,
 }
 
 impl ItemArgs {
@@ -393,6 +410,8 @@ impl ItemArgs {
             log: self.log.clone(),
             watch: either(self.watch, self.no_watch),
             connections: self.connections,
+            backup_dir: self.backup_dir.clone(),
+            backup_keep: self.backup_keep,
             tls_verify: either(self.secure_tls, self.insecure_tls),
             source_password_env: self.source_password_env.clone(),
             destination_password_env: self.destination_password_env.clone(),

@@ -19,6 +19,7 @@ use crate::core::exit::ExitCode;
 use crate::core::filter::Filter;
 use crate::core::model::Side;
 use crate::core::plan::PlanOptions;
+use crate::core::versions::Backup;
 use crate::endpoint::credentials::Auth;
 use crate::endpoint::spec::{without_password, EndpointSpec};
 use crate::engine::job::Job;
@@ -61,6 +62,9 @@ pub fn job(args: &SyncArgs, state_dir_flag: Option<PathBuf>, config: Option<Path
         f.exclude.iter().map(|g| ("--exclude", g.as_str())),
         f.include.iter().map(|g| ("--include", g.as_str())),
     )?;
+    let keep = args.backup_keep.and_then(|keep| keep.0);
+    let backup = args.backup_dir.as_deref().map(|dir| Backup::new(dir, keep)).transpose();
+    let backup = backup.map_err(|why| Error::Usage(format!("--backup-dir {why}")))?;
     let mut notices = Vec::new();
     let mut auth: [Auth; 2] = std::array::from_fn(|_| Auth { insecure_tls: args.insecure_tls, ..Auth::default() });
     let mut side = |side: Side, given: &str| {
@@ -95,6 +99,7 @@ pub fn job(args: &SyncArgs, state_dir_flag: Option<PathBuf>, config: Option<Path
         connections: usize::from(args.connections),
         scope: None,
         notices,
+        backup,
     })
 }
 

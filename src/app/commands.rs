@@ -308,6 +308,10 @@ pub fn show(config_flag: Option<PathBuf>, state: &(PathBuf, String), name: &str,
         let connections = item.connections.map_or("4 (default)".to_string(), |n| n.to_string());
         outln!("connections:  {connections}");
     }
+    if let Some(dir) = &item.backup_dir {
+        let keep = item.backup_keep.map_or("every run".to_string(), |n| format!("the newest {n} runs"));
+        outln!("backup_dir:   {dir} (in each side's root; keeps {keep})");
+    }
     outln!("log:          {}", items::log_path(&item, state_dir).display());
     for (label, side) in [("source", &item.source), ("destination", &item.destination)] {
         outln!("{label}:");

@@ -214,8 +214,14 @@ pub fn summary_line(s: &Summary) -> String {
     let t = &s.tally;
     let (copied, deleted) = if s.dry_run { ("would copy", "would delete") } else { ("copied", "deleted") };
     let stopped = if s.interrupted { " (stopped by a signal; the next run finishes)" } else { "" };
+    let kept = match t.versioned {
+        0 => String::new(),
+        1 => ", kept 1 old version".to_string(),
+        n => format!(", kept {n} old versions"),
+    };
     format!(
-        "{} -> {} ({}): {copied} {} ({}), {deleted} {}, renamed {}, {} conflicts, {} problems in {:.2} s{stopped}",
+        "{} -> {} ({}): {copied} {} ({}), {deleted} {}, renamed {}{kept}, {} conflicts, {} problems in {:.2} \
+         s{stopped}",
         s.source,
         s.destination,
         s.mode,

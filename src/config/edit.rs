@@ -36,6 +36,10 @@ pub struct ItemEdit {
     pub log: Option<PathBuf>,
     pub watch: Option<bool>,
     pub connections: Option<u16>,
+    /// `""` stops keeping versions (and forgets `backup_keep`).
+    pub backup_dir: Option<String>,
+    /// `Keep(None)`: every run folder (removes `backup_keep`).
+    pub backup_keep: Option<crate::core::versions::Keep>,
     /// Verify the FTPS sides' certificates (`false` only touches sides that use TLS).
     pub tls_verify: Option<bool>,
     pub source_password_env: Option<String>,
@@ -140,6 +144,16 @@ pub fn apply(item: &mut Item, edit: &ItemEdit) -> Result<()> {
     }
     if let Some(n) = edit.connections {
         item.connections = Some(n);
+    }
+    if let Some(dir) = optional(&edit.backup_dir) {
+        // Without a backup dir, a number of runs to keep means nothing.
+        if dir.is_none() {
+            item.backup_keep = None;
+        }
+        item.backup_dir = dir;
+    }
+    if let Some(keep) = edit.backup_keep {
+        item.backup_keep = keep.0;
     }
     for side in [&mut item.source, &mut item.destination] {
         match edit.tls_verify {

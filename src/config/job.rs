@@ -7,6 +7,7 @@ use crate::core::check::FileCheck;
 use crate::core::error::{Error, Result};
 use crate::core::filter::Filter;
 use crate::core::plan::PlanOptions;
+use crate::core::versions::Backup;
 use crate::endpoint::credentials::{Auth, Secret};
 use crate::endpoint::spec::{EndpointSpec, FtpUrl, SpecError};
 use crate::engine::job::{self, Job};
@@ -57,6 +58,8 @@ pub fn job(item: &Item, state_dir: &Path) -> Result<Job> {
         .iter()
         .map(|p| ("source.ignore", p.as_str()))
         .chain(item.destination.ignore.iter().map(|p| ("destination.ignore", p.as_str())));
+    let backup = item.backup_dir.as_deref().map(|dir| Backup::new(dir, item.backup_keep)).transpose();
+    let backup = backup.map_err(|why| Error::Usage(format!("item {:?}: backup_dir {why}", item.name)))?;
     Ok(Job {
         sides,
         auth: [auth(&item.source), auth(&item.destination)],
@@ -74,5 +77,6 @@ pub fn job(item: &Item, state_dir: &Path) -> Result<Job> {
         connections: usize::from(item.connections.unwrap_or(4)),
         scope: None,
         notices: Vec::new(),
+        backup,
     })
 }

@@ -32,7 +32,7 @@ use crate::core::safety::MaxDelete;
 /// `max_delete` when the item does not say (the same as `sync --max-delete`).
 pub const DEFAULT_MAX_DELETE: MaxDelete = MaxDelete::Percent(50);
 
-const ITEM_KEYS: [&str; 15] = [
+const ITEM_KEYS: [&str; 17] = [
     "name",
     "description",
     "group",
@@ -46,6 +46,8 @@ const ITEM_KEYS: [&str; 15] = [
     "connections",
     "exclude",
     "include",
+    "backup_dir",
+    "backup_keep",
     "source",
     "destination",
 ];
@@ -87,6 +89,11 @@ pub struct Item {
     /// `--include`.
     pub exclude: Vec<String>,
     pub include: Vec<String>,
+    /// Where old versions are kept, relative to each side's root (`--backup-dir`); `None`: not
+    /// kept.
+    pub backup_dir: Option<String>,
+    /// Run folders kept in `backup_dir` (`--backup-keep`); `None`: all.
+    pub backup_keep: Option<u32>,
     pub source: SideConfig,
     pub destination: SideConfig,
 }
@@ -108,6 +115,8 @@ impl Item {
             connections: None,
             exclude: Vec::new(),
             include: Vec::new(),
+            backup_dir: None,
+            backup_keep: None,
             source,
             destination,
         }
@@ -631,6 +640,13 @@ impl Reader<'_> {
                 message: format!("connections {n} is not from 1 to 64"),
             })?),
         };
+        let backup_keep = match self.integer(table, "", "backup_keep")? {
+            None => None,
+            Some(n) => Some(u32::try_from(n).ok().filter(|n| *n >= 1).ok_or_else(|| Bad {
+                line: self.key_line(table, "backup_keep"),
+                message: format!("backup_keep {n} is not a number of runs from 1 (leave it out to keep all)"),
+            })?),
+        };
         let item = Item {
             name,
             description: self.string(table, "", "description")?,
@@ -645,6 +661,8 @@ impl Reader<'_> {
             connections,
             exclude: self.strings(table, "", "exclude")?,
             include: self.strings(table, "", "include")?,
+            backup_dir: self.string(table, "", "backup_dir")?,
+            backup_keep,
             source: side("source")?,
             destination: side("destination")?,
         };
@@ -820,6 +838,16 @@ fn check_item(item: &Item) -> Result<(), Problem> {
     if let Some(n) = item.connections.filter(|n| !(1..=64).contains(n)) {
         return Err(problem(None, "connections", format!("connections {n} is not from 1 to 64")));
     }
+    if let Some(dir) = &item.backup_dir {
+        crate::core::versions::folder(dir).map_err(|why| problem(None, "backup_dir", format!("backup_dir {why}")))?;
+    }
+    match item.backup_keep {
+        Some(0) => return Err(problem(None, "backup_keep", "backup_keep 0 would keep no run's versions".into())),
+        Some(_) if item.backup_dir.is_none() => {
+            return Err(problem(None, "backup_keep", "backup_keep applies only with backup_dir".into()))
+        }
+        _ => {}
+    }
     check_side(&item.source, "source")?;
     check_side(&item.destination, "destination")
 }
@@ -906,6 +934,8 @@ fn item_fields(item: &Item) -> Fields {
         ("connections", item.connections.map(|n| toml_edit::value(i64::from(n)))),
         ("exclude", (!item.exclude.is_empty()).then(|| toml_edit::value(item.exclude.iter().collect::<Array>()))),
         ("include", (!item.include.is_empty()).then(|| toml_edit::value(item.include.iter().collect::<Array>()))),
+        ("backup_dir", text(&item.backup_dir)),
+        ("backup_keep", item.backup_keep.map(|n| toml_edit::value(i64::from(n)))),
     ]
 }
 
@@ -1206,6 +1236,8 @@ directory = "/srv/photos"
             connections: None,
             exclude: Vec::new(),
             include: Vec::new(),
+            backup_dir: None,
+            backup_keep: None,
             source: SideConfig {
                 ignore: vec![r"\.tmp$".into(), "^cache/".into()],
                 check: Some(".marker=^disk-1$".into()),
@@ -1627,7 +1659,18 @@ directory = "/music"
             item_not_an_array_of_tables: "[item]\nname = \"a\"\n" => "F:1: items must be [[item]] tables, not a table";
             unknown_item_key: concat!("[[item]]\nname = \"a\"\nmax_delet = 5\n", sides!())
                 => "F:3: item \"a\": unknown key max_delet (known: name, description, group, log, mode, recursive, \
-                    schedule, conflict, max_delete, watch, connections, exclude, include, source, destination)";
+                    schedule, conflict, max_delete, watch, connections, exclude, include, backup_dir, backup_keep, source, \
+                    destination)";
+            backup_dir_absolute: concat!("[[item]]\nname = \"a\"\nbackup_dir = \"/v\"\n", sides!())
+                => "F:3: item \"a\": backup_dir \"/v\" is absolute; give a folder relative to each side's root (old \
+                    versions are moved by a rename, which cannot leave the side), e.g. .versions";
+            backup_dir_leaves_the_root: concat!("[[item]]\nname = \"a\"\nbackup_dir = \"a/../..\"\n", sides!())
+                => "F:3: item \"a\": backup_dir \"a/../..\" leaves the side's root; old versions are moved by a \
+                    rename, which cannot leave the side";
+            backup_keep_zero: concat!("[[item]]\nname = \"a\"\nbackup_dir = \"v\"\nbackup_keep = 0\n", sides!())
+                => "F:4: item \"a\": backup_keep 0 is not a number of runs from 1 (leave it out to keep all)";
+            backup_keep_without_backup_dir: concat!("[[item]]\nname = \"a\"\nbackup_keep = 2\n", sides!())
+                => "F:3: item \"a\": backup_keep applies only with backup_dir";
             unknown_side_key: "[[item]]\nname = \"a\"\n[item.source]\ndirectory = \"/s\"\ndirectroy = \"/t\"\n[item.destination]\ndirectory = \"/d\"\n"
                 => "F:5: item \"a\": unknown key source.directroy (known: type, server, username, password, \
                     password_env, tls, tls_verify, directory, ignore, check)";

@@ -11,3 +11,4 @@ pub mod names;
 pub mod plan;
 pub mod safety;
 pub mod schedule;
+pub mod versions;

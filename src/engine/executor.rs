@@ -7,9 +7,10 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{mpsc, OnceLock};
 
 use crate::core::error::Result;
-use crate::core::model::{parent, split, Entry, Hash, Side, StateRecord};
+use crate::core::model::{parent, split, Entry, Hash, Kind, Side, StateRecord};
 use crate::core::plan::{Action, Plan, StageLimits};
 use crate::endpoint::{self, Endpoint, EndpointError, ErrorKind, HashingReader, RESUMABLE};
+use crate::engine::versions::Versions;
 use crate::state::{StateDb, StateWriter};
 
 /// Something that went wrong with one path; the rest of the run went on.
@@ -45,6 +46,8 @@ pub struct Tally {
     pub deleted: usize,
     pub renamed: usize,
     pub folders_created: usize,
+    /// Old files moved into the versions folder (`--backup-dir`) before an overwrite or delete.
+    pub versioned: usize,
 }
 
 impl Tally {
@@ -261,6 +264,8 @@ pub struct Executor<'a> {
     /// the good copy; in one-way modes the source is authoritative and a short file is simply
     /// copied again by the next run.
     pub durable: bool,
+    /// Keep the old file of every overwrite and file deletion (`--backup-dir`); `None`: not kept.
+    pub versions: Option<&'a Versions>,
 }
 
 impl Executor<'_> {
@@ -318,6 +323,7 @@ impl Executor<'_> {
             db.flush()?;
         }
         outcome.interrupted = self.observer.should_stop();
+        outcome.tally.versioned = self.versions.map_or(0, Versions::kept);
         Ok(outcome)
     }
 
@@ -371,6 +377,19 @@ impl Executor<'_> {
         }
     }
 
+    /// Before the file `old` (as the plan saw it) at `path` on `side` is overwritten: moved into
+    /// the versions folder when versions are kept, so that the write then finds the name free
+    /// (returns `None`, what the write must now find there); else `old` as it is.
+    fn keep_version<'e>(&self, side: Side, path: &str, old: Option<&'e Entry>) -> endpoint::Result<Option<&'e Entry>> {
+        match (self.versions, old) {
+            (Some(versions), Some(old)) if old.kind == Kind::File => {
+                versions.keep(side, self.endpoint(side), path, old)?;
+                Ok(None)
+            }
+            _ => Ok(old),
+        }
+    }
+
     /// Runs one action; returns the state changes it implies.
     fn run(&self, action: &Action, staged: &StagedFolders) -> ActionResult {
         match action {
@@ -392,7 +411,8 @@ impl Executor<'_> {
                 let offset = target.partial(path, entry);
                 let reader = self.endpoint(*from).open_from(path, entry, offset)?;
                 let mut reader = HashingReader::new(reader);
-                let written = target.write(path, &mut reader, entry, replaces.as_deref(), offset)?;
+                let replaces = self.keep_version(from.other(), path, replaces.as_deref())?;
+                let written = target.write(path, &mut reader, entry, replaces, offset)?;
                 // A continued copy did not read the whole file: it records no hash.
                 let hash = (offset == 0).then(|| reader.hash());
                 let (s, d) = match from {
@@ -406,7 +426,13 @@ impl Executor<'_> {
                 Ok(vec![StateChange::Put(path.clone(), StateRecord::dir())])
             }
             Action::Delete { side, path, entry } => {
-                self.endpoint(*side).remove(path, entry)?;
+                match self.versions {
+                    // Deleting a file is moving it into the versions folder.
+                    Some(versions) if entry.kind == Kind::File => {
+                        versions.keep(*side, self.endpoint(*side), path, entry)?
+                    }
+                    _ => self.endpoint(*side).remove(path, entry)?,
+                }
                 Ok(vec![StateChange::Forget(path.clone())])
             }
             Action::Rename { side, from, to, entry, counterpart } => {

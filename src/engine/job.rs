@@ -8,6 +8,7 @@ use crate::core::check::FileCheck;
 use crate::core::filter::Filter;
 use crate::core::plan::{Mode, PlanOptions};
 use crate::core::safety::MaxDelete;
+use crate::core::versions::Backup;
 use crate::endpoint::credentials::Auth;
 use crate::endpoint::spec::{self, EndpointSpec, PairError};
 use crate::state::pair_id;
@@ -34,6 +35,8 @@ pub struct Job {
     pub scope: Option<Vec<String>>,
     /// Said as warnings when the run starts (e.g. that a URL held a password).
     pub notices: Vec<String>,
+    /// Keep what a run overwrites or deletes (`--backup-dir`); `None`: nothing is kept.
+    pub backup: Option<Backup>,
 }
 
 /// The sides with local paths canonical, refused if they would sync a folder with itself.

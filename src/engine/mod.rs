@@ -5,3 +5,4 @@ pub mod executor;
 pub mod job;
 pub mod scope;
 pub mod sync;
+pub mod versions;

@@ -22,6 +22,7 @@ use crate::endpoint::{Endpoint, ErrorKind, IssueKind, Scan};
 use crate::engine::executor::{Executor, Observer, Problem, Tally};
 use crate::engine::job::{canonical_sides, pair_id_in, Job};
 use crate::engine::scope::{scope_parts, Scope};
+use crate::engine::versions::Versions;
 use crate::state::{Opened, PairLock, StateDb};
 
 /// What a sync did (or, with `dry_run`, would do).
@@ -112,6 +113,8 @@ impl Sides {
 
 pub fn sync(job: &Job, reporter: &dyn Reporter) -> Result<Summary> {
     let started = Instant::now();
+    // Names this run's versions folder (--backup-dir), if it keeps any.
+    let stamp = chrono::Local::now().format(crate::core::versions::STAMP_FORMAT).to_string();
     let mut warnings = Warnings { reporter, said: Vec::new() };
     let sides = open(job)?;
     gate(job, &sides)?;
@@ -143,15 +146,20 @@ pub fn sync(job: &Job, reporter: &dyn Reporter) -> Result<Summary> {
     let (tally, interrupted) = if job.dry_run {
         (Tally::of(&plan), false)
     } else {
+        let versions = job.backup.clone().map(|backup| Versions::new(backup, stamp));
         let executor = Executor {
             endpoints: sides.get(),
             observer: reporter,
             workers: workers().max(sides.endpoints[0].parallelism()).max(sides.endpoints[1].parallelism()),
             durable: job.mode == Mode::TwoWay,
+            versions: versions.as_ref(),
         };
         let outcome = executor.apply(&plan, &db)?;
         problems.extend(outcome.problems);
         remove_leftovers(&sides, &leftovers, &mut warnings);
+        for warning in versions.map(|v| v.prune(sides.get())).unwrap_or_default() {
+            warnings.warn(warning);
+        }
         (outcome.tally, outcome.interrupted)
     };
     lap(&mut phases.apply);
@@ -233,9 +241,10 @@ fn gate(job: &Job, sides: &Sides) -> Result<()> {
 
 /// Stage "filter": the job's filter, plus what this pair hides of itself: the state folder
 /// inside a root (its files change under the run's feet, and a copy of a live sled database is
-/// worse than useless), and a check file given by an absolute path inside its own root (a
-/// relative one is in the job's filter already): a drive's marker copied to the other side
-/// would vouch for it. `None`: the job's filter as it is.
+/// worse than useless), the versions folder (`--backup-dir`: old versions are never synced or
+/// deleted), and a check file given by an absolute path inside its own root (a relative one is
+/// in the job's filter already): a drive's marker copied to the other side would vouch for it.
+/// `None`: the job's filter as it is.
 fn pair_filter(job: &Job, sides: &Sides) -> Result<Option<Filter>> {
     let state_dir = job.state_dir.canonicalize().unwrap_or_else(|_| job.state_dir.clone());
     let state_inside = sides.specs.iter().filter_map(|spec| match spec {
@@ -246,6 +255,9 @@ fn pair_filter(job: &Job, sides: &Sides) -> Result<Option<Filter>> {
         .filter_map(|rel| rel.to_str())
         .map(|rel| ("state folder", format!("^{}(/|$)", regex::escape(rel))))
         .collect();
+    if let Some(backup) = &job.backup {
+        patterns.push(("versions folder", format!("^{}(/|$)", regex::escape(&backup.dir))));
+    }
     let markers = job.checks.iter().zip(&sides.specs).filter_map(|(check, spec)| {
         let rel = marker_inside(spec, Path::new(&check.as_ref()?.path))?;
         Some(("file check", format!("^{}$", regex::escape(&rel))))

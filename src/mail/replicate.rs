@@ -291,6 +291,7 @@ impl Replicator {
             observer,
             workers: workers(self.replica.as_ref()),
             durable: true,
+            versions: None,
         };
         let outcome = executor.apply(&plan, &self.db)?;
         for leftover in leftovers {
@@ -553,6 +554,7 @@ impl Replicator {
             connections: 1,
             scope: None,
             notices: Vec::new(),
+            backup: None,
         };
         // Its parent folders on the replica first: the user's Sieve folder may be its first file.
         let mut made = String::new();
