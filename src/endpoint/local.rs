@@ -33,11 +33,20 @@ pub struct LocalEndpoint {
     /// recognizes (and removes) only its own pair's leftovers.
     tag: String,
     counter: AtomicU64,
+    /// Something was written since the last flush: a side only read (a mail store) is not
+    /// synced to disk for nothing.
+    wrote: std::sync::atomic::AtomicBool,
     /// Called with each folder a scan has listed, before it enters the folders in it: lets a
     /// test change the tree at that very moment.
     #[cfg(test)]
     after_listing: Option<ListingHook>,
 }
+
+/// A folder to list, and whether everything below it too.
+type Start = (String, bool);
+
+/// What a caller knows of a file without a stat (see `LocalEndpoint::scan_part_known`).
+type Known<'a> = &'a dyn Fn(&str) -> Option<Entry>;
 
 #[cfg(test)]
 type ListingHook = Box<dyn Fn(&str) + Send + Sync>;
@@ -51,6 +60,7 @@ impl LocalEndpoint {
             root,
             tag: tag.to_string(),
             counter: AtomicU64::new(0),
+            wrote: std::sync::atomic::AtomicBool::new(false),
             #[cfg(test)]
             after_listing: None,
         }
@@ -221,20 +231,7 @@ impl Endpoint for LocalEndpoint {
     }
 
     fn scan_part(&self, filter: &Filter, shallow: &[String], deep: &[String]) -> super::Result<Scan> {
-        // Only folders are listed: a changed path that is (now) a file or gone is seen in its
-        // parent's listing; a shallow folder that is gone is seen in its own parent's.
-        let is_dir = |d: &String| d.is_empty() || matches!(self.stat_path(d), Ok(Some(e)) if e.is_dir());
-        let mut start: Vec<(String, bool)> = shallow.iter().filter(|d| is_dir(d)).map(|d| (d.clone(), false)).collect();
-        start.extend(deep.iter().filter(|d| !d.is_empty() && is_dir(d)).map(|d| (d.clone(), true)));
-        // The folders on the way, so that the plan sees their parents as they are.
-        let mut on_the_way: Vec<(String, Entry)> = Vec::new();
-        for dir in start.iter().flat_map(|(d, _)| crate::core::model::ancestors(d).chain([d.as_str()])) {
-            if !dir.is_empty() && !filter.hides(dir, Kind::Dir) {
-                if let Ok(Some(entry)) = self.stat_path(dir) {
-                    on_the_way.push((dir.to_string(), entry));
-                }
-            }
-        }
+        let (start, on_the_way) = self.part_start(filter, shallow, deep);
         Ok(self.walk(filter, start, on_the_way)?)
     }
 
@@ -250,6 +247,7 @@ impl Endpoint for LocalEndpoint {
         replaces: Option<&Entry>,
         resume_from: u64,
     ) -> super::Result<Entry> {
+        self.wrote.store(true, Ordering::Relaxed);
         let (dir, name) = self.parent_of(path)?;
         let resumable = like.size >= super::RESUMABLE;
         let temp = if resumable { super::resumable_temp(&self.tag, path, like) } else { self.temp_name(path) };
@@ -351,6 +349,7 @@ impl Endpoint for LocalEndpoint {
     }
 
     fn mkdir(&self, path: &str) -> super::Result<()> {
+        self.wrote.store(true, Ordering::Relaxed);
         let (dir, name) = self.parent_of(path)?;
         match rustix::fs::mkdirat(&dir, name, Mode::from_raw_mode(0o777)) {
             Err(Errno::EXIST) => match entry_at(&dir, name)? {
@@ -362,6 +361,7 @@ impl Endpoint for LocalEndpoint {
     }
 
     fn remove(&self, path: &str, expect: &Entry) -> super::Result<()> {
+        self.wrote.store(true, Ordering::Relaxed);
         let (dir, name) = self.parent_of(path)?;
         expect_at(&dir, name, Some(expect))?;
         let flags = if expect.is_dir() { AtFlags::REMOVEDIR } else { AtFlags::empty() };
@@ -369,6 +369,7 @@ impl Endpoint for LocalEndpoint {
     }
 
     fn rename(&self, from: &str, to: &str, expect: &Entry) -> super::Result<Entry> {
+        self.wrote.store(true, Ordering::Relaxed);
         let ((from_dir, from_name), (to_dir, to_name)) = (self.parent_of(from)?, self.parent_of(to)?);
         expect_at(&from_dir, from_name, Some(expect))?;
         expect_at(&to_dir, to_name, None)?;
@@ -401,11 +402,15 @@ impl Endpoint for LocalEndpoint {
 
     /// One syncfs of the root's filesystem per batch: far cheaper than an fsync per file.
     fn flush(&self) -> super::Result<()> {
+        if !self.wrote.swap(false, Ordering::Relaxed) {
+            return Ok(());
+        }
         let root = File::open(&self.root)?;
         Ok(rustix::fs::syncfs(&root)?)
     }
 
     fn remove_leftover(&self, path: &str) -> super::Result<()> {
+        self.wrote.store(true, Ordering::Relaxed);
         let (dir, name) = self.parent_of(path)?;
         Ok(unlink(&dir, name)?)
     }
@@ -417,8 +422,52 @@ impl LocalEndpoint {
     /// it, never by path: a folder swapped for a link between being listed and being entered
     /// is taken in as the link it now is, never followed; and no path is too long to scan.
     fn walk(&self, filter: &Filter, start: Vec<(String, bool)>, found: Vec<(String, Entry)>) -> io::Result<Scan> {
+        self.walk_knowing(filter, start, found, None)
+    }
+
+    /// `scan_part` of shallow folders, taking in without a stat every regular file `known`
+    /// gives an entry for: for a caller that knows a name never changes content (a Maildir
+    /// message is renamed when its flags change), so that listing a folder of a thousand
+    /// known messages costs its listing, not a thousand stats.
+    pub fn scan_part_known(
+        &self,
+        filter: &Filter,
+        shallow: &[String],
+        known: &dyn Fn(&str) -> Option<Entry>,
+    ) -> super::Result<Scan> {
+        let (start, on_the_way) = self.part_start(filter, shallow, &[]);
+        Ok(self.walk_knowing(filter, start, on_the_way, Some(known))?)
+    }
+
+    /// Where a part scan starts: the shallow and deep folders that are folders, and the
+    /// folders on the way to them, so that the plan sees their parents as they are. Only
+    /// folders are listed: a changed path that is (now) a file or gone is seen in its
+    /// parent's listing; a shallow folder that is gone is seen in its own parent's.
+    fn part_start(&self, filter: &Filter, shallow: &[String], deep: &[String]) -> (Vec<Start>, Vec<(String, Entry)>) {
+        let is_dir = |d: &String| d.is_empty() || matches!(self.stat_path(d), Ok(Some(e)) if e.is_dir());
+        let mut start: Vec<(String, bool)> = shallow.iter().filter(|d| is_dir(d)).map(|d| (d.clone(), false)).collect();
+        start.extend(deep.iter().filter(|d| !d.is_empty() && is_dir(d)).map(|d| (d.clone(), true)));
+        let mut on_the_way: Vec<(String, Entry)> = Vec::new();
+        for dir in start.iter().flat_map(|(d, _)| crate::core::model::ancestors(d).chain([d.as_str()])) {
+            if !dir.is_empty() && !filter.hides(dir, Kind::Dir) {
+                if let Ok(Some(entry)) = self.stat_path(dir) {
+                    on_the_way.push((dir.to_string(), entry));
+                }
+            }
+        }
+        (start, on_the_way)
+    }
+
+    fn walk_knowing(
+        &self,
+        filter: &Filter,
+        start: Vec<(String, bool)>,
+        found: Vec<(String, Entry)>,
+        known: Option<Known>,
+    ) -> io::Result<Scan> {
         let mut walk = Walk {
             filter,
+            known,
             tag: &self.tag,
             found,
             issues: Vec::new(),
@@ -514,6 +563,8 @@ impl LocalEndpoint {
 /// What a scan has taken in so far.
 struct Walk<'a> {
     filter: &'a Filter,
+    /// Files whose entry the caller already knows, taken in without a stat.
+    known: Option<Known<'a>>,
     tag: &'a str,
     found: Vec<(String, Entry)>,
     issues: Vec<ScanIssue>,
@@ -561,6 +612,9 @@ impl Walk<'_> {
                     self.holders.insert(dir.to_string());
                 } else if self.filter.ignores(&rel, Kind::File) {
                     self.holders.insert(dir.to_string());
+                } else if let Some(entry) = self.known.and_then(|known| known(&rel)) {
+                    // The caller vouches for this file as it was (see `scan_part_known`).
+                    self.found.push((rel, entry));
                 } else {
                     let stat = stat.map_or_else(|| rustix::fs::statat(fd, name, AtFlags::SYMLINK_NOFOLLOW), Ok);
                     match stat.map(|st| (FileType::from_raw_mode(st.st_mode), st)) {

@@ -215,16 +215,6 @@ impl Replicator {
                 .scan_part(&filter, &shallow, &[])
                 .map_err(|e| Error::Safety(format!("the {side} cannot be listed: {e}")))
         };
-        let master = listed(&self.master, "mail store")?.snapshot;
-        // Temp files a killed run left on the replica: removed once this round has applied.
-        let mut leftovers = Vec::new();
-        let replica = if repair {
-            let scan = listed(self.replica.as_ref(), "replica")?;
-            leftovers = scan.leftovers;
-            Some(scan.snapshot)
-        } else {
-            None
-        };
         // The state of each mailbox folder, its cur/ and new/, and the folders on the way.
         let mut keys: Vec<String> = shallow.clone();
         keys.push(String::new());
@@ -239,6 +229,36 @@ impl Replicator {
                 message: format!("{bad} unreadable state records dropped; compared afresh"),
             });
         }
+        let master = if repair {
+            listed(&self.master, "mail store")?.snapshot
+        } else {
+            // A rolling cycle stats only what it does not know: a Maildir message never
+            // changes under its name (a flag change renames it), so a message the state
+            // recorded at this very path is as it was. Control files are stat'ed: they change
+            // in place. A -u/-A pass stats everything.
+            let known = |path: &str| -> Option<Entry> {
+                let (folder, _) = split(path);
+                if !(folder.ends_with("/cur") || folder.ends_with("/new")) {
+                    return None;
+                }
+                let record = state.get(path).filter(|r| r.kind == Kind::File)?;
+                let seen = record.side(Side::Source);
+                Some(Entry::file(seen.size, seen.mtime))
+            };
+            self.master
+                .scan_part_known(&filter, &shallow, &known)
+                .map_err(|e| Error::Safety(format!("the mail store cannot be listed: {e}")))?
+                .snapshot
+        };
+        // Temp files a killed run left on the replica: removed once this round has applied.
+        let mut leftovers = Vec::new();
+        let replica = if repair {
+            let scan = listed(self.replica.as_ref(), "replica")?;
+            leftovers = scan.leftovers;
+            Some(scan.snapshot)
+        } else {
+            None
+        };
         // A rolling cycle trusts the state for the replica, except in a mailbox whose
         // UIDVALIDITY changed (Dovecot rebuilt it): that one's replica is listed and mended.
         let reset: Vec<&str> = if repair {
