@@ -249,3 +249,22 @@ fn purge_state_removes_only_state_no_other_item_uses_and_says_so() {
     assert!(run.stdout.contains("deleted two; purged its state"), "{run}");
     assert_eq!(pairs(), 0);
 }
+
+#[test]
+fn sync_reads_only_state_dir_from_a_config_it_does_not_run() {
+    // A plain `sync` failed (exit 2) on an invalid item it never runs, when looking for the
+    // config file's state_dir.
+    let env = TestEnv::new();
+    env.put(S, "a", "1");
+    let conf = config(&env);
+    fs::write(&conf, "state_dir = \"st\"\n[[item]]\nname = \"broken\"\nmode = 7\n").unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_pairsync"))
+        .args(["-C", &conf, "sync", env.src.to_str().unwrap(), env.dst.to_str().unwrap()])
+        .env("HOME", &env.home)
+        .env_remove("PAIRSYNC_STATE_DIR")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(env.root.join("st/pairs").is_dir(), "the config's state_dir was not used");
+    env.assert_tree(D, &[("a", "1")]);
+}

@@ -36,8 +36,7 @@ pub fn state_dir(flag: Option<PathBuf>, config: Option<&Path>) -> Result<(PathBu
         return Ok((dir, "PAIRSYNC_STATE_DIR".into()));
     }
     if let Some(path) = config.filter(|p| p.exists()) {
-        let config = crate::config::Config::load(path).map_err(|e| Error::Usage(e.to_string()))?;
-        if let Some(dir) = config.state_dir().map_err(|e| Error::Usage(e.to_string()))? {
+        if let Some(dir) = crate::config::Config::state_dir_of(path).map_err(|e| Error::Usage(e.to_string()))? {
             return Ok((dir, format!("state_dir in {}", path.display())));
         }
     }

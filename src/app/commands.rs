@@ -171,9 +171,12 @@ pub fn delete(
                 _ => {}
             }
             if !quiet {
-                let what =
-                    if existed { format!("purged its state {}", database.display()) } else { "it had no state".into() };
-                outln!("deleted {name}; {what} and its last-run record");
+                let what = if existed {
+                    format!("purged its state {} and its last-run record", database.display())
+                } else {
+                    "it had no state; its last-run record is purged".into()
+                };
+                outln!("deleted {name}; {what}");
             }
         } else if !quiet {
             outln!("deleted {name}; its state is kept (--purge-state removes it)");
@@ -303,6 +306,9 @@ pub fn show(config_flag: Option<PathBuf>, state: &(PathBuf, String), name: &str,
     outln!("max_delete:   {}", item.max_delete);
     outln!("schedule:     {}", opt(&item.schedule));
     outln!("watch:        {}", item.watch);
+    let globs = |list: &[String]| if list.is_empty() { "-".to_string() } else { list.join(" ") };
+    outln!("exclude:      {}", globs(&item.exclude));
+    outln!("include:      {}", globs(&item.include));
     outln!("state dir:    {} (from {})", state.0.display(), state.1);
     if [&item.source, &item.destination].iter().any(|side| side.kind == EndpointKind::Ftp) {
         let connections = item.connections.map_or("4 (default)".to_string(), |n| n.to_string());

@@ -240,6 +240,18 @@ impl fmt::Debug for Config {
 impl Config {
     /// Reads and validates the file (without schedules: see [`Config::validate_with`]).
     /// A missing file is an empty config, so that `add` can create it.
+    /// The top-level `state_dir` of the file at `path`, read without validating the rest: a
+    /// `sync` that only needs the state folder must not fail on an item it never runs.
+    pub fn state_dir_of(path: &Path) -> Result<Option<PathBuf>, ConfigError> {
+        let text = fs::read_to_string(path).map_err(|error| ConfigError::Io {
+            path: path.to_path_buf(),
+            action: "cannot read",
+            error,
+        })?;
+        let doc = text.parse::<DocumentMut>().map_err(|e| syntax(path, &text, &e))?;
+        Config { doc, path: path.to_path_buf() }.state_dir()
+    }
+
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
         let text = match fs::read_to_string(path) {
             Ok(text) => text,
