@@ -80,7 +80,7 @@ pub struct Item {
     /// The schedule as written; checked by [`Config::validate_with`].
     pub schedule: Option<String>,
     pub conflict: ConflictPolicy,
-    /// Percent of a side's files a run may delete before the safety stop.
+    /// How many of a side's files a run may delete before the safety stop (`N%` or a count).
     pub max_delete: MaxDelete,
     pub watch: bool,
     /// Connections (parallel transfers) to an FTP side; `None`: 4.
