@@ -117,7 +117,7 @@ pub fn sync(job: &Job, reporter: &dyn Reporter) -> Result<Summary> {
     let stamp = chrono::Local::now().format(crate::core::versions::STAMP_FORMAT).to_string();
     let mut warnings = Warnings { reporter, said: Vec::new() };
     let sides = open(job)?;
-    gate(job, &sides)?;
+    let destination_to_create = gate(job, &sides)?;
     for notice in job.notices.iter().cloned().chain(tls_warnings(job)) {
         warnings.warn(notice);
     }
@@ -136,7 +136,7 @@ pub fn sync(job: &Job, reporter: &dyn Reporter) -> Result<Summary> {
         *phase = clock.elapsed().as_secs_f64();
         clock = Instant::now();
     };
-    let scanned = scan(job, &sides, filter, &db, &mut warnings)?;
+    let scanned = scan(job, &sides, filter, &db, &mut warnings, destination_to_create)?;
     lap(&mut phases.scan);
     let Scanned { leftovers, mut problems, .. } = scanned;
     let plan = plan_and_check(job, &sides, filter, &db, scanned.state, scanned.snapshots, scanned.recorded_files)?;
@@ -208,7 +208,9 @@ fn tls_warnings(job: &Job) -> impl Iterator<Item = String> + '_ {
 
 /// Stage "gate": a wrong or missing drive is recognized before anything else looks at it (the
 /// file checks), then both roots must be there (a safety stop, or unreachable).
-fn gate(job: &Job, sides: &Sides) -> Result<()> {
+/// Returns true when the destination is a folder a first run would create: a dry run then
+/// plans as if it were there, empty.
+fn gate(job: &Job, sides: &Sides) -> Result<bool> {
     let endpoints = sides.get();
     for (side, check) in Side::BOTH.into_iter().zip(&job.checks) {
         if let Some(check) = check {
@@ -220,15 +222,23 @@ fn gate(job: &Job, sides: &Sides) -> Result<()> {
     }
     // A first run may create its destination, as rsync does (`sync src /backup/new`); once the
     // pair has state, a missing root is an unmounted drive: a safety stop.
+    let mut to_create = false;
     if let EndpointSpec::Local(root) = &sides.specs[1] {
         let first_run = !job.state_dir.join("pairs").join(&sides.id).exists();
-        if first_run && !job.dry_run && !root.exists() && root.parent().is_some_and(Path::is_dir) {
-            std::fs::create_dir(root).map_err(|e| {
-                Error::Safety(format!("the destination root {} cannot be created: {e}", root.display()))
-            })?;
+        if first_run && !root.exists() && root.parent().is_some_and(Path::is_dir) {
+            if job.dry_run {
+                to_create = true;
+            } else {
+                std::fs::create_dir(root).map_err(|e| {
+                    Error::Safety(format!("the destination root {} cannot be created: {e}", root.display()))
+                })?;
+            }
         }
     }
     for (side, endpoint) in Side::BOTH.into_iter().zip(endpoints) {
+        if to_create && side == Side::Destination {
+            continue;
+        }
         endpoint.check_root().map_err(|e| match e.kind() {
             ErrorKind::Unreachable => {
                 Error::Unreachable { what: format!("the {side} {}", endpoint.url()), source: Box::new(e) }
@@ -236,7 +246,7 @@ fn gate(job: &Job, sides: &Sides) -> Result<()> {
             _ => Error::Safety(format!("the {side} root {} is missing or unreadable: {e}", endpoint.url())),
         })?;
     }
-    Ok(())
+    Ok(to_create)
 }
 
 /// Stage "filter": the job's filter, plus what this pair hides of itself: the state folder
@@ -329,12 +339,22 @@ struct Scanned {
 }
 
 /// Stage "scan": both sides and the state at the same time.
-fn scan(job: &Job, sides: &Sides, filter: &Filter, db: &StateDb, warnings: &mut Warnings) -> Result<Scanned> {
+fn scan(
+    job: &Job,
+    sides: &Sides,
+    filter: &Filter,
+    db: &StateDb,
+    warnings: &mut Warnings,
+    destination_to_create: bool,
+) -> Result<Scanned> {
     let parts = job.scope.as_deref().map(scope_parts);
     let (scans, loaded) = std::thread::scope(|scope| {
-        let handles = sides.get().map(|endpoint| {
-            let parts = &parts;
+        let handles = Side::BOTH.map(|side| {
+            let (parts, endpoint) = (&parts, sides.get()[side.index()]);
+            // A destination a first run would create (a dry run): there, and empty.
+            let empty = destination_to_create && side == Side::Destination;
             scope.spawn(move || match parts {
+                _ if empty => Ok(Scan { snapshot: Snapshot::default(), issues: Vec::new(), leftovers: Vec::new() }),
                 Some((shallow, deep)) => endpoint.scan_part(filter, shallow, deep),
                 None => endpoint.scan(filter),
             })
