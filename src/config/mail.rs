@@ -12,6 +12,7 @@ use crate::core::error::{Error, Result};
 use crate::core::names::named;
 use crate::endpoint::credentials::{Auth, Secret};
 use crate::endpoint::spec::EndpointSpec;
+use crate::mail::maildir::DEFAULT_IGNORE;
 use crate::mail::names::Layout;
 use crate::mail::replicate::MailJob;
 use crate::mail::Expunge;
@@ -26,9 +27,6 @@ pub enum StoreLayout {
 }
 
 named!(StoreLayout { Maildir => "maildir", Cyrus => "cyrus" });
-
-/// Dovecot's caches: rebuilt by Dovecot from the messages, and rewritten on every access.
-pub const DEFAULT_IGNORE: &str = r"^dovecot\.(index|list\.index|mailbox\.log)";
 
 const MAIL_KEYS: [&str; 12] = [
     "store",

@@ -844,7 +844,7 @@ fn check_item(item: &Item) -> Result<(), Problem> {
         Some(None) => return Err(problem(None, "log", "log is not valid UTF-8".into())),
         _ => {}
     }
-    if let Some(MaxDelete::Percent(p)) = item.max_delete.filter_percent() {
+    if let Some(p) = item.max_delete.percent_over_100() {
         return Err(problem(None, "max_delete", format!("max_delete {p}% is not a percentage from 0 to 100")));
     }
     if let Some(n) = item.connections.filter(|n| !(1..=64).contains(n)) {

@@ -51,9 +51,12 @@ impl FromStr for MaxDelete {
 }
 
 impl MaxDelete {
-    /// `Some` holding this when it is a percentage above 100 (only a hand-made value can be).
-    pub fn filter_percent(self) -> Option<MaxDelete> {
-        matches!(self, MaxDelete::Percent(p) if p > 100).then_some(self)
+    /// The percentage, when it is one above 100 (only a hand-made value can be).
+    pub fn percent_over_100(self) -> Option<u8> {
+        match self {
+            MaxDelete::Percent(p) if p > 100 => Some(p),
+            _ => None,
+        }
     }
 
     /// True when `deletions` of a side's `files` is more than this allows.

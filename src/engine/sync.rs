@@ -91,6 +91,12 @@ impl Warnings<'_> {
         self.reporter.warning(&message);
         self.said.push(message);
     }
+
+    /// An entry left out of the run: a warning shown even where warnings are not.
+    fn skipped(&mut self, message: String) {
+        self.reporter.skipped(&message);
+        self.said.push(message);
+    }
 }
 
 /// Both sides, open.
@@ -388,17 +394,11 @@ fn scan(
                     problems.push(problem);
                 }
                 IssueKind::Excluded => {
-                    let message = format!("{side}: {}: {}", issue.path, issue.message);
-                    warnings.reporter.skipped(&message);
-                    warnings.said.push(message);
+                    warnings.skipped(format!("{side}: {}: {}", issue.path, issue.message));
                     left_alone.push(issue.path);
                 }
                 // A name no side can hold (hostile from a server): shown even with -q.
-                IssueKind::Skipped => {
-                    let message = format!("{side}: {}: {}", issue.path, issue.message);
-                    warnings.reporter.skipped(&message);
-                    warnings.said.push(message);
-                }
+                IssueKind::Skipped => warnings.skipped(format!("{side}: {}: {}", issue.path, issue.message)),
             }
         }
         leftovers[side.index()] = left;

@@ -142,10 +142,6 @@ impl Replicator {
     }
 
     pub fn store(&self) -> &Path {
-        self.master_root()
-    }
-
-    fn master_root(&self) -> &Path {
         &self.store
     }
 

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use crate::core::error::{Error, Result};
 use crate::engine::sync::Reporter;
-use crate::mail::names::{user_of, Mailbox};
+use crate::mail::names::Mailbox;
 use crate::mail::replicate::{Passed, Replicator};
 use crate::mail::synclog::{self, LogLine, Malformed, Verb, Work};
 use crate::mail::watch::StoreWatch;
@@ -263,9 +263,4 @@ fn requeue(log: &Path, rest: impl Iterator<Item = (String, Vec<Mailbox>)>, narra
     }
     narrator.note(&format!("cycle timeout: {count} mailboxes queued again for the next cycle"));
     Ok(())
-}
-
-/// The user a mailbox name belongs to, for grouping objects given to `-m`.
-pub fn user_of_name(name: &str) -> Option<String> {
-    user_of(name)
 }
