@@ -189,6 +189,17 @@ pub struct MailArgs {
     /// that is there.
     #[arg(long)]
     pub restore: bool,
+    /// A Cyrus spool: the sync log channel (imapd.conf sync_log_channels), as sync_client -n:
+    /// reads {configdirectory}/sync/CHANNEL/log and CHANNEL_sync_shutdown_file.
+    #[arg(short = 'n', value_name = "CHANNEL")]
+    pub channel: Option<String>,
+    /// With --restore into a Cyrus spool: print the reconstruct commands instead of running them.
+    #[arg(long, requires = "restore")]
+    pub print_only: bool,
+    /// With --restore into a Cyrus spool: which copy wins when a mailbox exists there under
+    /// another uniqueid ("replica" or "spool"); without it, that is exit 2.
+    #[arg(long, value_name = "WHICH", requires = "restore")]
+    pub force: Option<String>,
     #[arg(value_name = "OBJECTS")]
     pub objects: Vec<String>,
 }

@@ -10,7 +10,7 @@ use crate::app::args::{MailArgs, MailCommand};
 use crate::app::commands;
 use crate::app::out::outln;
 use crate::app::report::{Console, Verbosity};
-use crate::config::mail::MailConfig;
+use crate::config::mail::{MailConfig, StoreLayout};
 use crate::core::error::{Error, Result};
 use crate::core::exit::ExitCode;
 use crate::engine::executor::Observer;
@@ -45,7 +45,7 @@ impl Narrator for Console {
 }
 
 /// One line for what a pass did.
-fn summary(passed: &Passed) -> String {
+pub(crate) fn summary(passed: &Passed) -> String {
     let t = &passed.outcome.tally;
     format!(
         "{} mailboxes: copied {} ({}), renamed {}, deleted {}, {} folders created, {} problems",
@@ -115,9 +115,22 @@ pub fn run(
     if args.restore && !matches!(mode, "-u" | "-m" | "-A") {
         return Err(Error::Usage(format!("mail --restore goes with -u, -m or -A, not {mode}")));
     }
+    if config.layout == StoreLayout::Cyrus {
+        return crate::app::mail_cyrus::run(&config, state_dir, &args, mode, &objects, &console, verbosity);
+    }
+    if args.channel.is_some() || args.print_only || args.force.is_some() {
+        return Err(Error::Usage(
+            "mail: -n, --print-only and --force are for a Cyrus spool (layout = \"cyrus\")".into(),
+        ));
+    }
     let job = config.job(args.replica.as_deref(), state_dir)?;
     let shutdown = args.shutdown_file.clone().or_else(|| config.shutdown_file.clone());
-    let replicator = open_with_backoff(job, args.rolling && !args.connect_once, shutdown.as_deref(), &console)?;
+    let replicator = open_with_backoff(
+        || Replicator::open(job.clone()),
+        args.rolling && !args.connect_once,
+        shutdown.as_deref(),
+        &console,
+    )?;
     let Some(replicator) = replicator else {
         // Stopped while waiting for the replica: by a signal, or the shutdown file, which is
         // removed as a cycle's check removes it.
@@ -267,7 +280,7 @@ fn log_line(log: &Path, verb: &str, words: &[String]) -> Result<ExitCode> {
 }
 
 /// `-f FILE`: one object a line, `#` comments and blank lines skipped; `-` is stdin.
-fn read_objects(file: &Path) -> Result<Vec<String>> {
+pub(crate) fn read_objects(file: &Path) -> Result<Vec<String>> {
     let error = |e: std::io::Error| Error::Usage(format!("-f {}: {e}", file.display()));
     let lines: Vec<String> = if file == Path::new("-") {
         std::io::stdin().lock().lines().collect::<std::io::Result<_>>().map_err(error)?
@@ -277,7 +290,7 @@ fn read_objects(file: &Path) -> Result<Vec<String>> {
     Ok(lines.into_iter().map(|l| l.trim().to_string()).filter(|l| !l.is_empty() && !l.starts_with('#')).collect())
 }
 
-fn read_alternate(file: &Path) -> Result<(Vec<synclog::LogLine>, Vec<Malformed>)> {
+pub(crate) fn read_alternate(file: &Path) -> Result<(Vec<synclog::LogLine>, Vec<Malformed>)> {
     let error = |e: std::io::Error| Error::Usage(format!("-f {}: {e}", file.display()));
     if file == Path::new("-") {
         let mut text = String::new();
@@ -347,15 +360,15 @@ fn mailboxes(replicator: &Replicator, names: &[String], console: &Console) -> Re
 /// Opens the replicator. When rolling without -o, an unreachable replica is retried with
 /// backoff (15 s, doubling, up to 20 min) until it answers, a stop, or the shutdown file
 /// (then `None`).
-fn open_with_backoff(
-    job: crate::mail::replicate::MailJob,
+pub(crate) fn open_with_backoff<T>(
+    open: impl Fn() -> Result<T>,
     retry: bool,
     shutdown: Option<&Path>,
     console: &Console,
-) -> Result<Option<Replicator>> {
+) -> Result<Option<T>> {
     let mut backoff = Duration::from_secs(15);
     loop {
-        match Replicator::open(job.clone()) {
+        match open() {
             Err(error) if retry && error.exit_code() == ExitCode::Unreachable => {
                 crate::engine::sync::Reporter::warning(
                     console,
@@ -372,11 +385,11 @@ fn open_with_backoff(
 }
 
 /// Sleeps `how_long`, waking for a stop request; false when stopped.
-fn wait(how_long: Duration, console: &Console) -> bool {
+pub(crate) fn wait(how_long: Duration, console: &Console) -> bool {
     wait_unless(how_long, console, None)
 }
 
-fn wait_unless(how_long: Duration, console: &Console, shutdown: Option<&Path>) -> bool {
+pub(crate) fn wait_unless(how_long: Duration, console: &Console, shutdown: Option<&Path>) -> bool {
     let started = Instant::now();
     while started.elapsed() < how_long {
         if console.should_stop() || shutdown.is_some_and(Path::exists) {

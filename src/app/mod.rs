@@ -7,6 +7,7 @@ pub mod commands;
 pub mod daemon;
 pub mod items;
 pub mod mail;
+pub mod mail_cyrus;
 pub mod out;
 pub mod report;
 pub mod signals;

@@ -12,6 +12,8 @@ use crate::core::error::{Error, Result};
 use crate::core::names::named;
 use crate::endpoint::credentials::{Auth, Secret};
 use crate::endpoint::spec::EndpointSpec;
+use crate::mail::cyrus::replicate::CyrusJob;
+use crate::mail::cyrus::spool::Tools;
 use crate::mail::maildir::DEFAULT_IGNORE;
 use crate::mail::names::Layout;
 use crate::mail::replicate::MailJob;
@@ -22,14 +24,16 @@ use crate::mail::Expunge;
 pub enum StoreLayout {
     /// Maildir++ (Dovecot, Postfix, Courier).
     Maildir,
-    /// A Cyrus IMAP spool (not in this release).
+    /// A Cyrus IMAP spool, found through its imapd.conf (`cyrus_config`).
     Cyrus,
 }
 
 named!(StoreLayout { Maildir => "maildir", Cyrus => "cyrus" });
 
-const MAIL_KEYS: [&str; 12] = [
+const MAIL_KEYS: [&str; 14] = [
     "store",
+    "cyrus_config",
+    "cyrus_tools",
     "layout",
     "user_dir",
     "sieve_dir",
@@ -46,7 +50,12 @@ const MAIL_KEYS: [&str; 12] = [
 /// The `[mail]` table as read.
 #[derive(Debug, Clone)]
 pub struct MailConfig {
+    /// The Maildir store (empty for a Cyrus spool, which imapd.conf locates).
     pub store: PathBuf,
+    /// `cyrus_config`: the master Cyrus's imapd.conf.
+    pub cyrus_config: PathBuf,
+    /// `cyrus_tools`: the folder of Cyrus's `mbpath`, `ctl_mboxlist`, `reconstruct`.
+    pub cyrus_tools: PathBuf,
     pub layout: StoreLayout,
     pub user_dir: String,
     pub sieve_dir: Option<String>,
@@ -85,12 +94,44 @@ impl MailConfig {
     /// default replica, else the only one.
     pub fn job(&self, chosen: Option<&str>, state_dir: &Path) -> Result<MailJob> {
         if self.layout == StoreLayout::Cyrus {
-            return Err(Error::Usage(
-                "[mail] layout = \"cyrus\" is not supported in this release; use \"maildir\"".into(),
-            ));
+            return Err(Error::Usage("[mail] layout = \"cyrus\": not a Maildir store".into()));
         }
         let layout = Layout::new(&self.user_dir, self.sieve_dir.as_deref())
             .map_err(|e| Error::Usage(format!("[mail] user_dir or sieve_dir: {e}")))?;
+        let chosen = self.replica(chosen)?;
+        Ok(MailJob {
+            store: self.store.clone(),
+            layout,
+            replica_name: chosen.name,
+            replica: chosen.spec,
+            auth: chosen.auth,
+            colon: chosen.colon,
+            expunge: self.expunge,
+            ignore: self.ignore.clone(),
+            state_dir: state_dir.to_path_buf(),
+            connections: usize::from(chosen.connections.unwrap_or(4)),
+        })
+    }
+
+    /// The job of a Cyrus spool: its imapd.conf read (errors name the file and line).
+    pub fn cyrus_job(&self, chosen: Option<&str>, state_dir: &Path) -> Result<CyrusJob> {
+        let conf = crate::mail::cyrus::conf::read(&self.cyrus_config).map_err(|e| Error::Usage(e.to_string()))?;
+        let chosen = self.replica(chosen)?;
+        Ok(CyrusJob {
+            tools: Tools { dir: self.cyrus_tools.clone(), conf: conf.path.clone() },
+            conf,
+            replica_name: chosen.name,
+            replica: chosen.spec,
+            auth: chosen.auth,
+            expunge: self.expunge,
+            state_dir: state_dir.to_path_buf(),
+            connections: usize::from(chosen.connections.unwrap_or(4)),
+        })
+    }
+
+    /// Replica `chosen` (`-S`: a replica's name, or a URL or path), else the default
+    /// replica, else the only one.
+    fn replica(&self, chosen: Option<&str>) -> Result<Chosen> {
         let wanted = chosen.or(self.default_replica.as_deref());
         let replica = match wanted {
             Some(name) => self.replicas.iter().find(|r| r.name == name),
@@ -135,19 +176,17 @@ impl MailConfig {
             }
             (None, None) => unreachable!("handled above"),
         };
-        Ok(MailJob {
-            store: self.store.clone(),
-            layout,
-            replica_name: name,
-            replica: spec,
-            auth,
-            colon,
-            expunge: self.expunge,
-            ignore: self.ignore.clone(),
-            state_dir: state_dir.to_path_buf(),
-            connections: usize::from(connections.unwrap_or(4)),
-        })
+        Ok(Chosen { name, spec, auth, colon, connections })
     }
+}
+
+/// The replica a run goes to.
+struct Chosen {
+    name: String,
+    spec: EndpointSpec,
+    auth: Auth,
+    colon: Option<char>,
+    connections: Option<u16>,
 }
 
 impl Config {
@@ -172,15 +211,30 @@ impl Reader<'_> {
     fn mail(&self, table: &Table) -> Result<MailConfig, Bad> {
         self.known_keys(table, "mail.", &MAIL_KEYS)?;
         let header = self.line(table.span());
-        let store = self
-            .string(table, "mail.", "store")?
-            .ok_or_else(|| Bad { line: header, message: "[mail] has no store (the mail store's folder)".into() })?;
-        if !Path::new(&store).is_absolute() {
-            return Err(Bad {
-                line: self.key_line(table, "store"),
-                message: format!("mail.store {store:?} must be an absolute path"),
-            });
+        let layout = self.choice(table, "mail.", "layout")?.unwrap_or(StoreLayout::Maildir);
+        let absolute = |key: &str, value: &str| -> Result<(), Bad> {
+            if Path::new(value).is_absolute() {
+                return Ok(());
+            }
+            Err(Bad {
+                line: self.key_line(table, key),
+                message: format!("mail.{key} {value:?} must be an absolute path"),
+            })
+        };
+        let store = match (self.string(table, "mail.", "store")?, layout) {
+            (Some(store), _) => store,
+            (None, StoreLayout::Cyrus) => String::new(),
+            (None, StoreLayout::Maildir) => {
+                return Err(Bad { line: header, message: "[mail] has no store (the mail store's folder)".into() })
+            }
+        };
+        if layout == StoreLayout::Maildir {
+            absolute("store", &store)?;
         }
+        let cyrus_config = self.string(table, "mail.", "cyrus_config")?.unwrap_or_else(|| "/etc/imapd.conf".into());
+        absolute("cyrus_config", &cyrus_config)?;
+        let cyrus_tools = self.string(table, "mail.", "cyrus_tools")?.unwrap_or_else(|| "/usr/lib/cyrus/bin".into());
+        absolute("cyrus_tools", &cyrus_tools)?;
         let ignore = match table.get("ignore") {
             None => vec![DEFAULT_IGNORE.to_string()],
             Some(value) => {
@@ -221,7 +275,9 @@ impl Reader<'_> {
             |key: &str| -> Result<Option<PathBuf>, Bad> { Ok(self.string(table, "mail.", key)?.map(PathBuf::from)) };
         Ok(MailConfig {
             store: PathBuf::from(store),
-            layout: self.choice(table, "mail.", "layout")?.unwrap_or(StoreLayout::Maildir),
+            cyrus_config: PathBuf::from(cyrus_config),
+            cyrus_tools: PathBuf::from(cyrus_tools),
+            layout,
             user_dir: self.string(table, "mail.", "user_dir")?.unwrap_or_else(|| "{user}/Maildir".into()),
             sieve_dir: self.string(table, "mail.", "sieve_dir")?,
             sync_log: path("sync_log")?,
@@ -379,7 +435,12 @@ mod tests {
             .contains("several replicas and no default_replica"));
         let none = config("[mail]\nstore = \"/v\"\n").unwrap().unwrap();
         assert!(none.job(None, Path::new("/s")).unwrap_err().to_string().contains("has no [[mail.replica]]"));
-        let cyrus = config(&format!("[mail]\nstore = \"/v\"\nlayout = \"cyrus\"\n{REPLICA}")).unwrap().unwrap();
-        assert!(cyrus.job(None, Path::new("/s")).unwrap_err().to_string().contains("not supported in this release"));
+        let cyrus = config(&format!("[mail]\nlayout = \"cyrus\"\ncyrus_config = \"/nowhere/imapd.conf\"\n{REPLICA}"))
+            .unwrap()
+            .unwrap();
+        let err = cyrus.cyrus_job(None, Path::new("/s")).unwrap_err().to_string();
+        assert!(err.contains("/nowhere/imapd.conf: cannot read it"), "{err}");
+        assert!(error("[mail]\nlayout = \"cyrus\"\ncyrus_config = \"imapd.conf\"\n")
+            .contains("F:3: mail.cyrus_config \"imapd.conf\" must be an absolute path"));
     }
 }

@@ -185,7 +185,7 @@ fn unlink(dir: &OwnedFd, name: &str) -> io::Result<()> {
 }
 
 /// A file or folder entry from lstat metadata; `None` for symlinks and special files.
-fn entry_of(meta: &fs::Metadata) -> Option<Entry> {
+pub fn entry_of(meta: &fs::Metadata) -> Option<Entry> {
     let ft = meta.file_type();
     if ft.is_dir() {
         Some(Entry::dir())

@@ -22,6 +22,7 @@
 //! replica and no byte sent.
 
 pub mod colon;
+pub mod cyrus;
 pub mod maildir;
 pub mod moved;
 pub mod names;

@@ -54,10 +54,21 @@ pub enum End {
     Stopped,
 }
 
+/// What runs one cycle over a log's lines: the Maildir replicator, or the Cyrus one.
+pub trait Cycles {
+    fn run_cycle(&self, lines: &[LogLine], rolling: Option<&Rolling>, narrator: &dyn Narrator) -> Result<Passed>;
+}
+
+impl Cycles for Replicator {
+    fn run_cycle(&self, lines: &[LogLine], rolling: Option<&Rolling>, narrator: &dyn Narrator) -> Result<Passed> {
+        cycle(self, lines, rolling, narrator)
+    }
+}
+
 /// Runs cycles until the shutdown file, `-1`'s one log, or a stop. Returns how it ended and
 /// what all cycles did together.
 pub fn roll(
-    replicator: &Replicator,
+    replicator: &dyn Cycles,
     how: &Rolling,
     feed: Option<&StoreWatch>,
     narrator: &dyn Narrator,
@@ -88,7 +99,7 @@ pub fn roll(
             None if watched.is_empty() => {}
             None => {
                 let started_cycle = Instant::now();
-                let passed = cycle(replicator, &watched, Some(how), narrator)?;
+                let passed = replicator.run_cycle(&watched, Some(how), narrator)?;
                 narrator.cycle(&passed, started_cycle.elapsed());
                 total.add(passed.outcome, passed.mailboxes);
             }
@@ -98,7 +109,7 @@ pub fn roll(
                 }
                 let lines: Vec<LogLine> = taken.lines.iter().cloned().chain(watched).collect();
                 let started_cycle = Instant::now();
-                let passed = cycle(replicator, &lines, Some(how), narrator)?;
+                let passed = replicator.run_cycle(&lines, Some(how), narrator)?;
                 narrator.cycle(&passed, started_cycle.elapsed());
                 let stopped = passed.outcome.interrupted;
                 total.add(passed.outcome, passed.mailboxes);

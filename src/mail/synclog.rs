@@ -509,7 +509,7 @@ fn unlock(file: &File) -> io::Result<()> {
 
 /// `fcntl(F_SETLKW)` on the whole file (rustix's `fcntl_lock` is exactly Cyrus's call),
 /// again when a signal interrupts the wait.
-fn fcntl_lock(file: &File, operation: rustix::fs::FlockOperation) -> io::Result<()> {
+pub(crate) fn fcntl_lock(file: &File, operation: rustix::fs::FlockOperation) -> io::Result<()> {
     loop {
         match rustix::fs::fcntl_lock(file, operation) {
             Err(rustix::io::Errno::INTR) => continue,

@@ -277,6 +277,38 @@ impl StateDb {
     pub fn flush(&self) -> Result<()> {
         self.db.flush().map(|_| ()).map_err(|e| sled_error(&self.path, e))
     }
+
+    /// Notes beside the records: small named strings a replicator keeps between runs (which
+    /// folder a Cyrus mailbox was in, and its uniqueid), in their own sled tree.
+    fn notes_tree(&self) -> Result<sled::Tree> {
+        self.db.open_tree("notes").map_err(|e| sled_error(&self.path, e))
+    }
+
+    pub fn note(&self, key: &str) -> Result<Option<String>> {
+        let value = self.notes_tree()?.get(key.as_bytes()).map_err(|e| sled_error(&self.path, e))?;
+        Ok(value.map(|v| String::from_utf8_lossy(&v).into_owned()))
+    }
+
+    /// Sets (`Some`) or removes (`None`) a note; written only when it changes.
+    pub fn set_note(&self, key: &str, value: Option<&str>) -> Result<()> {
+        let tree = self.notes_tree()?;
+        let result = match value {
+            Some(value) if self.note(key)?.as_deref() != Some(value) => tree.insert(key.as_bytes(), value.as_bytes()),
+            Some(_) => return Ok(()),
+            None => tree.remove(key.as_bytes()),
+        };
+        result.map(|_| ()).map_err(|e| sled_error(&self.path, e))
+    }
+
+    /// Every note whose key starts with `prefix`, in key order.
+    pub fn notes(&self, prefix: &str) -> Result<Vec<(String, String)>> {
+        let mut found = Vec::new();
+        for item in self.notes_tree()?.scan_prefix(prefix.as_bytes()) {
+            let (key, value) = item.map_err(|e| sled_error(&self.path, e))?;
+            found.push((String::from_utf8_lossy(&key).into_owned(), String::from_utf8_lossy(&value).into_owned()));
+        }
+        Ok(found)
+    }
 }
 
 /// Collects record changes for batches of [`BATCH`]; the caller commits each (one atomic sled

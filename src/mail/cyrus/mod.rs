@@ -1,0 +1,24 @@
+//! Replication of a Cyrus IMAP spool (`[mail] layout = "cyrus"`): pairsync in the place of
+//! Cyrus's `sync_client`, reading the sync log Cyrus's imapd and lmtpd write, replicating onto
+//! any endpoint without a replica Cyrus server.
+//!
+//! - [`conf`]: imapd.conf, read as Cyrus reads it (pure, plus the file reads);
+//! - [`index`]: the messages `cyrus.index` names and what `cyrus.header` says (pure);
+//! - [`capture`]: consistent copies under Cyrus's own fcntl locks (I/O);
+//! - [`plan`]: the planner of units (a mailbox folder, a user's databases) (pure).
+//!
+//! The replica is a spool laid out by role, so that a restore can put each file back where
+//! the target server's imapd.conf wants it:
+//! `data/<partition>/<folder below the partition>/` (message files and every metadata file,
+//! wherever `metapartition_files` keeps them on the master), `archive/<partition>/...`
+//! (archived messages and their cache), `user/...` (below `{configdirectory}/user`),
+//! `quota/...`, `sieve/...` (below `sievedir`), `annotations.db`, and `mailboxes.json`
+//! (a `ctl_mboxlist -d` dump of the master's mailbox list).
+
+pub mod capture;
+pub mod conf;
+pub mod index;
+pub mod plan;
+pub mod replicate;
+pub mod restore;
+pub mod spool;
