@@ -118,7 +118,11 @@ impl MailConfig {
         let conf = crate::mail::cyrus::conf::read(&self.cyrus_config).map_err(|e| Error::Usage(e.to_string()))?;
         let chosen = self.replica(chosen)?;
         Ok(CyrusJob {
-            tools: Tools { dir: self.cyrus_tools.clone(), conf: conf.path.clone() },
+            tools: Tools {
+                dir: self.cyrus_tools.clone(),
+                conf: conf.path.clone(),
+                unixhierarchysep: conf.unixhierarchysep,
+            },
             conf,
             replica_name: chosen.name,
             replica: chosen.spec,

@@ -526,6 +526,14 @@ impl CyrusReplicator {
                                     let mut e = crate::endpoint::local::entry_of(&meta).expect("a file");
                                     e.mode = None;
                                     files.push((format!("{folder}/{name}"), e));
+                                } else if meta.file_type().is_symlink() {
+                                    // `defaultbc -> main.bc` says which script runs: carried as
+                                    // `defaultbc.link` holding the target (no replica needs to
+                                    // hold links); a restore makes the link again.
+                                    let Some(link) = sieve_link(&entry.path(), &meta) else { continue };
+                                    let path = format!("{folder}/{name}{LINK}");
+                                    self.spool.hold(&path, link.clone());
+                                    files.push((path, link.entry));
                                 }
                             }
                             self.db.set_note(&sieve_key, Some(&folder))?;
@@ -694,6 +702,22 @@ impl CyrusReplicator {
         self.spool.release();
         outcome
     }
+}
+
+/// The suffix of a replica file standing for a symbolic link of a Sieve folder.
+pub const LINK: &str = ".link";
+
+/// A Sieve folder's link as a small file holding its target: only a target in the same folder
+/// (a plain file name) is carried.
+fn sieve_link(path: &Path, meta: &std::fs::Metadata) -> Option<Captured> {
+    let target = std::fs::read_link(path).ok()?;
+    let target = target.to_str()?;
+    if target.is_empty() || target.contains('/') || target.starts_with('.') {
+        return None;
+    }
+    let mtime = filetime::FileTime::from_last_modification_time(meta);
+    let entry = Entry::file(target.len() as u64, mtime.unix_seconds() * 1_000_000_000 + i64::from(mtime.nanoseconds()));
+    Some(Captured { entry, bytes: target.as_bytes().into() })
 }
 
 /// Why a mailbox could not be read.

@@ -24,7 +24,7 @@ use crate::endpoint::local::LocalEndpoint;
 use crate::endpoint::Endpoint;
 use crate::engine::executor::{Observer, Outcome, Problem};
 use crate::mail::cyrus::index;
-use crate::mail::cyrus::replicate::{CyrusReplicator, DUMP};
+use crate::mail::cyrus::replicate::{CyrusReplicator, DUMP, LINK};
 use crate::mail::cyrus::spool::{inbox_name, parse_mboxlist, Listed};
 use crate::mail::replicate::Passed;
 use crate::mail::synclog::user_of_mailbox;
@@ -201,7 +201,9 @@ pub fn restore(
             let legacy = (path.starts_with("conf/user/") && name.starts_with(&format!("{hashed_user}.")))
                 || (path.starts_with("sieve/") && split(folder).1 == hashed_user);
             let quota = path.starts_with("conf/quota/") && name == inbox_name(user);
-            if own || legacy || quota {
+            if (own || legacy) && path.starts_with("sieve/") && name.ends_with(LINK) {
+                restore_link(rep, path, entry, &mut outcome, observer)?;
+            } else if own || legacy || quota {
                 restore_file(rep, path, entry, None, &mut outcome, observer)?;
             }
         }
@@ -293,12 +295,15 @@ fn copy_folder(
     if !any {
         return Ok(None);
     }
-    let (_, root, rel) = rep
+    let (prefix, root, rel) = rep
         .spool()
         .roots()
         .master_of(&w.folder)
         .ok_or_else(|| Error::Usage(format!("{}: the target's imapd.conf has no such partition", w.folder)))?;
-    Ok(Some(root.join(rel)))
+    // reconstruct -P reads the folder's cyrus.header: on the meta partition when it is there.
+    let partition = prefix.strip_prefix("data/").unwrap_or(prefix);
+    let header_root = rep.job.conf.meta_partition_of(partition, "header").unwrap_or(root);
+    Ok(Some(header_root.join(rel)))
 }
 
 /// Writes one replica file to its place in the target spool, never over a file there, owned
@@ -369,6 +374,46 @@ fn restore_file(
             observer.problem(&problem);
             outcome.problems.push(problem);
         }
+    }
+    Ok(())
+}
+
+/// Makes the link a `NAME.link` file of a Sieve folder stands for (`defaultbc -> main.bc`),
+/// unless something is there.
+fn restore_link(
+    rep: &CyrusReplicator,
+    path: &str,
+    entry: &Entry,
+    outcome: &mut Outcome,
+    observer: &dyn Observer,
+) -> Result<()> {
+    let target = read_all(rep.replica(), path, entry)?;
+    let link_path = &path[..path.len() - LINK.len()];
+    let Some((_, root, rel)) = rep.spool().roots().master_of(link_path) else { return Ok(()) };
+    let at = root.join(rel);
+    let result = (|| -> std::io::Result<()> {
+        let target = std::str::from_utf8(&target).map_err(std::io::Error::other)?;
+        if target.is_empty() || target.contains('/') || target.starts_with('.') {
+            return Err(std::io::Error::other(format!("link target {target:?} is not a file of the folder")));
+        }
+        if std::fs::symlink_metadata(&at).is_ok() {
+            return Ok(());
+        }
+        let owner = std::fs::metadata(root)?;
+        make_folders(root, at.parent().unwrap_or(root), &owner)?;
+        std::os::unix::fs::symlink(target, &at)?;
+        std::os::unix::fs::lchown(&at, Some(owner.uid()), Some(owner.gid())).or_else(|e| {
+            if e.kind() == std::io::ErrorKind::PermissionDenied {
+                Ok(())
+            } else {
+                Err(e)
+            }
+        })
+    })();
+    if let Err(e) = result {
+        let problem = Problem { path: path.into(), message: format!("restore link {}: {e}", at.display()) };
+        observer.problem(&problem);
+        outcome.problems.push(problem);
     }
     Ok(())
 }

@@ -61,6 +61,27 @@ pub fn inbox_name(user: &str) -> String {
 pub struct Tools {
     pub dir: PathBuf,
     pub conf: PathBuf,
+    /// imapd.conf's `unixhierarchysep`: the tools then take names with '/' (`user/john.doe`).
+    pub unixhierarchysep: bool,
+}
+
+/// A mailbox's internal name (the sync log's, mailboxes.db's) as Cyrus's tools take it from
+/// an admin: `user.john^doe.Sent` -> `user/john.doe/Sent` with `unixhierarchysep`, and a
+/// domain last (`example.com!user.alice` -> `user.alice@example.com`).
+pub fn admin_name(internal: &str, unixhierarchysep: bool) -> String {
+    let (domain, local) = match internal.split_once('!') {
+        Some((domain, local)) => (Some(domain), local),
+        None => (None, internal),
+    };
+    let local = if unixhierarchysep {
+        local.split('.').map(|part| part.replace('^', ".")).collect::<Vec<_>>().join("/")
+    } else {
+        local.to_string()
+    };
+    match domain {
+        Some(domain) => format!("{local}@{domain}"),
+        None => local,
+    }
 }
 
 impl Tools {
@@ -91,7 +112,9 @@ impl Tools {
             if users {
                 args.push("-u");
             }
-            args.extend(chunk.iter().map(String::as_str));
+            let admin: Vec<String> =
+                chunk.iter().map(|n| if users { n.clone() } else { admin_name(n, self.unixhierarchysep) }).collect();
+            args.extend(admin.iter().map(String::as_str));
             let out = self.run("mbpath", &args)?;
             let stdout = String::from_utf8_lossy(&out.stdout);
             let mut parsed = 0;
@@ -384,6 +407,23 @@ mod tests {
                 assert_eq!(folder.join(rel), PathBuf::from(master));
             }
         }
+    }
+
+    #[test]
+    fn internal_names_become_admin_names() {
+        for (internal, unix, want) in [
+            ("user.alice.Sent", false, "user.alice.Sent"),
+            ("user.alice.Sent", true, "user/alice/Sent"),
+            ("user.john^doe.Work.2024", true, "user/john.doe/Work/2024"),
+            ("user.john^doe", false, "user.john^doe"),
+            ("example.com!user.alice.Sent", true, "user/alice/Sent@example.com"),
+            ("example.com!user.alice", false, "user.alice@example.com"),
+            ("DELETED.user.alice.Trash.6B0D2264", true, "DELETED/user/alice/Trash/6B0D2264"),
+        ] {
+            assert_eq!(admin_name(internal, unix), want, "{internal} {unix}");
+        }
+        assert_eq!(inbox_name("john.doe"), "user.john^doe");
+        assert_eq!(inbox_name("alice@example.com"), "example.com!user.alice");
     }
 
     #[test]
