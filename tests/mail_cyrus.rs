@@ -9,6 +9,7 @@
 //! run (command line, exit code, stdout, stderr).
 
 mod cyrus;
+mod ftp_server;
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -48,6 +49,8 @@ impl Run {
 struct Env {
     server: CyrusServer,
     _tmp: tempfile::TempDir,
+    /// HOME of every run (an FTP replica's password is in its .netrc).
+    home: PathBuf,
     dir: PathBuf,
     replica: PathBuf,
     state: PathBuf,
@@ -69,12 +72,14 @@ impl Env {
         let replica = dir.join("replica");
         let state = dir.join("state");
         let config = dir.join("pairsync.toml");
+        let home = dir.join("home");
+        std::fs::create_dir_all(&home).unwrap();
         write_config(&config, &server.conf(), &replica, extra);
-        Some(Env { server, _tmp: tmp, dir, replica, state, config })
+        Some(Env { server, _tmp: tmp, home, dir, replica, state, config })
     }
 
     fn run(&self, args: &[&str]) -> Run {
-        run_with(&self.config, &self.state, args)
+        run_in(&self.home, &self.config, &self.state, args)
     }
 
     /// Runs and requires exit 0.
@@ -122,10 +127,20 @@ fn write_config(config: &Path, imapd: &Path, replica: &Path, extra: &str) {
 }
 
 fn run_with(config: &Path, state: &Path, args: &[&str]) -> Run {
+    run_in(Path::new("/nonexistent"), config, state, args)
+}
+
+fn run_in(home: &Path, config: &Path, state: &Path, args: &[&str]) -> Run {
     let mut all =
         vec!["-C".to_string(), config.display().to_string(), "--state-dir".into(), state.display().to_string()];
     all.extend(args.iter().map(|a| a.to_string()));
-    let out = Command::new(env!("CARGO_BIN_EXE_pairsync")).args(&all).stdin(Stdio::null()).output().unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_pairsync"))
+        .args(&all)
+        .env("HOME", home)
+        .env("XDG_CONFIG_HOME", home.join("config"))
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
     Run {
         command: format!("pairsync {}", all.join(" ")),
         code: out.status.code().unwrap_or(-1),
@@ -572,4 +587,69 @@ fn bad_setups_get_one_line_and_their_exit_code() {
     assert_eq!((run.code, run.stderr.contains("\"nobody\"")), (2, true), "{run}");
     let run = env.run(&["mail", "-m", "user.alice.Nope"]);
     assert_eq!((run.code, run.stderr.contains("user.alice.Nope")), (2, true), "{run}");
+}
+
+#[test]
+fn an_ftp_replica_restores_like_a_folder() {
+    let Some(env) = Env::new(Options::default()) else { return };
+    let s = &env.server;
+    s.create_user("alice");
+    s.create("alice", "INBOX.Sent");
+    for n in 0..4 {
+        s.deliver("alice", None, &s.message(&format!("ftp {n}"), 4000));
+    }
+    s.copy("alice", "INBOX", "1:2", "INBOX.Sent");
+    let served = env.dir.join("ftp");
+    std::fs::create_dir_all(served.join("spool")).unwrap();
+    let ftp = ftp_server::FtpServer::start(&served);
+    ftp.write_netrc(&env.home);
+    let url = ftp.url("spool");
+    env.ok(&["mail", "-A", "-S", &url]);
+    s.add_flags("alice", "INBOX", "3", &[r"\Seen"]);
+    s.expunge("alice", "INBOX", Some("4"));
+    s.expire(&["-X", "0"]);
+    let run = env.ok(&["-v", "mail", "-r", "-1", "-S", &url]);
+    assert!(run.actions_of("copy").iter().all(|c| !c.contains("/3. ")), "{run}");
+    // Restored from the FTP server into a fresh Cyrus.
+    let fresh = CyrusServer::start(Options::default());
+    let config = env.dir.join("fresh.toml");
+    write_config(&config, &fresh.conf(), &env.replica, "");
+    let run = run_in(&env.home, &config, &env.dir.join("fresh-state"), &["mail", "--restore", "-A", "-S", &url]);
+    assert_eq!(run.code, 0, "{run}");
+    assert_same_user(s, &fresh, "alice");
+}
+
+#[test]
+fn a_run_killed_mid_copy_loses_nothing_and_the_next_one_completes() {
+    let Some(env) = Env::new(Options::default()) else { return };
+    let s = &env.server;
+    s.create_user("alice");
+    for n in 0..150 {
+        s.deliver("alice", None, &s.message(&format!("kill {n}"), 20_000));
+    }
+    let folder = replica_folder(&env, "user.alice");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_pairsync"))
+        .args(["-C", env.config.to_str().unwrap(), "--state-dir", env.state.to_str().unwrap(), "mail", "-A"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let started = Instant::now();
+    while message_files(&folder).len() < 10 && started.elapsed() < DEADLINE {
+        if child.try_wait().unwrap().is_some() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    let _ = child.kill();
+    child.wait().unwrap();
+    // Whatever was there when the kill came: never an index naming a message the replica
+    // lacks (the index is written after every message).
+    if folder.join("cyrus.index").exists() {
+        let copied = message_files(&folder).len();
+        assert!(copied == 150, "the index was written before all {copied} of 150 messages");
+    }
+    let run = env.ok(&["mail", "-A"]);
+    assert_eq!(message_files(&folder).len(), 150, "{run}");
+    env.restored_equals(&["alice"]);
 }

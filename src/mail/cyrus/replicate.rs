@@ -27,7 +27,8 @@ use crate::mail::cyrus::index;
 use crate::mail::cyrus::plan::{self as cyrus_plan, Files, Input, Unit};
 use crate::mail::cyrus::spool::{Listed, MbPath, Roots, SpoolEndpoint, Tools};
 use crate::mail::replicate::Passed;
-use crate::mail::synclog::{user_of_mailbox, Work};
+use crate::mail::rolling::Narrator;
+use crate::mail::synclog::{self, user_of_mailbox, Verb, Work};
 use crate::mail::Expunge;
 use crate::state::{pair_id, PairLock, StateDb};
 
@@ -182,7 +183,20 @@ impl CyrusReplicator {
 
     /// Replicates the work: per user, the mailboxes and files it names. With `repair`, the
     /// replica's folders are listed and any difference mended (-u, -m, -A).
-    pub fn pass(&self, work: &Work, repair: bool, observer: &dyn Observer) -> Result<Passed> {
+    pub fn pass(&self, work: &Work, repair: bool, observer: &dyn Narrator) -> Result<Passed> {
+        self.pass_until(work, repair, None, observer)
+    }
+
+    /// [`CyrusReplicator::pass`], cut at the next user once `cut` (the end of `-t`, and the
+    /// live sync log) is reached: what was not reached is appended to the log again (its
+    /// mailboxes as MAILBOX lines, its databases as a META line), for the next cycle.
+    pub fn pass_until(
+        &self,
+        work: &Work,
+        repair: bool,
+        cut: Option<(std::time::Instant, &Path)>,
+        observer: &dyn Narrator,
+    ) -> Result<Passed> {
         let mut known = self.known_mailboxes()?;
         let mut names: BTreeSet<String> = work.mailboxes.iter().chain(&work.unmailboxes).cloned().collect();
         for (old, new) in &work.renames {
@@ -249,7 +263,22 @@ impl CyrusReplicator {
         // renamed (UUID layout), not deleted.
         let mut passed = Passed::default();
         passed.outcome.tally.renamed += renamed;
-        for (user, names) in by_user {
+        let mut users = by_user.into_iter();
+        while let Some((user, names)) = users.next() {
+            if let Some((_, log)) = cut.filter(|(deadline, _)| std::time::Instant::now() > *deadline) {
+                let mut queued = 0;
+                for (user, names) in std::iter::once((user, names)).chain(users.by_ref()) {
+                    for name in &names {
+                        synclog::append(log, Verb::Mailbox, &[name]).map_err(io_error("the sync log"))?;
+                        queued += 1;
+                    }
+                    if db_users.contains(&user) {
+                        synclog::append(log, Verb::Meta, &[&user]).map_err(io_error("the sync log"))?;
+                    }
+                }
+                observer.note(&format!("cycle timeout: {queued} mailboxes queued again for the next cycle"));
+                break;
+            }
             if observer.should_stop() {
                 passed.outcome.interrupted = true;
                 break;
@@ -755,10 +784,11 @@ impl crate::mail::rolling::Cycles for CyrusReplicator {
     fn run_cycle(
         &self,
         lines: &[crate::mail::synclog::LogLine],
-        _rolling: Option<&crate::mail::rolling::Rolling>,
+        rolling: Option<&crate::mail::rolling::Rolling>,
         narrator: &dyn crate::mail::rolling::Narrator,
     ) -> Result<Passed> {
         let work = crate::mail::synclog::merge(lines);
-        self.pass(&work, false, narrator)
+        let cut = rolling.map(|r| (std::time::Instant::now() + r.timeout, r.log.as_path()));
+        self.pass_until(&work, false, cut, narrator)
     }
 }
