@@ -284,6 +284,7 @@ fn a_flag_change_sends_the_index_and_never_a_message() {
     let copies = run.actions_of("copy");
     assert!(copies.iter().all(|c| !c.contains("/1. ") && !c.contains("/2. ") && !c.contains("/3. ")), "{run}");
     assert!(copies.iter().any(|c| c.contains("cyrus.index")), "{run}");
+    assert!(copies.iter().all(|c| !c.contains("cyrus.cache") && !c.contains("cyrus.header")), "{run}");
     // A new keyword rewrites the header too.
     s.add_flags("alice", "INBOX", "2", &["$Important"]);
     let run = env.cycle();
@@ -652,4 +653,29 @@ fn a_run_killed_mid_copy_loses_nothing_and_the_next_one_completes() {
     let run = env.ok(&["mail", "-A"]);
     assert_eq!(message_files(&folder).len(), 150, "{run}");
     env.restored_equals(&["alice"]);
+}
+
+#[test]
+fn mail_log_appends_to_every_channel_and_leaves_the_log_cyrus_s() {
+    let Some(env) = Env::new(Options { channels: Some("pairsync \"\"".into()), ..Options::default() }) else { return };
+    let s = &env.server;
+    s.create_user("alice");
+    env.ok(&["mail", "-r", "-1", "-n", "pairsync"]);
+    let (channel, unnamed) = (s.sync_log(Some("pairsync")), s.sync_log(None));
+    let _ = std::fs::remove_file(&unnamed);
+    env.ok(&["mail", "log", "MAILBOX", "user.alice"]);
+    for log in [&channel, &unnamed] {
+        assert_eq!(std::fs::read_to_string(log).unwrap(), "MAILBOX user.alice\n", "{}", log.display());
+        let meta = std::fs::metadata(log).unwrap();
+        let account = s.account();
+        assert_eq!(
+            (std::os::unix::fs::MetadataExt::uid(&meta), std::os::unix::fs::MetadataExt::gid(&meta)),
+            (account.uid, account.gid)
+        );
+    }
+    // Cyrus goes on appending to the file pairsync created.
+    s.deliver("alice", None, &s.message("after", 100));
+    assert!(std::fs::read_to_string(&channel).unwrap().contains("APPEND user.alice"));
+    env.ok(&["mail", "-r", "-1", "-n", "pairsync"]);
+    assert_eq!(message_files(&replica_folder(&env, "user.alice")), ["1."]);
 }

@@ -79,7 +79,25 @@ pub fn run(
     let quiet = verbosity == Verbosity::Quiet;
     let (config, _) = mail_config(config_flag, quiet)?;
     if let Some(MailCommand::Log { verb, args: words }) = &args.log_line {
-        return log_line(&config.sync_log(state_dir), verb, words);
+        // A Cyrus spool's logs are Cyrus's own: the line goes to every channel, as
+        // cyr_synclog writes it.
+        let (logs, owner) = match (config.layout, &config.sync_log) {
+            (StoreLayout::Cyrus, None) => {
+                let conf =
+                    crate::mail::cyrus::conf::read(&config.cyrus_config).map_err(|e| Error::Usage(e.to_string()))?;
+                (conf.sync_log_paths(), Some(conf.configdirectory))
+            }
+            _ => (vec![config.sync_log(state_dir)], None),
+        };
+        for log in &logs {
+            log_line(log, verb, words)?;
+            // Cyrus (its own user) must go on appending to a log root created, and rotate it.
+            if let Some(owner) = &owner {
+                crate::mail::cyrus::give_to_owner_of(owner, log)
+                    .map_err(|e| Error::Usage(format!("sync log {}: {e}", log.display())))?;
+            }
+        }
+        return Ok(ExitCode::Synced);
     }
     let modes =
         [("-r", args.rolling), ("-u", args.users), ("-m", args.mailboxes), ("-s", args.sieve), ("-A", args.all)];

@@ -32,7 +32,13 @@ const ATTEMPTS: usize = 16;
 pub struct Captured {
     pub entry: Entry,
     pub bytes: Arc<[u8]>,
+    /// Only stat'ed: the caller knew this size and mtime, so the bytes were not read (and
+    /// must not be served: [`Captured::bytes`] is empty).
+    pub unread: bool,
 }
+
+/// Whether the caller already has the file at this path as it is now (its size and mtime).
+pub type Known<'a> = &'a dyn Fn(&Path, &Entry) -> bool;
 
 /// Opens `path` and takes a shared lock on it, again while the path turns out to be another
 /// file once locked. `Ok(None)` when there is no such file.
@@ -56,30 +62,41 @@ fn open_locked(path: &Path) -> io::Result<Option<File>> {
     Err(io::Error::other(format!("{}: replaced {ATTEMPTS} times while being locked", path.display())))
 }
 
-fn read_whole(mut file: &File) -> io::Result<Captured> {
+fn read_whole(mut file: &File, path: &Path, known: Known) -> io::Result<Captured> {
     let meta = file.metadata()?;
+    if let Some(entry) = entry_of(&meta).filter(|entry| known(path, entry)) {
+        return Ok(Captured { entry, bytes: Arc::from(Vec::new()), unread: true });
+    }
     let mut bytes = Vec::with_capacity(meta.len() as usize);
     file.read_to_end(&mut bytes)?;
     let mut entry = entry_of(&meta).ok_or_else(|| io::Error::other("not a regular file"))?;
     // What was read, whatever the size said a moment before.
     entry.size = bytes.len() as u64;
-    Ok(Captured { entry, bytes: Arc::from(bytes) })
+    Ok(Captured { entry, bytes: Arc::from(bytes), unread: false })
+}
+
+/// The error with the path it is about.
+fn with_path(path: &Path) -> impl Fn(io::Error) -> io::Error + '_ {
+    move |e| io::Error::new(e.kind(), format!("{}: {e}", path.display()))
 }
 
 /// Reads `lock` under a shared lock on it, and `others` (each `None` when absent) while it is
-/// held. `Ok(None)` when `lock` does not exist.
-pub fn together(lock: &Path, others: &[PathBuf]) -> io::Result<Option<(Captured, Vec<Option<Captured>>)>> {
+/// held; a file `known` says the caller has as it is is only stat'ed. `Ok(None)` when `lock`
+/// does not exist.
+pub fn together(
+    lock: &Path,
+    others: &[PathBuf],
+    known: Known,
+) -> io::Result<Option<(Captured, Vec<Option<Captured>>)>> {
     let _one = CAPTURE.lock().unwrap_or_else(|p| p.into_inner());
     let Some(file) = open_locked(lock)? else { return Ok(None) };
-    let first = read_whole(&file).map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", lock.display())))?;
+    let first = read_whole(&file, lock, &|_, _| false).map_err(with_path(lock))?;
     let mut rest = Vec::new();
     for path in others {
         let captured = match File::open(path) {
-            Ok(other) => {
-                Some(read_whole(&other).map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", path.display())))?)
-            }
+            Ok(other) => Some(read_whole(&other, path, known).map_err(with_path(path))?),
             Err(e) if e.kind() == io::ErrorKind::NotFound => None,
-            Err(e) => return Err(io::Error::new(e.kind(), format!("{}: {e}", path.display()))),
+            Err(e) => return Err(with_path(path)(e)),
         };
         rest.push(captured);
     }
@@ -87,9 +104,19 @@ pub fn together(lock: &Path, others: &[PathBuf]) -> io::Result<Option<(Captured,
     Ok(Some((first, rest)))
 }
 
-/// One file under a shared lock on itself; `Ok(None)` when it does not exist.
-pub fn one(path: &Path) -> io::Result<Option<Captured>> {
-    Ok(together(path, &[])?.map(|(captured, _)| captured))
+/// One file under a shared lock on itself, unless `known` says the caller has it as it is;
+/// `Ok(None)` when it does not exist.
+pub fn one(path: &Path, known: Known) -> io::Result<Option<Captured>> {
+    let _one = CAPTURE.lock().unwrap_or_else(|p| p.into_inner());
+    if let Ok(meta) = std::fs::metadata(path) {
+        if let Some(entry) = entry_of(&meta).filter(|entry| known(path, entry)) {
+            return Ok(Some(Captured { entry, bytes: Arc::from(Vec::new()), unread: true }));
+        }
+    }
+    let Some(file) = open_locked(path)? else { return Ok(None) };
+    read_whole(&file, path, &|_, _| false)
+        .map(Some)
+        .map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", path.display())))
 }
 
 #[cfg(test)]
@@ -102,17 +129,24 @@ mod tests {
         let index = dir.path().join("cyrus.index");
         std::fs::write(&index, b"old").unwrap();
         std::fs::write(dir.path().join("cyrus.header"), b"header").unwrap();
-        let (first, rest) = together(&index, &[dir.path().join("cyrus.header"), dir.path().join("cyrus.annotations")])
-            .unwrap()
-            .unwrap();
+        let (first, rest) =
+            together(&index, &[dir.path().join("cyrus.header"), dir.path().join("cyrus.annotations")], &|_, _| false)
+                .unwrap()
+                .unwrap();
         assert_eq!(&*first.bytes, b"old");
         assert_eq!(first.entry.size, 3);
         assert_eq!(&*rest[0].as_ref().unwrap().bytes, b"header");
         assert!(rest[1].is_none());
         std::fs::write(dir.path().join("new"), b"newer").unwrap();
         std::fs::rename(dir.path().join("new"), &index).unwrap();
-        assert_eq!(&*one(&index).unwrap().unwrap().bytes, b"newer");
-        assert!(one(&dir.path().join("missing")).unwrap().is_none());
+        assert_eq!(&*one(&index, &|_, _| false).unwrap().unwrap().bytes, b"newer");
+        assert!(one(&dir.path().join("missing"), &|_, _| false).unwrap().is_none());
+        // What the caller has as it is is not read again.
+        let known = one(&index, &|_, e| e.size == 5).unwrap().unwrap();
+        assert!(known.unread && known.bytes.is_empty() && known.entry.size == 5);
+        let header = dir.path().join("cyrus.header");
+        let (first, rest) = together(&index, std::slice::from_ref(&header), &|p, _| p == header).unwrap().unwrap();
+        assert!(!first.unread && rest[0].as_ref().unwrap().unread);
     }
 
     #[test]
@@ -136,7 +170,7 @@ mod tests {
         let mut line = String::new();
         io::BufRead::read_line(&mut io::BufReader::new(child.stdout.as_mut().unwrap()), &mut line).unwrap();
         assert_eq!(line.trim(), "locked");
-        let captured = one(&index).unwrap().unwrap();
+        let captured = one(&index, &|_, _| false).unwrap().unwrap();
         assert_eq!(&*captured.bytes, b"half-and-whole");
         assert!(child.wait().unwrap().success());
     }

@@ -249,6 +249,18 @@ impl CyrusConf {
         }
     }
 
+    /// Every log Cyrus writes (one per channel), where a line is appended as cyr_synclog does.
+    pub fn sync_log_paths(&self) -> Vec<PathBuf> {
+        let sync = self.configdirectory.join("sync");
+        if self.sync_log_channels.is_empty() {
+            return vec![sync.join("log")];
+        }
+        self.sync_log_channels
+            .iter()
+            .map(|c| if c.is_empty() { sync.join("log") } else { sync.join(c).join("log") })
+            .collect()
+    }
+
     fn channels_shown(&self) -> String {
         if self.sync_log_channels.is_empty() {
             return "not set".into();
@@ -333,6 +345,10 @@ mod tests {
         assert_eq!(both.sync_log_channels, vec!["pairsync".to_string(), String::new()]);
         assert_eq!(both.sync_log_path(None).unwrap(), PathBuf::from("/var/lib/cyrus/sync/log"));
         assert_eq!(both.sync_log_path(Some("pairsync")).unwrap(), PathBuf::from("/var/lib/cyrus/sync/pairsync/log"));
+        assert_eq!(
+            both.sync_log_paths(),
+            [PathBuf::from("/var/lib/cyrus/sync/pairsync/log"), PathBuf::from("/var/lib/cyrus/sync/log")]
+        );
         let named = conf(&format!("{BASE}sync_log_channels: pairsync\n")).unwrap();
         let e = named.sync_log_path(None).unwrap_err().to_string();
         assert!(e.contains("give -n pairsync"), "{e}");

@@ -22,3 +22,25 @@ pub mod plan;
 pub mod replicate;
 pub mod restore;
 pub mod spool;
+
+use std::os::unix::fs::MetadataExt;
+use std::path::Path;
+
+/// Gives `path`, and the folders between it and `top`, the owner of `top` where they have
+/// another: a sync log pairsync created (running as root) must stay Cyrus's to append to and
+/// to rotate. A process that may not change owners leaves them as they are.
+pub fn give_to_owner_of(top: &Path, path: &Path) -> std::io::Result<()> {
+    let owner = std::fs::metadata(top)?;
+    let mut at = Some(path);
+    while let Some(p) = at.filter(|p| p.starts_with(top) && *p != top) {
+        let meta = std::fs::symlink_metadata(p)?;
+        if meta.uid() != owner.uid() || meta.gid() != owner.gid() {
+            match std::os::unix::fs::lchown(p, Some(owner.uid()), Some(owner.gid())) {
+                Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => {}
+                other => other?,
+            }
+        }
+        at = p.parent();
+    }
+    Ok(())
+}

@@ -276,6 +276,8 @@ impl CyrusReplicator {
                         synclog::append(log, Verb::Meta, &[&user]).map_err(io_error("the sync log"))?;
                     }
                 }
+                crate::mail::cyrus::give_to_owner_of(&self.job.conf.configdirectory, log)
+                    .map_err(io_error("the sync log"))?;
                 observer.note(&format!("cycle timeout: {queued} mailboxes queued again for the next cycle"));
                 break;
             }
@@ -451,7 +453,16 @@ impl CyrusReplicator {
             .map_err(|e| MailboxError::Problem(e.to_string()))?;
         let index_path = &paths[3];
         let others = &paths[..3];
-        let captured = capture::together(index_path, others)
+        // The files whose size and mtime the state has are only stat'ed (a flag change leaves
+        // a large cyrus.cache as it was): the lock is held no longer than needed.
+        let known = |path: &Path, entry: &Entry| -> bool {
+            // The header is always read: it says which mailbox (uniqueid) the folder holds.
+            let Some(file) = path.file_name().and_then(|n| n.to_str()).filter(|f| *f != "cyrus.header") else {
+                return false;
+            };
+            !repair && state.get(&format!("{folder}/{file}")).is_some_and(|r| r.source == entry.observed())
+        };
+        let captured = capture::together(index_path, others, &known)
             .map_err(|e| MailboxError::Problem(format!("reading its metadata: {e}")))?;
         let Some((index_bytes, others)) = captured else { return Err(MailboxError::Gone) };
         let header_bytes = others[2].as_ref().ok_or_else(|| {
@@ -524,7 +535,9 @@ impl CyrusReplicator {
                 for file in path.user_files.values() {
                     let Some(replica_path) = roots.replica_path(file, "conf") else { continue };
                     folder = Some(split(&replica_path).0.to_string());
-                    if let Some(captured) = capture::one(file).map_err(io_error("a user database"))? {
+                    if let Some(captured) =
+                        capture::one(file, &self.known(&replica_path)?).map_err(io_error("a user database"))?
+                    {
                         self.spool.hold(&replica_path, captured.clone());
                         files.push((replica_path, captured.entry));
                     }
@@ -620,7 +633,9 @@ impl CyrusReplicator {
             for hashed in std::fs::read_dir(&top).into_iter().flatten().flatten() {
                 let file = hashed.path().join(root);
                 if let Some(replica_path) = self.spool.roots().replica_path(&file, "conf") {
-                    if let Some(captured) = capture::one(&file).map_err(io_error("a quota file"))? {
+                    if let Some(captured) =
+                        capture::one(&file, &self.known(&replica_path)?).map_err(io_error("a quota file"))?
+                    {
                         self.spool.hold(&replica_path, captured.clone());
                         self.db.set_note(&note_key, Some(&replica_path))?;
                         let folder = split(&replica_path).0.to_string();
@@ -643,7 +658,7 @@ impl CyrusReplicator {
     /// A file of the config directory, read under its own lock when it changed.
     fn server_file(&self, file: &Path, replica_path: &str) -> Result<Read> {
         let folder = split(replica_path).0.to_string();
-        let captured = capture::one(file).map_err(io_error(replica_path))?;
+        let captured = capture::one(file, &self.known(replica_path)?).map_err(io_error(replica_path))?;
         let files = captured.map(|captured| {
             self.spool.hold(replica_path, captured.clone());
             (Vec::new(), vec![(replica_path.to_string(), captured.entry)])
@@ -657,6 +672,13 @@ impl CyrusReplicator {
         })
     }
 
+    /// Whether the state has the master's file at `replica_path` with this size and mtime.
+    fn known(&self, replica_path: &str) -> Result<impl Fn(&Path, &Entry) -> bool> {
+        let (state, _) = self.db.load_folders([split(replica_path).0])?;
+        let recorded = state.get(replica_path).map(|r| r.source);
+        Ok(move |_: &Path, entry: &Entry| recorded == Some(entry.observed()))
+    }
+
     /// The mailbox list dump, when it is not the one the replica has.
     fn dump_unit(&self, bytes: Vec<u8>) -> Result<Option<Read>> {
         let hash = blake3::hash(&bytes).to_hex().to_string();
@@ -665,7 +687,7 @@ impl CyrusReplicator {
         }
         let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
         let entry = Entry::file(bytes.len() as u64, now.as_nanos() as i64);
-        self.spool.hold(DUMP, Captured { entry, bytes: bytes.into() });
+        self.spool.hold(DUMP, Captured { entry, bytes: bytes.into(), unread: false });
         self.db.set_note("dump", Some(&hash))?;
         Ok(Some(Read {
             folder: "conf".into(),
@@ -746,7 +768,7 @@ fn sieve_link(path: &Path, meta: &std::fs::Metadata) -> Option<Captured> {
     }
     let mtime = filetime::FileTime::from_last_modification_time(meta);
     let entry = Entry::file(target.len() as u64, mtime.unix_seconds() * 1_000_000_000 + i64::from(mtime.nanoseconds()));
-    Some(Captured { entry, bytes: target.as_bytes().into() })
+    Some(Captured { entry, bytes: target.as_bytes().into(), unread: false })
 }
 
 /// Why a mailbox could not be read.

@@ -281,7 +281,11 @@ impl SpoolEndpoint {
 
     /// Serves `path` from these bytes until [`SpoolEndpoint::release`].
     pub fn hold(&self, path: &str, captured: Captured) {
-        self.captured.lock().expect("not poisoned").insert(path.to_string(), captured);
+        // A file only stat'ed is read from disk if it is copied after all (checked against
+        // the entry stat'ed, so never a newer one).
+        if !captured.unread {
+            self.captured.lock().expect("not poisoned").insert(path.to_string(), captured);
+        }
     }
 
     /// The master file of `path` is at `file` (outside its root's usual place).
