@@ -679,3 +679,28 @@ fn mail_log_appends_to_every_channel_and_leaves_the_log_cyrus_s() {
     env.ok(&["mail", "-r", "-1", "-n", "pairsync"]);
     assert_eq!(message_files(&replica_folder(&env, "user.alice")), ["1."]);
 }
+
+#[test]
+fn a_fulldirhash_legacy_spool_restores_into_a_stopped_cyrus_with_its_quota() {
+    let Some(env) = Env::new(Options { legacy_dirs: true, fulldirhash: true, ..Options::default() }) else { return };
+    let s = &env.server;
+    s.create_user("alice");
+    s.create("alice", "INBOX.Projects");
+    s.deliver("alice", None, &s.message("hashed", 700));
+    s.copy("alice", "INBOX", "1", "INBOX.Projects");
+    s.setquota("user.alice", "STORAGE 5000");
+    s.subscribe("alice", "INBOX.Projects");
+    env.ok(&["mail", "-A"]);
+    // fulldirhash puts alice under L (Cyrus's own hash, as mbpath said).
+    assert!(env.replica.join("data/default/L/user/alice/1.").is_file());
+    let mut fresh = CyrusServer::start(Options { legacy_dirs: true, fulldirhash: true, ..Options::default() });
+    fresh.stop();
+    let config = env.dir.join("fresh.toml");
+    write_config(&config, &fresh.conf(), &env.replica, "");
+    let run = run_with(&config, &env.dir.join("fresh-state"), &["mail", "--restore", "-u", "alice"]);
+    assert_eq!(run.code, 0, "{run}");
+    fresh.restart();
+    assert_same_user(s, &fresh, "alice");
+    let quota = walk(&fresh.config_dir().join("quota"));
+    assert!(quota.iter().any(|p| p.ends_with("user.alice")), "{quota:?}");
+}
