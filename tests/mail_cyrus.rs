@@ -385,12 +385,18 @@ fn deleting_and_renaming_users() {
     }
     s.subscribe("bob", "INBOX");
     env.cycle();
-    // A renamed user keeps its mail on the replica: UNUSER bob removes nothing of robert's.
+    // A renamed user keeps its mail on the replica: UNUSER bob removes nothing of robert's,
+    // and nothing is sent again (the UUID layout keeps the folder).
+    let bob = replica_folder(&env, "user.bob");
+    let inode = |p: &Path| std::os::unix::fs::MetadataExt::ino(&std::fs::metadata(p).unwrap());
+    let before = inode(&bob.join("1."));
     s.rename_user("bob", "robert");
     let run = env.cycle();
     assert!(s.list("robert").contains(&"INBOX".to_string()));
     let robert = replica_folder(&env, "user.robert");
     assert_eq!(message_files(&robert), ["1."], "{run}");
+    assert_eq!(inode(&robert.join("1.")), before, "robert's message was sent again:\n{run}");
+    assert!(run.actions_of("delete").is_empty(), "{run}");
     // A deleted user goes, once Cyrus expires its DELETED mailboxes (the UUID layout keeps
     // the folder under the DELETED name until then).
     let carol = replica_folder(&env, "user.carol");

@@ -251,6 +251,19 @@ impl CyrusReplicator {
                 mailboxes_changed = true;
             }
         }
+        // What live mailboxes and users hold now, whichever user's batch they are in: a name
+        // gone whose folder is among these was renamed (in the UUID layout a rename keeps the
+        // folder; a renamed user keeps its INBOX's uniqueid), not deleted.
+        let db_list: Vec<String> = db_users.iter().filter(|u| !u.is_empty()).cloned().collect();
+        let users_found = if db_list.is_empty() {
+            BTreeMap::new()
+        } else {
+            self.job.tools.mbpath(&db_list, true).map_err(io_error("mbpath -u"))?
+        };
+        let claimed = Claimed {
+            folders: resolved.values().filter_map(|p| self.spool.roots().replica_path(&p.data, "data")).collect(),
+            places: users_found.values().flat_map(|p| self.places(p).into_iter().flatten()).collect(),
+        };
         // By user ("" for mailboxes of no user: shared folders), so each user is one batch.
         let mut by_user: BTreeMap<String, Vec<String>> = BTreeMap::new();
         for name in &names {
@@ -259,8 +272,6 @@ impl CyrusReplicator {
         for user in &db_users {
             by_user.entry(user.clone()).or_default();
         }
-        // Folders that live mailboxes hold now: a name gone whose folder is one of these was
-        // renamed (UUID layout), not deleted.
         let mut passed = Passed::default();
         passed.outcome.tally.renamed += renamed;
         let mut users = by_user.into_iter();
@@ -288,7 +299,8 @@ impl CyrusReplicator {
             let with_dbs = db_users.contains(&user);
             for round in 0..3 {
                 let held = HoldProblems { inner: observer, held: std::sync::Mutex::new(Vec::new()) };
-                let (outcome, changed) = self.user(&user, &names, &resolved, &known, with_dbs, repair, &held)?;
+                let dbs = with_dbs.then(|| users_found.get(&user));
+                let (outcome, changed) = self.user(&user, &names, &resolved, &known, dbs, &claimed, repair, &held)?;
                 mailboxes_changed |= changed;
                 let again = round < 2 && !outcome.changed.is_empty() && !outcome.interrupted;
                 if !again {
@@ -336,7 +348,8 @@ impl CyrusReplicator {
         names: &[String],
         resolved: &BTreeMap<String, MbPath>,
         known: &BTreeMap<String, (String, String)>,
-        with_dbs: bool,
+        dbs: Option<Option<&MbPath>>,
+        claimed: &Claimed,
         repair: bool,
         observer: &dyn Observer,
     ) -> Result<(Outcome, bool)> {
@@ -360,7 +373,6 @@ impl CyrusReplicator {
                 }
             }
         }
-        let claimed: BTreeSet<&str> = live.values().map(|(folder, _)| folder.as_str()).collect();
         for name in names {
             if resolved.contains_key(name) {
                 continue;
@@ -370,7 +382,7 @@ impl CyrusReplicator {
             self.db.set_note(&format!("m:{name}"), None)?;
             // Its folder now holds another name (a rename in the UUID layout, a delete that
             // renamed it to DELETED.*): nothing to remove.
-            let held_elsewhere = claimed.contains(folder.as_str())
+            let held_elsewhere = claimed.folders.contains(folder)
                 || known.iter().any(|(other, (f, _))| other != name && f == folder && !names.contains(other));
             if held_elsewhere {
                 continue;
@@ -390,8 +402,8 @@ impl CyrusReplicator {
                 self.db.set_note(&format!("m:{name}"), Some(&note))?;
             }
         }
-        if with_dbs && !user.is_empty() {
-            units.extend(self.user_files(user)?);
+        if let (Some(found), false) = (dbs, user.is_empty()) {
+            units.extend(self.user_files(user, found, claimed)?);
         }
         let mut outcome = self.apply(units, repair, observer)?;
         for problem in problems {
@@ -521,105 +533,97 @@ impl CyrusReplicator {
         ))
     }
 
-    /// A user's databases and Sieve folder, live or gone.
-    fn user_files(&self, user: &str) -> Result<Vec<Read>> {
+    /// Where a user's databases are on the replica (`folder\tprefix`: the user's own folder,
+    /// or `user/a/alice.` in a folder shared with other users) and its Sieve folder.
+    fn places(&self, path: &MbPath) -> [Option<String>; 2] {
         let roots = self.spool.roots();
-        let found = self.job.tools.mbpath(&[user.to_string()], true).map_err(io_error("mbpath -u"))?;
+        let dbs = path.user_files.values().find_map(|f| roots.replica_path(f, "conf")).map(|first| {
+            let folder = split(&first).0.to_string();
+            // `.../<uniqueid>/sub.db` is the user's own folder; `.../a/alice.sub` is shared.
+            let names: Vec<&str> = path.user_files.values().filter_map(|f| f.file_name()?.to_str()).collect();
+            let stem = |n: &str| n.split('.').next().unwrap_or_default().to_string();
+            let legacy = names.len() > 1 && names.iter().all(|n| stem(n) == stem(names[0]));
+            let prefix = if legacy { format!("{folder}/{}.", stem(names[0])) } else { format!("{folder}/") };
+            format!("{folder}\t{prefix}")
+        });
+        let sieve =
+            path.sieve.as_ref().and_then(|s| roots.replica_path(s, "sieve")).filter(|f| f.starts_with("sieve/"));
+        [dbs, sieve]
+    }
+
+    /// A user's databases and Sieve folder, live (`found`) or gone: then what the notes say
+    /// it had goes, unless a live user holds it now (a renamed user).
+    fn user_files(&self, user: &str, found: Option<&MbPath>, claimed: &Claimed) -> Result<Vec<Read>> {
         let mut units = Vec::new();
         let note_key = format!("u:{user}");
         let sieve_key = format!("s:{user}");
-        match found.get(user) {
-            Some(path) => {
-                let mut files = Vec::new();
-                let mut folder = None;
-                for file in path.user_files.values() {
-                    let Some(replica_path) = roots.replica_path(file, "conf") else { continue };
-                    folder = Some(split(&replica_path).0.to_string());
-                    if let Some(captured) =
-                        capture::one(file, &self.known(&replica_path)?).map_err(io_error("a user database"))?
-                    {
-                        self.spool.hold(&replica_path, captured.clone());
-                        files.push((replica_path, captured.entry));
-                    }
+        let Some(path) = found else {
+            for key in [&note_key, &sieve_key] {
+                let Some(note) = self.db.note(key)? else { continue };
+                self.db.set_note(key, None)?;
+                let (folder, prefix) = match note.split_once('\t') {
+                    Some((folder, prefix)) => (folder.to_string(), prefix.to_string()),
+                    None => (note.clone(), format!("{note}/")),
+                };
+                if claimed.places.contains(&note) {
+                    continue;
                 }
-                if let Some(folder) = folder {
-                    // `.../<uniqueid>/sub.db` is the user's own folder; `.../a/alice.sub` is shared.
-                    let names: Vec<&str> = path.user_files.values().filter_map(|f| f.file_name()?.to_str()).collect();
-                    let stem = |n: &str| n.split('.').next().unwrap_or_default().to_string();
-                    let legacy = names.len() > 1 && names.iter().all(|n| stem(n) == stem(names[0]));
-                    let prefix = if legacy { format!("{folder}/{}.", stem(names[0])) } else { format!("{folder}/") };
-                    self.db.set_note(&note_key, Some(&format!("{folder}\t{prefix}")))?;
-                    units.push(Read {
-                        folder,
-                        prefix,
-                        exact: false,
-                        owns_folder: !legacy,
-                        files: Some((Vec::new(), files)),
-                    });
-                }
-                if let Some(sieve) = &path.sieve {
-                    if let Some(folder) = roots.replica_path(sieve, "sieve").filter(|f| f.starts_with("sieve/")) {
-                        let mut files = Vec::new();
-                        if let Ok(entries) = std::fs::read_dir(sieve) {
-                            for entry in entries.flatten() {
-                                let Ok(name) = entry.file_name().into_string() else { continue };
-                                let Ok(meta) = entry.metadata() else { continue };
-                                if meta.is_file() {
-                                    let mut e = crate::endpoint::local::entry_of(&meta).expect("a file");
-                                    e.mode = None;
-                                    files.push((format!("{folder}/{name}"), e));
-                                } else if meta.file_type().is_symlink() {
-                                    // `defaultbc -> main.bc` says which script runs: carried as
-                                    // `defaultbc.link` holding the target (no replica needs to
-                                    // hold links); a restore makes the link again.
-                                    let Some(link) = sieve_link(&entry.path(), &meta) else { continue };
-                                    let path = format!("{folder}/{name}{LINK}");
-                                    self.spool.hold(&path, link.clone());
-                                    files.push((path, link.entry));
-                                }
-                            }
-                            self.db.set_note(&sieve_key, Some(&folder))?;
-                            units.push(Read {
-                                prefix: format!("{folder}/"),
-                                folder,
-                                exact: false,
-                                owns_folder: true,
-                                files: Some((Vec::new(), files)),
-                            });
-                        }
-                    }
+                let owns_folder = prefix.ends_with('/');
+                units.push(Read { folder, prefix, exact: false, owns_folder, files: None });
+            }
+            return Ok(units);
+        };
+        let [dbs, sieve_place] = self.places(path);
+        if let Some(place) = dbs {
+            let (folder, prefix) = place.split_once('\t').expect("made with a tab");
+            let mut files = Vec::new();
+            for file in path.user_files.values() {
+                let Some(replica_path) = self.spool.roots().replica_path(file, "conf") else { continue };
+                if let Some(captured) =
+                    capture::one(file, &self.known(&replica_path)?).map_err(io_error("a user database"))?
+                {
+                    self.spool.hold(&replica_path, captured.clone());
+                    files.push((replica_path, captured.entry));
                 }
             }
-            None => {
-                // Gone (UNUSER): what the notes say it had, unless another user holds it now.
-                let others = self.db.notes("u:")?;
-                if let Some(note) = self.db.note(&note_key)? {
-                    let (folder, prefix) = note.split_once('\t').unwrap_or((note.as_str(), ""));
-                    let shared = others.iter().any(|(k, v)| *k != note_key && *v == note);
-                    if !shared {
-                        units.push(Read {
-                            folder: folder.into(),
-                            prefix: prefix.into(),
-                            exact: false,
-                            owns_folder: prefix.ends_with('/'),
-                            files: None,
-                        });
-                    }
-                    self.db.set_note(&note_key, None)?;
+            self.db.set_note(&note_key, Some(&place))?;
+            units.push(Read {
+                folder: folder.to_string(),
+                prefix: prefix.to_string(),
+                exact: false,
+                owns_folder: prefix.ends_with('/'),
+                files: Some((Vec::new(), files)),
+            });
+        }
+        if let (Some(folder), Some(sieve)) = (sieve_place, &path.sieve) {
+            let mut files = Vec::new();
+            for entry in std::fs::read_dir(sieve).into_iter().flatten().flatten() {
+                let Ok(name) = entry.file_name().into_string() else { continue };
+                // Not followed: a link is carried as what it says (below).
+                let Ok(meta) = entry.metadata() else { continue };
+                if meta.is_file() {
+                    let mut e = crate::endpoint::local::entry_of(&meta).expect("a file");
+                    e.mode = None;
+                    files.push((format!("{folder}/{name}"), e));
+                } else if meta.file_type().is_symlink() {
+                    // `defaultbc -> main.bc` says which script runs: carried as
+                    // `defaultbc.link` holding the target (no replica needs to hold links); a
+                    // restore makes the link again.
+                    let Some(link) = sieve_link(&entry.path(), &meta) else { continue };
+                    let path = format!("{folder}/{name}{LINK}");
+                    self.spool.hold(&path, link.clone());
+                    files.push((path, link.entry));
                 }
-                if let Some(folder) = self.db.note(&sieve_key)? {
-                    let shared = self.db.notes("s:")?.iter().any(|(k, v)| *k != sieve_key && *v == folder);
-                    if !shared {
-                        units.push(Read {
-                            prefix: format!("{folder}/"),
-                            folder,
-                            exact: false,
-                            owns_folder: true,
-                            files: None,
-                        });
-                    }
-                    self.db.set_note(&sieve_key, None)?;
-                }
+            }
+            if sieve.is_dir() {
+                self.db.set_note(&sieve_key, Some(&folder))?;
+                units.push(Read {
+                    prefix: format!("{folder}/"),
+                    folder,
+                    exact: false,
+                    owns_folder: true,
+                    files: Some((Vec::new(), files)),
+                });
             }
         }
         Ok(units)
@@ -769,6 +773,13 @@ fn sieve_link(path: &Path, meta: &std::fs::Metadata) -> Option<Captured> {
     let mtime = filetime::FileTime::from_last_modification_time(meta);
     let entry = Entry::file(target.len() as u64, mtime.unix_seconds() * 1_000_000_000 + i64::from(mtime.nanoseconds()));
     Some(Captured { entry, bytes: target.as_bytes().into(), unread: false })
+}
+
+/// What live mailboxes and users hold in this pass: replica folders of mailboxes, and places
+/// of users' databases and Sieve folders (as their notes are written).
+struct Claimed {
+    folders: BTreeSet<String>,
+    places: BTreeSet<String>,
 }
 
 /// Why a mailbox could not be read.
