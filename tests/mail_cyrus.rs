@@ -223,6 +223,11 @@ fn a_uuid_spool_replicated_by_rolling_cycles_restores_into_a_fresh_cyrus() {
     env.cycle();
     s.copy("alice", "INBOX", "1", "INBOX.Sent");
     s.move_("alice", "INBOX", "3", "INBOX.Trash");
+    // Names the log quotes (a space) and writes in modified UTF-7 (Straße).
+    s.create("alice", "INBOX.My Folder");
+    s.create("alice", "INBOX.Stra&AN8-e");
+    s.copy("alice", "INBOX", "2", "INBOX.My Folder");
+    s.copy("alice", "INBOX", "5", "INBOX.Stra&AN8-e");
     env.cycle();
     s.expunge("alice", "INBOX", Some("4"));
     s.expire(&["-X", "0"]);

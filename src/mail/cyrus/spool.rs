@@ -108,7 +108,8 @@ impl Tools {
         let mut found = BTreeMap::new();
         // Long lists in chunks: the command line has a limit.
         for chunk in names.chunks(500) {
-            let mut args: Vec<&str> = vec!["-j", "-q"];
+            // -7: names are as the sync log and mailboxes.db hold them (modified UTF-7).
+            let mut args: Vec<&str> = vec!["-j", "-q", "-7"];
             if users {
                 args.push("-u");
             }
