@@ -715,3 +715,27 @@ fn a_fulldirhash_legacy_spool_restores_into_a_stopped_cyrus_with_its_quota() {
     let quota = walk(&fresh.config_dir().join("quota"));
     assert!(quota.iter().any(|p| p.ends_with("user.alice")), "{quota:?}");
 }
+
+#[test]
+fn an_emptied_mailbox_list_is_a_safety_stop_not_a_wipe() {
+    let Some(mut env) = Env::new(Options::default()) else { return };
+    env.server.create_user("alice");
+    env.server.deliver("alice", None, &env.server.message("precious", 300));
+    env.ok(&["mail", "-A"]);
+    let folder = replica_folder(&env, "user.alice");
+    // The same imapd.conf now names a config directory whose mailboxes.db lists nothing.
+    env.server.stop();
+    let empty = env.server.base().join("empty-conf");
+    std::fs::create_dir_all(&empty).unwrap();
+    env.server.chown_to_cyrus(&empty);
+    let conf = env.server.conf();
+    let text = std::fs::read_to_string(&conf).unwrap();
+    let old = format!("configdirectory: {}", env.server.config_dir().display());
+    assert!(text.contains(&old));
+    std::fs::write(&conf, text.replace(&old, &format!("configdirectory: {}", empty.display()))).unwrap();
+    env.server.tool("ctl_mboxlist", &["-d"]);
+    let run = env.run(&["mail", "-A"]);
+    assert_eq!(run.code, 4, "{run}");
+    assert!(run.stderr.contains("lists no mailbox at all"), "{run}");
+    assert_eq!(message_files(&folder), ["1."], "nothing deleted");
+}

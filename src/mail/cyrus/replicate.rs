@@ -207,6 +207,14 @@ impl CyrusReplicator {
         let mut dump = None;
         if !whole.is_empty() || repair {
             let (bytes, listed) = self.mboxlist()?;
+            if !listed.iter().any(|l| !l.is_tombstone()) && !known.is_empty() {
+                return Err(Error::Safety(format!(
+                    "Cyrus lists no mailbox at all (ctl_mboxlist -d, {}), but {} were replicated: nothing deleted on \
+                     the replica (a replaced or broken mailboxes.db?)",
+                    self.job.conf.path.display(),
+                    known.len()
+                )));
+            }
             for l in listed.iter().filter(|l| !l.is_tombstone()) {
                 if user_of_mailbox(&l.name).is_some_and(|u| whole.contains(&u)) {
                     names.insert(l.name.clone());
