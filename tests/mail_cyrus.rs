@@ -212,6 +212,10 @@ fn a_uuid_spool_replicated_by_rolling_cycles_restores_into_a_fresh_cyrus() {
         s.deliver("alice", None, &s.message(&format!("hello {n}"), 2000 + n * 100));
     }
     s.deliver("bob", None, &s.message("for bob", 800));
+    // A shared folder (no user's): -A takes it too.
+    s.create("cyrus", "shared.news");
+    s.setacl("shared.news", "cyrus", "lrswipkxtecda");
+    s.append("cyrus", "shared.news", &[r"\Flagged"], Some("01-Jan-2024 10:00:00 +0000"), &s.message("news", 600));
     let first = env.ok(&["-v", "mail", "-A"]);
     assert_eq!(message_files(&replica_folder(&env, "user.alice")), ["1.", "2.", "3.", "4.", "5."], "{first}");
     assert!(env.replica.join("conf/mailboxes.json").is_file());
@@ -255,6 +259,8 @@ fn a_uuid_spool_replicated_by_rolling_cycles_restores_into_a_fresh_cyrus() {
     assert!(idle.actions_of("copy").is_empty(), "an idle cycle copied:\n{idle}");
     let fresh = env.restored_equals(&["alice", "bob"]);
     assert_eq!(fresh.sieve_scripts("alice"), [("main".to_string(), true)]);
+    assert_eq!(fresh.messages("cyrus", "shared.news"), s.messages("cyrus", "shared.news"));
+    assert_eq!(fresh.messages("cyrus", "shared.news").len(), 1);
     // The active script is the link Cyrus follows when it delivers.
     assert!(walk(&fresh.sieve_dir()).iter().any(|p| p.ends_with("defaultbc") && p.is_symlink()));
 }
@@ -534,7 +540,9 @@ fn restore_never_replaces_a_mailbox_of_another_uniqueid_unless_forced() {
     assert!(run.stderr.contains("\"user.alice\" exists in the target spool with another uniqueid"), "{run}");
     let run = run_with(&config, &state, &["mail", "--restore", "-A", "--force", "spool"]);
     assert_eq!(run.code, 0, "{run}");
-    assert_eq!(fresh.messages("alice", "INBOX")[0].subject().as_deref(), Some("newer"));
+    let kept = fresh.messages("alice", "INBOX");
+    assert_eq!(kept.len(), 1, "nothing merged into the mailbox kept: {kept:?}");
+    assert_eq!(kept[0].subject().as_deref(), Some("newer"));
     let run = run_with(&config, &state, &["mail", "--restore", "-A", "--force", "replica"]);
     assert_eq!(run.code, 0, "{run}");
     assert_eq!(fresh.messages("alice", "INBOX")[0].subject().as_deref(), Some("from the replica"));
@@ -738,4 +746,33 @@ fn an_emptied_mailbox_list_is_a_safety_stop_not_a_wipe() {
     assert_eq!(run.code, 4, "{run}");
     assert!(run.stderr.contains("lists no mailbox at all"), "{run}");
     assert_eq!(message_files(&folder), ["1."], "nothing deleted");
+}
+
+#[test]
+fn legacy_users_whose_names_prefix_each_other_keep_their_own_databases() {
+    let opts = Options { legacy_dirs: true, unixhierarchysep: true, sieve: true, ..Options::default() };
+    let Some(env) = Env::new(opts.clone()) else { return };
+    let s = &env.server;
+    for user in ["john", "john.doe"] {
+        s.create_user(user);
+        s.create(user, "INBOX/Lists");
+        s.subscribe(user, "INBOX/Lists");
+        s.deliver(user, None, &s.message(user, 400));
+        s.sieve_put(user, "main", "keep;\r\n", true);
+    }
+    env.ok(&["mail", "-u", "john"]);
+    env.ok(&["mail", "-u", "john.doe"]);
+    let run = env.ok(&["-v", "mail", "-u", "john"]);
+    assert!(run.actions_of("delete").is_empty(), "{run}");
+    let files: Vec<String> = walk(&env.replica.join("conf/user"))
+        .iter()
+        .map(|p| p.file_name().unwrap().to_string_lossy().into_owned())
+        .collect();
+    for want in ["john.sub", "john.doe.sub"] {
+        assert!(files.iter().any(|f| f == want), "{want} missing from the replica: {files:?}");
+    }
+    let fresh = env.restored_equals(&["john", "john.doe"]);
+    for user in ["john", "john.doe"] {
+        assert_eq!(fresh.sieve_scripts(user), [("main".to_string(), true)], "{user}");
+    }
 }

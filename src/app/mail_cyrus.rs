@@ -103,13 +103,20 @@ pub fn run(
         }
         "-A" => {
             let users = replicator.all_users()?;
-            if users.is_empty() {
+            // Mailboxes of no user (shared folders) too.
+            let (_, listed) = replicator.mboxlist()?;
+            let shared: std::collections::BTreeSet<String> = listed
+                .iter()
+                .filter(|l| !l.is_tombstone() && user_of_mailbox(&l.name).is_none())
+                .map(|l| l.name.clone())
+                .collect();
+            if users.is_empty() && shared.is_empty() {
                 return Err(Error::Usage(format!(
                     "no users in the Cyrus spool of {} (ctl_mboxlist -d lists no user.* mailbox)",
                     replicator.job.conf.path.display()
                 )));
             }
-            let work = Work { users: users.into_iter().collect(), ..Work::default() };
+            let work = Work { users: users.into_iter().collect(), mailboxes: shared, ..Work::default() };
             replicator.pass(&work, true, console)?
         }
         "-u" | "-s" => {

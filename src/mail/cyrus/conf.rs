@@ -53,10 +53,18 @@ pub struct CyrusConf {
 /// The raw `key -> (value, line)` of a file and what it includes, keys lower-cased.
 pub type Raw = BTreeMap<String, (String, usize)>;
 
-/// Parses the text of one imapd.conf; `@include` lines are returned, not followed.
-pub fn parse(path: &Path, text: &str) -> Result<(Raw, Vec<(PathBuf, usize)>), ConfError> {
-    let mut raw = Raw::new();
-    let mut includes = Vec::new();
+/// One meaningful line of imapd.conf, in file order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Line {
+    /// `key: value` (the key lower-cased), with its line number.
+    Set(String, String, usize),
+    /// `@include: FILE`, relative to the including file's folder.
+    Include(PathBuf, usize),
+}
+
+/// Parses the text of one imapd.conf into its lines; includes are not followed.
+pub fn parse(path: &Path, text: &str) -> Result<Vec<Line>, ConfError> {
+    let mut lines = Vec::new();
     for (number, line) in text.lines().enumerate() {
         let number = number + 1;
         let line = line.trim_start();
@@ -78,12 +86,12 @@ pub fn parse(path: &Path, text: &str) -> Result<(Raw, Vec<(PathBuf, usize)>), Co
             } else {
                 path.parent().unwrap_or(Path::new("/")).join(&value)
             };
-            includes.push((included, number));
-            continue;
+            lines.push(Line::Include(included, number));
+        } else {
+            lines.push(Line::Set(key, value, number));
         }
-        raw.insert(key, (value, number));
     }
-    Ok((raw, includes))
+    Ok(lines)
 }
 
 /// Reads `path` and what it includes (at most 8 deep), then [`CyrusConf::from_raw`].
@@ -93,26 +101,29 @@ pub fn read(path: &Path) -> Result<CyrusConf, ConfError> {
     CyrusConf::from_raw(path, &raw)
 }
 
+/// Reads a file's lines into `raw` in order, an include where it stands: as Cyrus does, the
+/// last setting of an option wins, whichever file it is in.
 fn read_into(path: &Path, raw: &mut Raw, depth: usize) -> Result<(), ConfError> {
     let text = std::fs::read_to_string(path).map_err(|e| ConfError {
         path: path.to_path_buf(),
         line: None,
         message: format!("cannot read it: {e}"),
     })?;
-    let (own, includes) = parse(path, &text)?;
-    // Cyrus reads an include where it stands; options set before and after it win in order.
-    // Kept simple and close: the including file's own options win over the included ones.
-    for (included, line) in includes {
-        if depth >= 8 {
-            return Err(ConfError {
-                path: path.to_path_buf(),
-                line: Some(line),
-                message: "@include nested more than 8 deep".into(),
-            });
+    for line in parse(path, &text)? {
+        match line {
+            Line::Set(key, value, number) => {
+                raw.insert(key, (value, number));
+            }
+            Line::Include(_, number) if depth >= 8 => {
+                return Err(ConfError {
+                    path: path.to_path_buf(),
+                    line: Some(number),
+                    message: "@include nested more than 8 deep".into(),
+                });
+            }
+            Line::Include(included, _) => read_into(&included, raw, depth + 1)?,
         }
-        read_into(&included, raw, depth + 1)?;
     }
-    raw.extend(own);
     Ok(())
 }
 
@@ -296,8 +307,15 @@ mod tests {
 
     fn conf(text: &str) -> Result<CyrusConf, ConfError> {
         let path = Path::new("/etc/imapd.conf");
-        let (raw, includes) = parse(path, text)?;
-        assert!(includes.is_empty());
+        let mut raw = Raw::new();
+        for line in parse(path, text)? {
+            match line {
+                Line::Set(key, value, number) => {
+                    raw.insert(key, (value, number));
+                }
+                Line::Include(..) => panic!("no includes here"),
+            }
+        }
         CyrusConf::from_raw(path, &raw)
     }
 
@@ -380,7 +398,7 @@ mod tests {
     }
 
     #[test]
-    fn includes_are_followed_and_the_includer_wins() {
+    fn includes_are_read_where_they_stand() {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join("base.conf"), "configdirectory: /from/include\nhashimapspool: yes\n").unwrap();
         let main = dir.path().join("imapd.conf");
@@ -388,6 +406,9 @@ mod tests {
         let c = read(&main).unwrap();
         assert_eq!(c.configdirectory, PathBuf::from("/c"));
         assert!(c.hashimapspool);
+        // Where it stands: an include after a setting wins over it.
+        std::fs::write(&main, "configdirectory: /c\npartition-default: /p\n@include: base.conf\n").unwrap();
+        assert_eq!(read(&main).unwrap().configdirectory, PathBuf::from("/from/include"));
         std::fs::write(&main, "@include: missing.conf\n").unwrap();
         assert!(read(&main).unwrap_err().to_string().contains("missing.conf: cannot read it"));
     }

@@ -7,13 +7,18 @@
 //! - [`capture`]: consistent copies under Cyrus's own fcntl locks (I/O);
 //! - [`plan`]: the planner of units (a mailbox folder, a user's databases) (pure).
 //!
+//! - [`spool`]: where Cyrus says things are (`mbpath -j`, `ctl_mboxlist -d`), master paths to
+//!   replica paths, and the master as a read-only endpoint;
+//! - [`replicate`]: a pass (a rolling cycle, -u, -m, -A) over units, applied by the executor;
+//! - [`restore`]: the replica back into a spool, then Cyrus's `reconstruct`.
+//!
 //! The replica is a spool laid out by role, so that a restore can put each file back where
-//! the target server's imapd.conf wants it:
-//! `data/<partition>/<folder below the partition>/` (message files and every metadata file,
-//! wherever `metapartition_files` keeps them on the master), `archive/<partition>/...`
-//! (archived messages and their cache), `user/...` (below `{configdirectory}/user`),
-//! `quota/...`, `sieve/...` (below `sievedir`), `annotations.db`, and `mailboxes.json`
-//! (a `ctl_mboxlist -d` dump of the master's mailbox list).
+//! the target server's imapd.conf wants it: `data/<partition>/<folder below the partition>/`
+//! (message files, archived ones included, and every metadata file, wherever
+//! `metapartition_files` keeps it on the master), `conf/user/...` (users' databases),
+//! `conf/quota/...`, `conf/annotations.db`, `conf/mailboxes.json` (a `ctl_mboxlist -d` dump of
+//! the master's mailbox list) and `sieve/...` (below `sievedir`; a link such as `defaultbc`
+//! carried as `defaultbc.link`).
 
 pub mod capture;
 pub mod conf;

@@ -373,9 +373,6 @@ impl CyrusReplicator {
                     live.insert(name, (unit.folder.clone(), uniqueid));
                     units.push(unit);
                 }
-                // Gone between mbpath and the read (deleted meanwhile): the next line about it
-                // says what became of it.
-                Err(MailboxError::Gone) => {}
                 Err(MailboxError::Problem(message)) => {
                     problems.push(Problem { path: name.clone(), message });
                 }
@@ -484,7 +481,14 @@ impl CyrusReplicator {
         };
         let captured = capture::together(index_path, others, &known)
             .map_err(|e| MailboxError::Problem(format!("reading its metadata: {e}")))?;
-        let Some((index_bytes, others)) = captured else { return Err(MailboxError::Gone) };
+        // Cyrus lists it, but there is no index: an unmounted partition (or a delete that came
+        // between mbpath and this read). Said, never taken for a deletion.
+        let Some((index_bytes, others)) = captured else {
+            return Err(MailboxError::Problem(format!(
+                "Cyrus lists it, but {} is missing (an unmounted partition?); left as it is on the replica",
+                index_path.display()
+            )));
+        };
         let header_bytes = others[2].as_ref().ok_or_else(|| {
             MailboxError::Problem(format!("{}: no cyrus.header beside cyrus.index", path.data.display()))
         })?;
@@ -541,22 +545,47 @@ impl CyrusReplicator {
         ))
     }
 
-    /// Where a user's databases are on the replica (`folder\tprefix`: the user's own folder,
-    /// or `user/a/alice.` in a folder shared with other users) and its Sieve folder.
+    /// Where a user's databases are on the replica, as its note holds it: `dir:FOLDER` (the
+    /// UUID layout: the user's own folder, `.../<uniqueid>/sub.db`), or `files:PATH\tPATH...`
+    /// (the legacy layout: `conf/user/j/john.doe.sub` beside other users' files, so each file is
+    /// its own unit: `john.` is a prefix of `john.doe.`); and its Sieve folder.
     fn places(&self, path: &MbPath) -> [Option<String>; 2] {
         let roots = self.spool.roots();
-        let dbs = path.user_files.values().find_map(|f| roots.replica_path(f, "conf")).map(|first| {
-            let folder = split(&first).0.to_string();
-            // `.../<uniqueid>/sub.db` is the user's own folder; `.../a/alice.sub` is shared.
-            let names: Vec<&str> = path.user_files.values().filter_map(|f| f.file_name()?.to_str()).collect();
-            let stem = |n: &str| n.split('.').next().unwrap_or_default().to_string();
-            let legacy = names.len() > 1 && names.iter().all(|n| stem(n) == stem(names[0]));
-            let prefix = if legacy { format!("{folder}/{}.", stem(names[0])) } else { format!("{folder}/") };
-            format!("{folder}\t{prefix}")
-        });
+        let files: Vec<(&String, String)> =
+            path.user_files.iter().filter_map(|(kind, f)| Some((kind, roots.replica_path(f, "conf")?))).collect();
+        let own_folder = files.iter().all(|(kind, p)| split(p).1 == format!("{kind}.db"));
+        let dbs = match files.first() {
+            None => None,
+            Some((_, first)) if own_folder => Some(format!("dir:{}", split(first).0)),
+            Some(_) => Some(format!("files:{}", files.iter().map(|(_, p)| p.as_str()).collect::<Vec<_>>().join("\t"))),
+        };
         let sieve =
             path.sieve.as_ref().and_then(|s| roots.replica_path(s, "sieve")).filter(|f| f.starts_with("sieve/"));
         [dbs, sieve]
+    }
+
+    /// The units of a user's databases at `place` (see [`CyrusReplicator::places`]), each gone
+    /// (`files` None) or with the files given.
+    fn db_units(place: &str, files: Option<&[(String, Entry)]>) -> Vec<Read> {
+        if let Some(folder) = place.strip_prefix("dir:") {
+            return vec![Read {
+                folder: folder.to_string(),
+                prefix: format!("{folder}/"),
+                exact: false,
+                owns_folder: true,
+                files: files.map(|f| (Vec::new(), f.to_vec())),
+            }];
+        }
+        let paths = place.strip_prefix("files:").unwrap_or(place).split('\t').filter(|p| !p.is_empty());
+        paths
+            .map(|path| Read {
+                folder: split(path).0.to_string(),
+                prefix: path.to_string(),
+                exact: true,
+                owns_folder: false,
+                files: files.map(|f| (Vec::new(), f.iter().filter(|(p, _)| p == path).cloned().collect())),
+            })
+            .collect()
     }
 
     /// A user's databases and Sieve folder, live (`found`) or gone: then what the notes say
@@ -569,21 +598,25 @@ impl CyrusReplicator {
             for key in [&note_key, &sieve_key] {
                 let Some(note) = self.db.note(key)? else { continue };
                 self.db.set_note(key, None)?;
-                let (folder, prefix) = match note.split_once('\t') {
-                    Some((folder, prefix)) => (folder.to_string(), prefix.to_string()),
-                    None => (note.clone(), format!("{note}/")),
-                };
                 if claimed.places.contains(&note) {
                     continue;
                 }
-                let owns_folder = prefix.ends_with('/');
-                units.push(Read { folder, prefix, exact: false, owns_folder, files: None });
+                if key == &sieve_key {
+                    units.push(Read {
+                        folder: note.clone(),
+                        prefix: format!("{note}/"),
+                        exact: false,
+                        owns_folder: true,
+                        files: None,
+                    });
+                } else {
+                    units.extend(Self::db_units(&note, None));
+                }
             }
             return Ok(units);
         };
         let [dbs, sieve_place] = self.places(path);
         if let Some(place) = dbs {
-            let (folder, prefix) = place.split_once('\t').expect("made with a tab");
             let mut files = Vec::new();
             for file in path.user_files.values() {
                 let Some(replica_path) = self.spool.roots().replica_path(file, "conf") else { continue };
@@ -594,14 +627,12 @@ impl CyrusReplicator {
                     files.push((replica_path, captured.entry));
                 }
             }
+            // A place the user had before and no longer has (the layout changed) goes.
+            if let Some(old) = self.db.note(&note_key)?.filter(|old| *old != place && !claimed.places.contains(old)) {
+                units.extend(Self::db_units(&old, None));
+            }
             self.db.set_note(&note_key, Some(&place))?;
-            units.push(Read {
-                folder: folder.to_string(),
-                prefix: prefix.to_string(),
-                exact: false,
-                owns_folder: prefix.ends_with('/'),
-                files: Some((Vec::new(), files)),
-            });
+            units.extend(Self::db_units(&place, Some(&files)));
         }
         if let (Some(folder), Some(sieve)) = (sieve_place, &path.sieve) {
             let mut files = Vec::new();
@@ -792,7 +823,6 @@ struct Claimed {
 
 /// Why a mailbox could not be read.
 enum MailboxError {
-    Gone,
     Problem(String),
 }
 

@@ -29,6 +29,9 @@ use crate::mail::cyrus::spool::{inbox_name, parse_mboxlist, Listed};
 use crate::mail::replicate::Passed;
 use crate::mail::synclog::user_of_mailbox;
 
+/// The kinds of a user's databases, as Cyrus 3.6 names them (`mbpath -j`, `user`).
+const USER_FILES: [&str; 6] = ["conversations", "counters", "dav", "seen", "sub", "xapianactive"];
+
 /// Which copy wins where the target has a mailbox of the same name and another uniqueid.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Force {
@@ -164,6 +167,15 @@ pub fn restore(
                 Some(Force::Spool) => {
                     skip_existing.insert(w.name.clone());
                 }
+                // In the legacy layout the target's mailbox is in the very folder the replica's
+                // would go to: it is not merged into, nor moved away.
+                Some(Force::Replica) if target_has_folder(rep, &w.folder) => {
+                    return Err(Error::Usage(format!(
+                        "mailbox {:?}: the target's mailbox of that name is in the folder the replica's would go to \
+                         (the legacy layout); delete it on the target first, then restore",
+                        w.name
+                    )))
+                }
                 Some(Force::Replica) => {}
             }
         }
@@ -177,8 +189,12 @@ pub fn restore(
             break;
         }
         users.extend(user_of_mailbox(&w.name));
-        let existing = skip_existing.contains(&w.name);
-        let master_folder = copy_folder(rep, &listing, w, existing, &mut outcome, observer)?;
+        // A mailbox the target has (the same one, or the one `--force spool` keeps) is left as
+        // it is: nothing is merged into a live mailbox.
+        if skip_existing.contains(&w.name) {
+            continue;
+        }
+        let master_folder = copy_folder(rep, &listing, w, &mut outcome, observer)?;
         if let Some(folder) = master_folder {
             reconstruct_folders.push(folder);
         }
@@ -186,7 +202,6 @@ pub fn restore(
     // The users' databases, Sieve folders and quota files, where they are not already.
     for user in &users {
         let inbox = live.iter().find(|l| l.name == inbox_name(user)).map(|l| l.uniqueid.clone());
-        let hashed_user = user.replace('.', "^");
         for (path, entry) in listing.iter() {
             if entry.kind != Kind::File {
                 continue;
@@ -198,8 +213,11 @@ pub fn restore(
                 }
                 _ => false,
             };
-            let legacy = (path.starts_with("conf/user/") && name.starts_with(&format!("{hashed_user}.")))
-                || (path.starts_with("sieve/") && split(folder).1 == hashed_user);
+            // Legacy: `conf/user/j/john.doe.sub` (the user's name as it is, dots and all) beside
+            // other users' files, and the Sieve folder `sieve/j/john.doe`.
+            let legacy = (path.starts_with("conf/user/")
+                && USER_FILES.iter().any(|kind| name == format!("{user}.{kind}")))
+                || (path.starts_with("sieve/") && split(folder).1 == user.as_str());
             let quota = path.starts_with("conf/quota/") && name == inbox_name(user);
             if (own || legacy) && path.starts_with("sieve/") && name.ends_with(LINK) {
                 restore_link(rep, path, entry, &mut outcome, observer)?;
@@ -254,13 +272,21 @@ pub fn restore(
     Ok(Restored { passed, commands: lines })
 }
 
-/// Copies one mailbox folder back (metadata only when the target lacks the mailbox); returns
+/// Whether the target spool has a mailbox (its `cyrus.header`) in the folder of replica folder
+/// `folder`.
+fn target_has_folder(rep: &CyrusReplicator, folder: &str) -> bool {
+    let Some((prefix, root, rel)) = rep.spool().roots().master_of(folder) else { return false };
+    let partition = prefix.strip_prefix("data/").unwrap_or(prefix);
+    let header_root = rep.job.conf.meta_partition_of(partition, "header").unwrap_or(root);
+    header_root.join(rel).join("cyrus.header").exists()
+}
+
+/// Copies one mailbox folder back; returns
 /// its data folder on the target, for `reconstruct -P`.
 fn copy_folder(
     rep: &CyrusReplicator,
     listing: &Snapshot,
     w: &Wanted,
-    existing: bool,
     outcome: &mut Outcome,
     observer: &dyn Observer,
 ) -> Result<Option<PathBuf>> {
@@ -269,11 +295,6 @@ fn copy_folder(
     for (path, entry) in listing.iter() {
         let Some(name) = path.strip_prefix(&prefix) else { continue };
         if entry.kind != Kind::File || name.contains('/') {
-            continue;
-        }
-        let is_message =
-            name.strip_suffix('.').is_some_and(|uid| !uid.is_empty() && uid.bytes().all(|b| b.is_ascii_digit()));
-        if existing && !is_message {
             continue;
         }
         let content = if name == "cyrus.header" {
@@ -334,14 +355,14 @@ fn restore_file(
     if std::fs::symlink_metadata(&target).is_ok() {
         return Ok(());
     }
-    let result = (|| -> std::io::Result<()> {
+    let result = (|| -> std::io::Result<usize> {
         let owner = std::fs::metadata(root)?;
         // The folder the target path is below: the meta partition's or the root itself.
         let mut base = target.clone();
         for _ in Path::new(rel).components() {
             base.pop();
         }
-        make_folders(&base, target.parent().unwrap_or(&base), &owner)?;
+        let made = make_folders(&base, target.parent().unwrap_or(&base), &owner)?;
         let bytes = match metadata.and_then(|(_, b)| b) {
             Some(bytes) => bytes,
             None => {
@@ -354,18 +375,13 @@ fn restore_file(
         let like = Entry { mode: Some(0o600), ..Entry::file(bytes.len() as u64, entry.mtime) };
         local.write(rel, &mut bytes.as_slice(), &like, None, 0).map_err(std::io::Error::other)?;
         local.flush().map_err(std::io::Error::other)?;
-        std::os::unix::fs::lchown(&target, Some(owner.uid()), Some(owner.gid())).or_else(|e| {
-            if e.kind() == std::io::ErrorKind::PermissionDenied {
-                Ok(())
-            } else {
-                Err(e)
-            }
-        })?;
-        Ok(())
+        give(&target, &owner)?;
+        Ok(made)
     })();
     let copy = Action::Copy { from: Side::Destination, path: path.into(), entry: *entry, replaces: None };
     match result {
-        Ok(()) => {
+        Ok(made) => {
+            outcome.tally.folders_created += made;
             outcome.tally.add(&copy);
             observer.applied(&copy);
         }
@@ -400,15 +416,9 @@ fn restore_link(
             return Ok(());
         }
         let owner = std::fs::metadata(root)?;
-        make_folders(root, at.parent().unwrap_or(root), &owner)?;
+        outcome.tally.folders_created += make_folders(root, at.parent().unwrap_or(root), &owner)?;
         std::os::unix::fs::symlink(target, &at)?;
-        std::os::unix::fs::lchown(&at, Some(owner.uid()), Some(owner.gid())).or_else(|e| {
-            if e.kind() == std::io::ErrorKind::PermissionDenied {
-                Ok(())
-            } else {
-                Err(e)
-            }
-        })
+        give(&at, &owner)
     })();
     if let Err(e) = result {
         let problem = Problem { path: path.into(), message: format!("restore link {}: {e}", at.display()) };
@@ -419,9 +429,10 @@ fn restore_link(
 }
 
 /// Creates the folders from `root` down to `folder`, owned like `root`.
-fn make_folders(root: &Path, folder: &Path, owner: &std::fs::Metadata) -> std::io::Result<()> {
+fn make_folders(root: &Path, folder: &Path, owner: &std::fs::Metadata) -> std::io::Result<usize> {
     let Ok(rel) = folder.strip_prefix(root) else { return Err(std::io::Error::other("outside the root")) };
     let mut at = root.to_path_buf();
+    let mut made = 0;
     for part in rel.components() {
         at.push(part);
         match std::fs::symlink_metadata(&at) {
@@ -430,16 +441,19 @@ fn make_folders(root: &Path, folder: &Path, owner: &std::fs::Metadata) -> std::i
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                 std::fs::create_dir(&at)?;
                 std::fs::set_permissions(&at, std::os::unix::fs::PermissionsExt::from_mode(0o700))?;
-                std::os::unix::fs::chown(&at, Some(owner.uid()), Some(owner.gid())).or_else(|e| {
-                    if e.kind() == std::io::ErrorKind::PermissionDenied {
-                        Ok(())
-                    } else {
-                        Err(e)
-                    }
-                })?;
+                give(&at, owner)?;
+                made += 1;
             }
             Err(e) => return Err(e),
         }
     }
-    Ok(())
+    Ok(made)
+}
+
+/// Gives `path` (not followed) the owner of `owner`; a process that may not is left as it is.
+fn give(path: &Path, owner: &std::fs::Metadata) -> std::io::Result<()> {
+    match std::os::unix::fs::lchown(path, Some(owner.uid()), Some(owner.gid())) {
+        Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => Ok(()),
+        other => other,
+    }
 }

@@ -388,8 +388,12 @@ mod tests {
     fn conf() -> CyrusConf {
         let text = "configdirectory: /var/lib/cyrus\npartition-default: /var/spool/cyrus/mail\n\
                     partition-big: /srv/big\narchivepartition-default: /srv/archive\nsievedir: /var/spool/sieve\n";
-        let (raw, _) = crate::mail::cyrus::conf::parse(Path::new("/etc/imapd.conf"), text).unwrap();
-        CyrusConf::from_raw(Path::new("/etc/imapd.conf"), &raw).unwrap()
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("imapd.conf");
+        std::fs::write(&path, text).unwrap();
+        let mut conf = crate::mail::cyrus::conf::read(&path).unwrap();
+        conf.path = PathBuf::from("/etc/imapd.conf");
+        conf
     }
 
     #[test]
