@@ -776,3 +776,41 @@ fn legacy_users_whose_names_prefix_each_other_keep_their_own_databases() {
         assert_eq!(fresh.sieve_scripts(user), [("main".to_string(), true)], "{user}");
     }
 }
+
+#[test]
+fn a_delivery_sends_only_what_cyrus_appended_to_its_cache() {
+    let Some(env) = Env::new(Options::default()) else { return };
+    let s = &env.server;
+    s.create_user("alice");
+    for n in 0..20 {
+        s.deliver("alice", None, &s.message(&format!("c{n}"), 3000));
+    }
+    env.ok(&["mail", "-A"]);
+    let master = s.mailbox_path("user.alice").join("cyrus.cache");
+    let replica = replica_folder(&env, "user.alice").join("cyrus.cache");
+    let sent_for = |run: &Run| -> u64 {
+        let line =
+            run.actions_of("copy").into_iter().find(|l| l.contains("cyrus.cache")).unwrap_or_else(|| panic!("{run}"));
+        line.rsplit('(').next().unwrap().split(' ').next().unwrap().parse().unwrap()
+    };
+    for round in 0..2 {
+        let before = std::fs::metadata(&master).unwrap().len();
+        s.deliver("alice", None, &s.message(&format!("more {round}"), 3000));
+        let run = env.cycle();
+        let after = std::fs::metadata(&master).unwrap().len();
+        assert_eq!(sent_for(&run), after - before, "only the appended bytes:\n{run}");
+        assert_eq!(std::fs::read(&replica).unwrap(), std::fs::read(&master).unwrap(), "{run}");
+    }
+    // cyr_expire rewrites the cache (a new file): sent whole, then appended to again.
+    s.expunge("alice", "INBOX", Some("1:5"));
+    s.expire(&["-X", "0"]);
+    let run = env.cycle();
+    assert_eq!(sent_for(&run), std::fs::metadata(&master).unwrap().len(), "{run}");
+    assert_eq!(std::fs::read(&replica).unwrap(), std::fs::read(&master).unwrap());
+    let before = std::fs::metadata(&master).unwrap().len();
+    s.deliver("alice", None, &s.message("last", 3000));
+    let run = env.cycle();
+    assert_eq!(sent_for(&run), std::fs::metadata(&master).unwrap().len() - before, "{run}");
+    assert_eq!(std::fs::read(&replica).unwrap(), std::fs::read(&master).unwrap());
+    env.restored_equals(&["alice"]);
+}

@@ -348,6 +348,27 @@ impl Endpoint for LocalEndpoint {
         Ok(Box::new(CheckedReader { file, expect: *expect, read: offset, sparse, data_end: 0, hole_end: 0 }))
     }
 
+    fn append(&self, path: &str, data: &mut dyn Read, expect: &Entry, like: &Entry) -> super::Result<Entry> {
+        self.wrote.store(true, Ordering::Relaxed);
+        let (dir, name) = self.parent_of(path)?;
+        // O_NOFOLLOW: never through a link planted at the name.
+        let flags = OFlags::WRONLY | OFlags::APPEND | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+        let mut file = match rustix::fs::openat(&dir, name, flags, Mode::empty()) {
+            Ok(fd) => File::from(fd),
+            Err(Errno::LOOP) => return Err(changed_since_scan("now a symbolic link")),
+            Err(Errno::NOENT) => return Err(changed_since_scan("gone")),
+            Err(err) => return Err(err.into()),
+        };
+        let meta = file.metadata()?;
+        if !meta.is_file() || entry_of(&meta).is_none_or(|now| !now.same_metadata(expect)) {
+            return Err(changed_since_scan("size or mtime differ"));
+        }
+        io::copy(data, &mut file)?;
+        file.set_modified(system_time(like.mtime))?;
+        let meta = file.metadata()?;
+        Ok(entry_of(&meta).expect("a regular file"))
+    }
+
     fn mkdir(&self, path: &str) -> super::Result<()> {
         self.wrote.store(true, Ordering::Relaxed);
         let (dir, name) = self.parent_of(path)?;
@@ -770,6 +791,23 @@ mod tests {
     use std::io::Write;
 
     use super::*;
+
+    #[test]
+    fn append_adds_at_the_end_only_to_the_file_expected() {
+        let dir = tempfile::tempdir().unwrap();
+        let end = LocalEndpoint::new(dir.path().to_path_buf(), "00000000");
+        std::fs::write(dir.path().join("cache"), b"head").unwrap();
+        let was = end.stat("cache").unwrap().unwrap();
+        let like = Entry::file(9, 1_700_000_000_000_000_000);
+        let now = end.append("cache", &mut &b"-tail"[..], &was, &like).unwrap();
+        assert_eq!(std::fs::read(dir.path().join("cache")).unwrap(), b"head-tail");
+        assert_eq!((now.size, now.mtime), (9, like.mtime));
+        // Not the file expected (it changed since): nothing written.
+        let err = end.append("cache", &mut &b"!"[..], &was, &like).unwrap_err();
+        assert_eq!(err.kind(), crate::endpoint::ErrorKind::ChangedSinceScan);
+        assert_eq!(std::fs::read(dir.path().join("cache")).unwrap(), b"head-tail");
+        assert!(end.append("missing", &mut &b"x"[..], &was, &like).is_err());
+    }
 
     fn endpoint() -> (tempfile::TempDir, LocalEndpoint) {
         let dir = tempfile::tempdir().unwrap();

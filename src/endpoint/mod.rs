@@ -154,6 +154,15 @@ pub trait Endpoint: Send + Sync {
         Err(EndpointError::new(ErrorKind::Other, format!("{staged} -> {path}: this endpoint does not stage folders")))
     }
 
+    /// Appends `data` to the file at `path`, which must still be `expect` (size and mtime),
+    /// then gives it the mtime of `like`; returns the entry now there. For a file that only
+    /// grows at its end (Cyrus's `cyrus.cache`): what was there is never rewritten, and a cut
+    /// append leaves a longer file that the next run, finding it not as recorded, copies
+    /// whole. An endpoint that cannot append says so (`Refused`); the caller copies instead.
+    fn append(&self, path: &str, _data: &mut dyn Read, _expect: &Entry, _like: &Entry) -> Result<Entry> {
+        Err(EndpointError::new(ErrorKind::Refused, format!("{path}: this endpoint does not append")))
+    }
+
     /// Creates a folder; its parent exists. Succeeds if a folder is already there.
     fn mkdir(&self, path: &str) -> Result<()>;
 

@@ -35,6 +35,8 @@ pub struct Captured {
     /// Only stat'ed: the caller knew this size and mtime, so the bytes were not read (and
     /// must not be served: [`Captured::bytes`] is empty).
     pub unread: bool,
+    /// The file read: (device, inode).
+    pub id: (u64, u64),
 }
 
 /// Whether the caller already has the file at this path as it is now (its size and mtime).
@@ -65,14 +67,14 @@ fn open_locked(path: &Path) -> io::Result<Option<File>> {
 fn read_whole(mut file: &File, path: &Path, known: Known) -> io::Result<Captured> {
     let meta = file.metadata()?;
     if let Some(entry) = entry_of(&meta).filter(|entry| known(path, entry)) {
-        return Ok(Captured { entry, bytes: Arc::from(Vec::new()), unread: true });
+        return Ok(Captured { entry, bytes: Arc::from(Vec::new()), unread: true, id: (meta.dev(), meta.ino()) });
     }
     let mut bytes = Vec::with_capacity(meta.len() as usize);
     file.read_to_end(&mut bytes)?;
     let mut entry = entry_of(&meta).ok_or_else(|| io::Error::other("not a regular file"))?;
     // What was read, whatever the size said a moment before.
     entry.size = bytes.len() as u64;
-    Ok(Captured { entry, bytes: Arc::from(bytes), unread: false })
+    Ok(Captured { entry, bytes: Arc::from(bytes), unread: false, id: (meta.dev(), meta.ino()) })
 }
 
 /// The error with the path it is about.
@@ -110,7 +112,12 @@ pub fn one(path: &Path, known: Known) -> io::Result<Option<Captured>> {
     let _one = CAPTURE.lock().unwrap_or_else(|p| p.into_inner());
     if let Ok(meta) = std::fs::metadata(path) {
         if let Some(entry) = entry_of(&meta).filter(|entry| known(path, entry)) {
-            return Ok(Some(Captured { entry, bytes: Arc::from(Vec::new()), unread: true }));
+            return Ok(Some(Captured {
+                entry,
+                bytes: Arc::from(Vec::new()),
+                unread: true,
+                id: (meta.dev(), meta.ino()),
+            }));
         }
     }
     let Some(file) = open_locked(path)? else { return Ok(None) };

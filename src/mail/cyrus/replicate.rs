@@ -25,7 +25,7 @@ use crate::mail::cyrus::capture::{self, Captured};
 use crate::mail::cyrus::conf::CyrusConf;
 use crate::mail::cyrus::index;
 use crate::mail::cyrus::plan::{self as cyrus_plan, Files, Input, Unit};
-use crate::mail::cyrus::spool::{Listed, MbPath, Roots, SpoolEndpoint, Tools};
+use crate::mail::cyrus::spool::{Listed, MbPath, Roots, Seen, SpoolEndpoint, Tools};
 use crate::mail::replicate::Passed;
 use crate::mail::rolling::Narrator;
 use crate::mail::synclog::{self, user_of_mailbox, Verb, Work};
@@ -241,8 +241,28 @@ impl CyrusReplicator {
                 db_users.extend(user_of_mailbox(name));
             }
         }
-        let list: Vec<String> = names.iter().cloned().collect();
-        let resolved = self.job.tools.mbpath(&list, false).map_err(io_error("mbpath"))?;
+        // A mailbox the state knows, that no line renames or deletes, whose folder's header
+        // still names it with the uniqueid noted, is where it was: no mbpath process for it
+        // (half of a one-delivery cycle). Every other name is asked of Cyrus.
+        let moving: BTreeSet<&String> =
+            work.renames.iter().flat_map(|(old, new)| [old, new]).chain(&work.unmailboxes).collect();
+        let mut resolved = BTreeMap::new();
+        let mut ask = Vec::new();
+        for name in &names {
+            let still = (!moving.contains(name) && !repair)
+                .then(|| known.get(name))
+                .flatten()
+                .and_then(|(folder, uniqueid)| self.still_there(name, folder, uniqueid));
+            match still {
+                Some(path) => {
+                    resolved.insert(name.clone(), path);
+                }
+                None => ask.push(name.clone()),
+            }
+        }
+        if !ask.is_empty() {
+            resolved.extend(self.job.tools.mbpath(&ask, false).map_err(io_error("mbpath"))?);
+        }
         // A rename in the legacy layout moved the folder: the replica's folder is moved the
         // same way before anything is read, so no byte is sent again.
         let mut mailboxes_changed = false;
@@ -308,7 +328,11 @@ impl CyrusReplicator {
             for round in 0..3 {
                 let held = HoldProblems { inner: observer, held: std::sync::Mutex::new(Vec::new()) };
                 let dbs = with_dbs.then(|| users_found.get(&user));
-                let (outcome, changed) = self.user(&user, &names, &resolved, &known, dbs, &claimed, repair, &held)?;
+                // A path that was not as the state said (a run killed mid-copy) is looked at again
+                // with the replica listed.
+                let list_replica = repair || round > 0;
+                let (outcome, changed) =
+                    self.user(&user, &names, &resolved, &known, dbs, &claimed, list_replica, &held)?;
                 mailboxes_changed |= changed;
                 let again = round < 2 && !outcome.changed.is_empty() && !outcome.interrupted;
                 if !again {
@@ -364,13 +388,17 @@ impl CyrusReplicator {
         let mut units = Vec::new();
         let mut problems = Vec::new();
         let mut changed = false;
+        let mut appended = Vec::new();
+        let mut caches = Vec::new();
         // Live mailboxes first: their folders, and the uniqueid each header holds.
         let mut live: BTreeMap<&str, (String, String)> = BTreeMap::new();
         for name in names {
             let Some(path) = resolved.get(name) else { continue };
             match self.mailbox(name, path, repair) {
-                Ok((unit, uniqueid)) => {
+                Ok((unit, uniqueid, append)) => {
                     live.insert(name, (unit.folder.clone(), uniqueid));
+                    appended.extend(append);
+                    caches.push(unit.folder.clone());
                     units.push(unit);
                 }
                 Err(MailboxError::Problem(message)) => {
@@ -410,12 +438,50 @@ impl CyrusReplicator {
         if let (Some(found), false) = (dbs, user.is_empty()) {
             units.extend(self.user_files(user, found, claimed)?);
         }
+        // The caches read this round: which file (inode) each mailbox's cache on the replica
+        // is now a copy of, once the record says it was sent.
+        let sources: Vec<(String, Option<Seen>)> =
+            caches.iter().map(|folder| (folder.clone(), self.spool.seen(&format!("{folder}/cyrus.cache")))).collect();
         let mut outcome = self.apply(units, repair, observer)?;
+        for action in appended {
+            outcome.tally.add(&action);
+            observer.applied(&action);
+        }
+        for (folder, held) in sources {
+            self.note_cache(&folder, held)?;
+        }
         for problem in problems {
             observer.problem(&problem);
             outcome.problems.push(problem);
         }
         Ok((outcome, changed))
+    }
+
+    /// Notes which file the replica's `cyrus.cache` of `folder` now copies: the master's file
+    /// as read (`held`: its entry and (device, inode)) when the record says it was sent;
+    /// forgotten otherwise (the next change then sends it whole).
+    fn note_cache(&self, folder: &str, held: Option<Seen>) -> Result<()> {
+        let key = format!("c:{folder}");
+        let Some((entry, (dev, ino))) = held else { return Ok(()) };
+        let path = format!("{folder}/cyrus.cache");
+        let (state, _) = self.db.load_folders([folder])?;
+        let sent = state.get(&path).is_some_and(|r| r.source == entry.observed());
+        self.db.set_note(&key, sent.then(|| format!("{dev}:{ino}")).as_deref())
+    }
+
+    /// Where mailbox `name` is, from its note (replica `folder`, `uniqueid`), when the header
+    /// in that folder still says so; `None`: ask Cyrus.
+    fn still_there(&self, name: &str, folder: &str, uniqueid: &str) -> Option<MbPath> {
+        let (prefix, root, rel) = self.spool.roots().master_of(folder)?;
+        let partition = prefix.strip_prefix("data/")?;
+        let meta = self.job.conf.meta_partition_of(partition, "header")?.join(rel);
+        let header = index::header(&std::fs::read(meta.join("cyrus.header")).ok()?).ok()?;
+        if header.name != name || header.uniqueid != uniqueid {
+            return None;
+        }
+        let data = root.join(rel);
+        let archive = self.job.conf.archive_partitions.get(partition).map_or_else(|| data.clone(), |a| a.join(rel));
+        Some(MbPath { name: name.to_string(), meta, archive, data, user_files: BTreeMap::new(), sieve: None })
     }
 
     /// Moves the replica's folder `from` to `to` (a legacy-layout rename) when `to` is free.
@@ -453,7 +519,12 @@ impl CyrusReplicator {
     }
 
     /// A live mailbox: its metadata captured under lock, its messages from the index.
-    fn mailbox(&self, name: &str, path: &MbPath, repair: bool) -> std::result::Result<(Read, String), MailboxError> {
+    fn mailbox(
+        &self,
+        name: &str,
+        path: &MbPath,
+        repair: bool,
+    ) -> std::result::Result<(Read, String, Option<Action>), MailboxError> {
         let roots = self.spool.roots();
         let folder = roots.replica_path(&path.data, "data").filter(|f| f.starts_with("data/")).ok_or_else(|| {
             MailboxError::Problem(format!("{}: not below any partition of imapd.conf", path.data.display()))
@@ -500,9 +571,13 @@ impl CyrusReplicator {
             .zip(others.iter().map(Option::as_ref).chain(std::iter::once(Some(&index_bytes))))
             .map(|((_, file), c)| (*file, c))
             .collect();
+        let mut appended = None;
         for (file, captured) in all {
             let Some(captured) = captured else { continue };
             let replica_path = format!("{folder}/{file}");
+            if file == "cyrus.cache" && !repair && !captured.unread {
+                appended = self.append_cache(&folder, &replica_path, captured, &state)?;
+            }
             self.spool.hold(&replica_path, captured.clone());
             metadata.push((replica_path, captured.entry));
         }
@@ -542,7 +617,39 @@ impl CyrusReplicator {
                 files: Some((messages, metadata)),
             },
             header.uniqueid,
+            appended,
         ))
+    }
+
+    /// Sends only what Cyrus appended to a mailbox's `cyrus.cache` since the last send, when
+    /// it is still the file sent then (same inode: Cyrus appends to it in place and replaces
+    /// it, by rename, only when it rewrites it) and the replica can append. Records it at once
+    /// (the replica synced first), so the plan then finds nothing to copy. `None`: the plan
+    /// copies it whole.
+    fn append_cache(
+        &self,
+        folder: &str,
+        path: &str,
+        cache: &Captured,
+        state: &State,
+    ) -> std::result::Result<Option<Action>, MailboxError> {
+        let problem = |e: Error| MailboxError::Problem(e.to_string());
+        let id = format!("{}:{}", cache.id.0, cache.id.1);
+        let note = format!("c:{folder}");
+        let Some(record) = state.get(path).filter(|r| r.kind == Kind::File) else { return Ok(None) };
+        let sent = record.source.size;
+        if sent >= cache.entry.size || self.db.note(&note).map_err(problem)?.as_deref() != Some(id.as_str()) {
+            return Ok(None);
+        }
+        let tail = &cache.bytes[sent as usize..];
+        let expect = Entry::file(record.destination.size, record.destination.mtime);
+        let Ok(now) = self.replica.append(path, &mut &*tail, &expect, &cache.entry) else { return Ok(None) };
+        self.replica.flush().map_err(|e| MailboxError::Problem(format!("{path}: {e}")))?;
+        let mut writer = self.db.writer();
+        writer.put(path, &StateRecord::synced(&cache.entry, &now, None)).map_err(problem)?;
+        writer.commit().map_err(problem)?;
+        let shown = Entry { size: tail.len() as u64, ..cache.entry };
+        Ok(Some(Action::Copy { from: Side::Source, path: path.to_string(), entry: shown, replaces: None }))
     }
 
     /// Where a user's databases are on the replica, as its note holds it: `dir:FOLDER` (the
@@ -730,7 +837,7 @@ impl CyrusReplicator {
         }
         let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
         let entry = Entry::file(bytes.len() as u64, now.as_nanos() as i64);
-        self.spool.hold(DUMP, Captured { entry, bytes: bytes.into(), unread: false });
+        self.spool.hold(DUMP, Captured { entry, bytes: bytes.into(), unread: false, id: (0, 0) });
         self.db.set_note("dump", Some(&hash))?;
         Ok(Some(Read {
             folder: "conf".into(),
@@ -811,7 +918,7 @@ fn sieve_link(path: &Path, meta: &std::fs::Metadata) -> Option<Captured> {
     }
     let mtime = filetime::FileTime::from_last_modification_time(meta);
     let entry = Entry::file(target.len() as u64, mtime.unix_seconds() * 1_000_000_000 + i64::from(mtime.nanoseconds()));
-    Some(Captured { entry, bytes: target.as_bytes().into(), unread: false })
+    Some(Captured { entry, bytes: target.as_bytes().into(), unread: false, id: (0, 0) })
 }
 
 /// What live mailboxes and users hold in this pass: replica folders of mailboxes, and places

@@ -255,6 +255,9 @@ impl Roots {
     }
 }
 
+/// A file as a capture saw it: its entry and (device, inode).
+pub type Seen = (Entry, (u64, u64));
+
 /// The master as an endpoint, by replica path: each root a local endpoint of its own, and
 /// the files captured under lock served from memory (their entries as captured). Read only,
 /// for replication; a restore writes through [`SpoolEndpoint::local`].
@@ -262,6 +265,8 @@ pub struct SpoolEndpoint {
     roots: Roots,
     locals: HashMap<String, LocalEndpoint>,
     captured: Mutex<HashMap<String, Captured>>,
+    /// Every file captured (read or stat'ed): its entry and (device, inode).
+    seen: Mutex<HashMap<String, Seen>>,
     /// Replica paths whose master file is elsewhere (a metadata file on the meta partition).
     moved: Mutex<HashMap<String, PathBuf>>,
 }
@@ -273,15 +278,28 @@ impl SpoolEndpoint {
             .iter()
             .map(|(prefix, folder)| (prefix.clone(), LocalEndpoint::new(folder.clone(), tag)))
             .collect();
-        SpoolEndpoint { roots, locals, captured: Mutex::new(HashMap::new()), moved: Mutex::new(HashMap::new()) }
+        SpoolEndpoint {
+            roots,
+            locals,
+            captured: Mutex::new(HashMap::new()),
+            seen: Mutex::new(HashMap::new()),
+            moved: Mutex::new(HashMap::new()),
+        }
     }
 
     pub fn roots(&self) -> &Roots {
         &self.roots
     }
 
+    /// What was captured of `path` (its entry and file), read or only stat'ed, until
+    /// [`SpoolEndpoint::release`].
+    pub fn seen(&self, path: &str) -> Option<Seen> {
+        self.seen.lock().expect("not poisoned").get(path).copied()
+    }
+
     /// Serves `path` from these bytes until [`SpoolEndpoint::release`].
     pub fn hold(&self, path: &str, captured: Captured) {
+        self.seen.lock().expect("not poisoned").insert(path.to_string(), (captured.entry, captured.id));
         // A file only stat'ed is read from disk if it is copied after all (checked against
         // the entry stat'ed, so never a newer one).
         if !captured.unread {
@@ -296,6 +314,7 @@ impl SpoolEndpoint {
 
     pub fn release(&self) {
         self.captured.lock().expect("not poisoned").clear();
+        self.seen.lock().expect("not poisoned").clear();
         self.moved.lock().expect("not poisoned").clear();
     }
 
