@@ -516,10 +516,11 @@ ps_bytes = statistics.median(size(x) for x in notes["ps_flags"])
 rs = rsync_figures("rsync_flags")
 rs_sent = statistics.median(r[0] for r in rs); rs_lit = statistics.median(r[1] for r in rs)
 only_index = all(re.search(r": 1 x cyrus\.index \d+ B$", x) for x in notes["ps_flags"])
-out += ["", "| ratio | value (medians) | per round | target / note |", "|---|---:|---|---|"]
+out += ["", "| ratio | value (medians) | per round | reference (issue 12 sets no number; issue 10's Maildir targets) |",
+        "|---|---:|---|---|"]
 out.append(f"| pairsync initial / rsync -a initial | {ratio('ps_init', 'rsync_init'):.2f} | "
            f"{', '.join(f'{x:.2f}' for x in init_rounds)} (median {statistics.median(init_rounds):.2f}) | "
-           f"≤ 1: {'met' if ratio('ps_init', 'rsync_init') <= 1 else '**not met**'} |")
+           f"≤ 1 by the per-round median: {'met' if statistics.median(init_rounds) <= 1 else '**not met**'} |")
 out.append(f"| pairsync no-op / rsync -a no-op | {ratio('ps_noop', 'rsync_noop'):.2f} | | |")
 out.append(f"| running rolling cycle / full -A pass, one delivery | {100 * ratio('ps_roll', 'ps_deliver'):.1f} % | "
            f"each cycle / -A median: {', '.join(f'{100 * x:.1f}' for x in rolls)} % | ≤ 2 %: "
