@@ -1353,3 +1353,21 @@ fn sieve_scripts_are_replicated_with_the_active_link_kept_as_a_link() {
     assert!(differences.is_empty(), "{run}\n{differences}");
     assert!(run.stderr.is_empty(), "{run}");
 }
+
+#[test]
+fn json_gives_the_counts_the_actions_and_problems_as_objects() {
+    let env = MailEnv::new();
+    dovecot_store(&env);
+    let run = env.ok(&["--json", "-A"]);
+    let summary: serde_json::Value =
+        serde_json::from_str(run.stdout.trim()).unwrap_or_else(|e| panic!("not one JSON object ({e}):\n{run}"));
+    assert_eq!(summary["copied"], 16, "{run}");
+    assert_eq!(summary["exit_code"], 0);
+    assert!(summary["mailboxes"].as_u64().unwrap() >= 4, "{run}");
+    let actions = summary["actions"].as_array().unwrap();
+    let copies: Vec<&serde_json::Value> = actions.iter().filter(|a| a["kind"] == "copy").collect();
+    assert_eq!(copies.len(), 16, "{run}");
+    assert!(copies.iter().all(|a| a["side"] == "destination" && a["bytes"].is_u64() && a["path"].is_string()));
+    assert!(actions.iter().any(|a| a["kind"] == "mkdir"), "{run}");
+    assert!(summary["problems"].as_array().unwrap().is_empty() && summary["warnings"].is_array());
+}

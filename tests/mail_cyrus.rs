@@ -296,6 +296,13 @@ fn a_flag_change_sends_the_index_and_never_a_message() {
     assert!(copies.iter().all(|c| !c.contains("/1. ") && !c.contains("/2. ") && !c.contains("/3. ")), "{run}");
     assert!(copies.iter().any(|c| c.contains("cyrus.index")), "{run}");
     assert!(copies.iter().all(|c| !c.contains("cyrus.cache") && !c.contains("cyrus.header")), "{run}");
+    // --json: the same, as an object.
+    s.add_flags("alice", "INBOX", "1", &[r"\Flagged"]);
+    let run = env.ok(&["--json", "mail", "-r", "-1"]);
+    let summary: serde_json::Value = serde_json::from_str(run.stdout.trim()).unwrap_or_else(|e| panic!("{e}\n{run}"));
+    let copied: Vec<&str> = summary["actions"].as_array().unwrap().iter().filter_map(|a| a["path"].as_str()).collect();
+    assert!(copied.len() == 1 && copied[0].ends_with("/cyrus.index"), "{run}");
+    assert_eq!((summary["copied"].as_u64(), summary["exit_code"].as_u64()), (Some(1), Some(0)), "{run}");
     // A new keyword rewrites the header too.
     s.add_flags("alice", "INBOX", "2", &["$Important"]);
     let run = env.cycle();

@@ -218,7 +218,7 @@ fn run_command(args: Args, stop: Option<Arc<AtomicBool>>) -> ExitCode {
             state().and_then(|state| daemon::watch(config, &state, (&names, all), verbosity, &timing.settings()))
         }
         Command::Mail(mail_args) => {
-            state().and_then(|state| crate::app::mail::run(config, &state, mail_args, verbosity, stop))
+            state().and_then(|state| crate::app::mail::run(config, &state, mail_args, verbosity, json, stop))
         }
         Command::Completions { shell } => {
             // Into a buffer first: clap_complete panics when it cannot write.

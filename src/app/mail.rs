@@ -33,6 +33,18 @@ impl Narrator for Console {
     }
 
     fn cycle(&self, passed: &Passed, took: Duration) {
+        // --json with -r: one object a cycle that did something, as it ends.
+        if self.json_cycles() {
+            let t = &passed.outcome.tally;
+            if t.copied + t.deleted + t.renamed + t.folders_created > 0 || !passed.outcome.problems.is_empty() {
+                let mut object = summary_json(passed, None);
+                if let Some(fields) = object.as_object_mut() {
+                    fields.insert("cycle".into(), true.into());
+                    fields.insert("seconds".into(), took.as_secs_f64().into());
+                }
+                self.print_summary_json(object);
+            }
+        }
         let t = &passed.outcome.tally;
         if t.copied + t.deleted + t.renamed + t.folders_created > 0 || !passed.outcome.problems.is_empty() {
             let line = format!("cycle: {} in {:.3} s", summary(passed), took.as_secs_f64());
@@ -42,6 +54,37 @@ impl Narrator for Console {
             }
         }
     }
+}
+
+/// What a pass did as `--json` gives it (the caller adds the actions and warnings): the counts
+/// as `sync --json` has them, the problems as objects, and the exit code.
+pub(crate) fn summary_json(passed: &Passed, exit: Option<ExitCode>) -> serde_json::Value {
+    let mut object = serde_json::to_value(&passed.outcome.tally).expect("a tally serializes");
+    if let Some(fields) = object.as_object_mut() {
+        fields.insert("mailboxes".into(), passed.mailboxes.into());
+        fields.insert("problems".into(), serde_json::to_value(&passed.outcome.problems).expect("serializes"));
+        fields.insert("interrupted".into(), passed.outcome.interrupted.into());
+        if let Some(exit) = exit {
+            fields.insert("exit_code".into(), exit.code().into());
+        }
+    }
+    object
+}
+
+/// Says what a pass did: the summary line, or with `--json` the summary object; returns the
+/// exit code.
+pub(crate) fn report(console: &Console, verbosity: Verbosity, what: &str, passed: &Passed) -> ExitCode {
+    let exit = if !passed.outcome.problems.is_empty() || passed.outcome.interrupted {
+        ExitCode::Problems
+    } else {
+        ExitCode::Synced
+    };
+    if console.json() {
+        console.print_summary_json(summary_json(passed, Some(exit)));
+    } else if verbosity > Verbosity::Quiet {
+        outln!("pairsync mail{what}: {}", summary(passed));
+    }
+    exit
 }
 
 /// One line for what a pass did.
@@ -74,6 +117,7 @@ pub fn run(
     state_dir: &Path,
     args: MailArgs,
     verbosity: Verbosity,
+    json: bool,
     stop: Option<Arc<AtomicBool>>,
 ) -> Result<ExitCode> {
     let quiet = verbosity == Verbosity::Quiet;
@@ -121,12 +165,13 @@ pub fn run(
         _ => {}
     }
     let log = args.log_actions.then(|| config.log(state_dir));
-    let console = Console::new(verbosity, false, false, log.as_deref())
+    let console = Console::new(verbosity, json, false, log.as_deref())
         .map_err(|e| Error::Usage(format!("mail log {}: {e}", log.clone().unwrap_or_default().display())))?;
     let console = match &stop {
         Some(flag) => console.with_stop(flag.clone()),
         None => console,
     };
+    let console = console.with_json_cycles(args.rolling && !args.one && args.file.is_none());
     if args.wait > 0 {
         wait(Duration::from_secs(args.wait), &console);
     }
@@ -159,10 +204,7 @@ pub fn run(
     };
     if args.restore {
         let passed = restore(&replicator, mode, &objects, &console)?;
-        if verbosity > Verbosity::Quiet {
-            outln!("pairsync mail --restore: {}", summary(&passed));
-        }
-        return Ok(if passed.outcome.problems.is_empty() { ExitCode::Synced } else { ExitCode::Problems });
+        return Ok(report(&console, verbosity, " --restore", &passed));
     }
     let passed = match mode {
         "-r" => {
@@ -225,14 +267,7 @@ pub fn run(
     if t.copied + t.deleted + t.renamed + t.folders_created > 0 {
         replicator.flush()?;
     }
-    if verbosity > Verbosity::Quiet {
-        outln!("pairsync mail: {}", summary(&passed));
-    }
-    Ok(if !passed.outcome.problems.is_empty() || passed.outcome.interrupted {
-        ExitCode::Problems
-    } else {
-        ExitCode::Synced
-    })
+    Ok(report(&console, verbosity, "", &passed))
 }
 
 /// `--restore` with -u, -m or -A: the replica's mailboxes back into the store.

@@ -6,7 +6,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use crate::app::args::MailArgs;
-use crate::app::mail::{open_with_backoff, read_alternate, summary};
+use crate::app::mail::{open_with_backoff, read_alternate, report};
 use crate::app::out::outln;
 use crate::app::report::{Console, Verbosity};
 use crate::config::mail::MailConfig;
@@ -14,7 +14,6 @@ use crate::core::error::{Error, Result};
 use crate::core::exit::ExitCode;
 use crate::mail::cyrus::replicate::CyrusReplicator;
 use crate::mail::cyrus::restore::{self, Force};
-use crate::mail::replicate::Passed;
 use crate::mail::rolling::{self, Cycles, End, Narrator, Rolling};
 use crate::mail::synclog::{user_of_mailbox, Work};
 
@@ -72,11 +71,7 @@ pub fn run(
                 outln!("pairsync mail --restore: ran {command}");
             }
         }
-        let passed = restored.passed;
-        if verbosity > Verbosity::Quiet {
-            outln!("pairsync mail --restore: {}", summary(&passed));
-        }
-        return Ok(if passed.outcome.problems.is_empty() { ExitCode::Synced } else { ExitCode::Problems });
+        return Ok(report(console, verbosity, " --restore", &restored.passed));
     }
     let passed = match mode {
         "-r" => {
@@ -158,20 +153,9 @@ pub fn run(
         }
         _ => unreachable!("modes checked by the caller"),
     };
-    finish(&replicator, &passed, verbosity)
-}
-
-fn finish(replicator: &CyrusReplicator, passed: &Passed, verbosity: Verbosity) -> Result<ExitCode> {
     let t = &passed.outcome.tally;
     if t.copied + t.deleted + t.renamed + t.folders_created > 0 {
         replicator.flush()?;
     }
-    if verbosity > Verbosity::Quiet {
-        outln!("pairsync mail: {}", summary(passed));
-    }
-    Ok(if !passed.outcome.problems.is_empty() || passed.outcome.interrupted {
-        ExitCode::Problems
-    } else {
-        ExitCode::Synced
-    })
+    Ok(report(console, verbosity, "", &passed))
 }

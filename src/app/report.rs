@@ -40,6 +40,14 @@ pub struct Console {
     /// With `--json` for several items: the summary object goes here, with the item's name,
     /// to be printed in one object with the others'.
     json_sink: Option<(String, JsonSink)>,
+    /// With `--json`: the actions as they are applied (with `--dry-run`, the plan's) and the
+    /// conflicts, for the summary object.
+    actions: Mutex<Vec<serde_json::Value>>,
+    /// With `--json`: the warnings said, for a summary built here (`mail`; a sync's summary has
+    /// its own).
+    warnings: Mutex<Vec<serde_json::Value>>,
+    /// `mail -r` running on: `--json` prints an object per cycle.
+    json_cycles: bool,
 }
 
 /// Where the JSON summaries of several items' runs gather.
@@ -82,6 +90,9 @@ impl Console {
             pending_start: Mutex::new(None),
             quiet_skips: false,
             json_sink: None,
+            actions: Mutex::new(Vec::new()),
+            warnings: Mutex::new(Vec::new()),
+            json_cycles: false,
         })
     }
 
@@ -188,6 +199,32 @@ impl Console {
         eprintln!("pairsync: {}{}", self.prefix, error.chain());
     }
 
+    pub fn json(&self) -> bool {
+        self.json
+    }
+
+    /// `--json` prints an object per rolling cycle (`mail -r`, not `-1`), each with its actions.
+    pub fn with_json_cycles(mut self, on: bool) -> Console {
+        self.json_cycles = on;
+        self
+    }
+
+    pub fn json_cycles(&self) -> bool {
+        self.json && self.json_cycles
+    }
+
+    /// Prints `object` (a summary made by the caller: `mail`) as `--json` does, with the
+    /// actions applied and the warnings said since the last one.
+    pub fn print_summary_json(&self, mut object: serde_json::Value) {
+        let actions = std::mem::take(&mut *self.actions.lock().unwrap());
+        let warnings = std::mem::take(&mut *self.warnings.lock().unwrap());
+        if let Some(fields) = object.as_object_mut() {
+            fields.insert("actions".into(), actions.into());
+            fields.insert("warnings".into(), warnings.into());
+        }
+        self.print_json(object);
+    }
+
     pub fn finished(&self, summary: &Summary) {
         if let Some(bar) = &self.progress {
             bar.finish_and_clear();
@@ -203,11 +240,41 @@ impl Console {
         let line = summary_line(summary);
         self.log(&format!("end {line} (exit {})", summary.exit_code));
         if self.json {
-            self.print_json(serde_json::to_value(summary).expect("summary serializes"));
+            let mut object = serde_json::to_value(summary).expect("summary serializes");
+            let actions = std::mem::take(&mut *self.actions.lock().unwrap());
+            if let Some(fields) = object.as_object_mut() {
+                fields.insert("actions".into(), actions.into());
+            }
+            self.print_json(object);
         } else if self.verbosity > Verbosity::Quiet {
             outln!("pairsync: {}{line}", self.prefix);
         }
     }
+}
+
+/// An action as `--json` lists it; `None` for what touches no side (a state record).
+pub fn action_json(action: &Action) -> Option<serde_json::Value> {
+    use serde_json::json;
+    Some(match action {
+        Action::Copy { from, path, entry, replaces } => json!({
+            "kind": "copy", "path": path, "side": from.other(), "from": from, "bytes": entry.size,
+            "replaces": replaces.is_some(),
+        }),
+        Action::Mkdir { side, path } => json!({ "kind": "mkdir", "path": path, "side": side }),
+        Action::Delete { side, path, entry } if entry.is_dir() => {
+            json!({ "kind": "rmdir", "path": path, "side": side })
+        }
+        Action::Delete { side, path, entry } => {
+            json!({ "kind": "delete", "path": path, "side": side, "bytes": entry.size })
+        }
+        // With a counterpart a rename carried from the other side; without, a conflicting file
+        // set aside under a new name.
+        Action::Rename { side, from, to, counterpart, entry } => json!({
+            "kind": if counterpart.is_some() { "rename" } else { "set-aside" },
+            "path": to, "old_path": from, "side": side, "bytes": entry.size,
+        }),
+        Action::Record { .. } | Action::Forget { .. } => return None,
+    })
 }
 
 pub fn summary_line(s: &Summary) -> String {
@@ -244,6 +311,9 @@ impl Observer for Console {
         if let (Some(bar), Action::Copy { entry, .. }) = (&self.progress, action) {
             bar.inc(entry.size);
         }
+        if self.json && !self.dry_run {
+            self.actions.lock().unwrap().extend(action_json(action));
+        }
         if action.touches_a_side() {
             if self.verbosity == Verbosity::Verbose && !self.json {
                 self.say(&action.to_string());
@@ -260,6 +330,9 @@ impl Observer for Console {
 
 impl Reporter for Console {
     fn warning(&self, message: &str) {
+        if self.json {
+            self.warnings.lock().unwrap().push(serde_json::json!({ "path": "", "message": message }));
+        }
         self.log(&format!("warning {message}"));
         if self.verbosity > Verbosity::Quiet {
             self.complain(&format!("warning: {message}"));
@@ -267,11 +340,23 @@ impl Reporter for Console {
     }
 
     fn skipped(&self, message: &str) {
+        if self.json {
+            self.warnings.lock().unwrap().push(serde_json::json!({ "path": "", "message": message }));
+        }
         self.log(&format!("warning {message}"));
         self.complain(&format!("warning: {message}"));
     }
 
     fn planned(&self, plan: &Plan) {
+        if self.json {
+            let mut actions = self.actions.lock().unwrap();
+            actions.extend(plan.conflicts.iter().map(|c| {
+                serde_json::json!({ "kind": "conflict", "path": c.path, "reason": c.reason, "resolution": c.resolution })
+            }));
+            if self.dry_run {
+                actions.extend(plan.actions().filter_map(action_json));
+            }
+        }
         for conflict in &plan.conflicts {
             self.log(&conflict.to_string());
             if self.json {

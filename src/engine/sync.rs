@@ -36,7 +36,7 @@ pub struct Summary {
     pub tally: Tally,
     pub conflicts: Vec<Conflict>,
     pub problems: Vec<Problem>,
-    pub warnings: Vec<String>,
+    pub warnings: Vec<Warning>,
     pub seconds: f64,
     /// Seconds spent scanning (both sides and the state, at once), planning (with hashing),
     /// and applying.
@@ -80,22 +80,35 @@ fn workers() -> usize {
     std::thread::available_parallelism().map_or(2, |n| n.get()).clamp(2, 4)
 }
 
-/// The warnings of a run: reported as they come, and kept for the summary.
+/// A warning of a run, as `--json` gives it: the path it is about ("" for the run) and what.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Warning {
+    pub path: String,
+    pub message: String,
+}
+
+/// The warnings of a run: reported as they come (as one line), and kept for the summary.
 struct Warnings<'r> {
     reporter: &'r dyn Reporter,
-    said: Vec<String>,
+    said: Vec<Warning>,
 }
 
 impl Warnings<'_> {
     fn warn(&mut self, message: String) {
         self.reporter.warning(&message);
-        self.said.push(message);
+        self.said.push(Warning { path: String::new(), message });
+    }
+
+    /// A warning about `path`, shown as `line`.
+    fn warn_at(&mut self, path: &str, message: String, line: &str) {
+        self.reporter.warning(line);
+        self.said.push(Warning { path: path.to_string(), message });
     }
 
     /// An entry left out of the run: a warning shown even where warnings are not.
-    fn skipped(&mut self, message: String) {
-        self.reporter.skipped(&message);
-        self.said.push(message);
+    fn skipped(&mut self, side: Side, path: &str, message: &str) {
+        self.reporter.skipped(&format!("{side}: {path}: {message}"));
+        self.said.push(Warning { path: path.to_string(), message: format!("{side}: {message}") });
     }
 }
 
@@ -394,11 +407,11 @@ fn scan(
                     problems.push(problem);
                 }
                 IssueKind::Excluded => {
-                    warnings.skipped(format!("{side}: {}: {}", issue.path, issue.message));
+                    warnings.skipped(side, &issue.path, &issue.message);
                     left_alone.push(issue.path);
                 }
                 // A name no side can hold (hostile from a server): shown even with -q.
-                IssueKind::Skipped => warnings.skipped(format!("{side}: {}: {}", issue.path, issue.message)),
+                IssueKind::Skipped => warnings.skipped(side, &issue.path, &issue.message),
             }
         }
         leftovers[side.index()] = left;
@@ -455,7 +468,12 @@ fn remove_leftovers(sides: &Sides, leftovers: &[Vec<String>; 2], warnings: &mut 
         for leftover in leftovers {
             match sides.endpoints[side.index()].remove_leftover(leftover) {
                 Err(e) if e.kind() != ErrorKind::NotFound => {
-                    warnings.warn(format!("{side}: cannot remove leftover temp file {leftover}: {e}"))
+                    let message = format!("{side}: cannot remove leftover temp file: {e}");
+                    warnings.warn_at(
+                        leftover,
+                        message,
+                        &format!("{side}: cannot remove leftover temp file {leftover}: {e}"),
+                    )
                 }
                 _ => {}
             }
