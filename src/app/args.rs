@@ -48,6 +48,12 @@ pub struct Args {
     /// Print one JSON summary object on stdout, and nothing else there.
     #[arg(long, global = true)]
     pub json: bool,
+    /// Draw the progress line even where it would not be (not a terminal, TERM=dumb, -v).
+    #[arg(long, global = true, conflicts_with = "no_progress")]
+    pub progress: bool,
+    /// Never draw the progress line.
+    #[arg(long, global = true)]
+    pub no_progress: bool,
     #[command(subcommand)]
     pub command: Command,
 }
@@ -120,7 +126,7 @@ pub enum Command {
         #[command(flatten)]
         timing: WatchArgs,
     },
-    /// Print a shell completion script.
+    /// Print a shell completion script (bash, zsh and fish complete item and group names too).
     Completions { shell: clap_complete::Shell },
     /// Replicate the mail store of [mail] to a replica, like Cyrus sync_client.
     #[command(

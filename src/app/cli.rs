@@ -12,7 +12,7 @@ use crate::app::items::RunOptions;
 use crate::app::out::outln;
 use crate::app::report::{Console, Verbosity};
 use crate::app::signals::Interrupt;
-use crate::app::{commands, daemon};
+use crate::app::{commands, completions, daemon};
 use crate::core::check::FileCheck;
 use crate::core::error::{Error, Result};
 use crate::core::exit::ExitCode;
@@ -104,6 +104,11 @@ pub fn job(args: &SyncArgs, state_dir_flag: Option<PathBuf>, config: Option<Path
 
 /// Parses the command line, runs the command, and returns the exit code.
 pub fn main() -> std::process::ExitCode {
+    // The completion scripts' helper, before clap: clap_complete would list a hidden subcommand.
+    if std::env::args_os().nth(1).is_some_and(|arg| arg == completions::HELPER) {
+        completions::print_names(std::env::args_os().skip(2));
+        return ExitCode::Synced.into();
+    }
     let args = match Args::try_parse() {
         Ok(args) => args,
         Err(err) => {
@@ -136,7 +141,7 @@ pub fn rsync_hint(flag: &str) -> Option<&'static str> {
         "--delete" | "--delete-after" | "--delete-before" | "--delete-during" | "--delete-excluded" | "--mirror" => {
             "use --mode clone for an exact mirror (deletes extras), or two-way (the default) to carry deletes both ways"
         }
-        "-P" | "--partial" | "--progress" | "--append" | "--append-verify" => {
+        "-P" | "--partial" | "--append" | "--append-verify" => {
             "an interrupted copy of a large file is continued by itself, and a terminal shows progress bars"
         }
         "-z" | "--compress" => "there is no compression: the sides are local folders or FTP servers",
@@ -155,6 +160,7 @@ pub fn rsync_hint(flag: &str) -> Option<&'static str> {
 
 /// Runs the command; `sync` and `run` stopped by SIGINT or SIGTERM exit 128 + the signal.
 pub fn run(args: Args) -> std::process::ExitCode {
+    crate::app::progress::set_when(crate::app::progress::When::from_flags(args.progress, args.no_progress));
     // `mail -r` ends like the daemon: a signal is the way to stop it, so it exits 0.
     let rolling = matches!(&args.command, Command::Mail(m) if m.rolling);
     let stoppable = matches!(args.command, Command::Sync(_) | Command::Run { .. } | Command::Mail(_));
@@ -221,10 +227,7 @@ fn run_command(args: Args, stop: Option<Arc<AtomicBool>>) -> ExitCode {
             state().and_then(|state| crate::app::mail::run(config, &state, mail_args, verbosity, json, stop))
         }
         Command::Completions { shell } => {
-            // Into a buffer first: clap_complete panics when it cannot write.
-            let mut script = Vec::new();
-            clap_complete::generate(shell, &mut <Args as clap::CommandFactory>::command(), "pairsync", &mut script);
-            crate::app::out::bytes(&script);
+            crate::app::out::bytes(&completions::script(shell));
             Ok(ExitCode::Synced)
         }
     };

@@ -4,11 +4,13 @@
 pub mod args;
 pub mod cli;
 pub mod commands;
+pub mod completions;
 pub mod daemon;
 pub mod items;
 pub mod mail;
 pub mod mail_cyrus;
 pub mod out;
+pub mod progress;
 pub mod report;
 pub mod signals;
 pub mod watch;

@@ -2,14 +2,15 @@
 //! `--json` for one summary object, and the log file.
 
 use std::fs::{File, OpenOptions};
-use std::io::{IsTerminal, Write};
+use std::io::Write;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
-use indicatif::{HumanBytes, ProgressBar, ProgressStyle};
+use indicatif::HumanBytes;
 
 use crate::app::out::outln;
+use crate::app::progress::{self, Progress};
 use crate::core::plan::{Action, Plan};
 use crate::engine::executor::{Observer, Problem};
 use crate::engine::sync::{Reporter, Summary};
@@ -25,7 +26,10 @@ pub struct Console {
     verbosity: Verbosity,
     json: bool,
     dry_run: bool,
-    progress: Option<ProgressBar>,
+    /// Whether this run draws a progress line (a terminal, Normal verbosity, not --json).
+    wants_progress: bool,
+    /// The line, from the first phase on.
+    progress: std::sync::OnceLock<Progress>,
     log: Option<Mutex<File>>,
     /// Set by a signal handler: the run stops after the current file.
     stop: Option<Arc<AtomicBool>>,
@@ -76,13 +80,15 @@ impl Console {
             Some(path) => Some(Mutex::new(open_log(path)?)),
             None => None,
         };
-        let progress = (verbosity == Verbosity::Normal && !json && !dry_run && std::io::stderr().is_terminal())
-            .then(ProgressBar::hidden);
+        let when = progress::when();
+        let wants_progress =
+            when == progress::When::Always || (verbosity == Verbosity::Normal && !json && !dry_run && when.draws());
         Ok(Console {
             verbosity,
             json,
             dry_run,
-            progress,
+            wants_progress,
+            progress: std::sync::OnceLock::new(),
             log,
             stop: None,
             prefix: String::new(),
@@ -157,10 +163,26 @@ impl Console {
         }
     }
 
-    /// Plain output, hidden behind the progress bar while it is drawn.
+    /// The progress line, started on first use when this run draws one.
+    fn progress(&self) -> Option<&Progress> {
+        if !self.wants_progress {
+            return None;
+        }
+        Some(
+            self.progress
+                .get_or_init(|| Progress::start(progress::when() == progress::When::Always, self.stop.clone())),
+        )
+    }
+
+    /// The line if it is being drawn (never starts it).
+    fn drawn(&self) -> Option<&Progress> {
+        self.progress.get()
+    }
+
+    /// Plain output, hidden behind the progress line while it is drawn.
     fn say(&self, line: &str) {
         let prefix = &self.prefix;
-        match &self.progress {
+        match self.drawn() {
             Some(bar) => bar.suspend(|| outln!("{prefix}{line}")),
             None => outln!("{prefix}{line}"),
         }
@@ -168,7 +190,7 @@ impl Console {
 
     fn complain(&self, line: &str) {
         let prefix = &self.prefix;
-        match &self.progress {
+        match self.drawn() {
             Some(bar) => bar.suspend(|| eprintln!("pairsync: {prefix}{line}")),
             None => eprintln!("pairsync: {prefix}{line}"),
         }
@@ -185,8 +207,8 @@ impl Console {
 
     /// A run that ended before syncing (bad input, file check, safety stop, lock).
     pub fn stopped(&self, error: &crate::core::error::Error) {
-        if let Some(bar) = &self.progress {
-            bar.finish_and_clear();
+        if let Some(bar) = self.drawn() {
+            bar.finish();
         }
         if self.quiet_skips {
             self.pending_start.lock().unwrap().take();
@@ -226,8 +248,8 @@ impl Console {
     }
 
     pub fn finished(&self, summary: &Summary) {
-        if let Some(bar) = &self.progress {
-            bar.finish_and_clear();
+        if let Some(bar) = self.drawn() {
+            bar.finish();
         }
         let t = &summary.tally;
         let nothing = t.copied + t.deleted + t.renamed + t.folders_created == 0
@@ -308,8 +330,8 @@ impl Observer for Console {
     }
 
     fn applied(&self, action: &Action) {
-        if let (Some(bar), Action::Copy { entry, .. }) = (&self.progress, action) {
-            bar.inc(entry.size);
+        if let (Some(bar), Action::Copy { entry, .. }) = (self.drawn(), action) {
+            bar.copied(entry.size);
         }
         if self.json && !self.dry_run {
             self.actions.lock().unwrap().extend(action_json(action));
@@ -374,17 +396,29 @@ impl Reporter for Console {
                 self.say(&format!("would {action}"));
             }
         }
-        if let Some(bar) = &self.progress {
-            let bytes: u64 =
-                plan.actions().map(|a| if let Action::Copy { entry, .. } = a { entry.size } else { 0 }).sum();
-            if bytes > 0 {
-                bar.set_length(bytes);
-                bar.set_style(
-                    ProgressStyle::with_template("{bar:40} {bytes}/{total_bytes} {bytes_per_sec} eta {eta}")
-                        .expect("valid template"),
-                );
-                bar.set_draw_target(indicatif::ProgressDrawTarget::stderr());
+        if let Some(bar) = self.drawn() {
+            let (files, bytes) = plan.actions().fold((0, 0), |(files, bytes), a| match a {
+                Action::Copy { entry, .. } => (files + 1, bytes + entry.size),
+                _ => (files, bytes),
+            });
+            if files > 0 {
+                bar.copying(files, bytes);
+            } else {
+                bar.finish();
             }
+        }
+    }
+
+    fn scanning(&self, counts: [Option<Arc<std::sync::atomic::AtomicUsize>>; 2]) {
+        if let Some(bar) = self.progress() {
+            let [source, destination] = counts;
+            bar.scanning(vec![("source", source), ("destination", destination)]);
+        }
+    }
+
+    fn planning(&self) {
+        if let Some(bar) = self.drawn() {
+            bar.planning();
         }
     }
 }

@@ -36,6 +36,8 @@ pub struct LocalEndpoint {
     /// Something was written since the last flush: a side only read (a mail store) is not
     /// synced to disk for nothing.
     wrote: std::sync::atomic::AtomicBool,
+    /// Entries the scan in progress has listed (for a progress line).
+    scanned: std::sync::Arc<std::sync::atomic::AtomicUsize>,
     /// Called with each folder a scan has listed, before it enters the folders in it: lets a
     /// test change the tree at that very moment.
     #[cfg(test)]
@@ -61,6 +63,7 @@ impl LocalEndpoint {
             tag: tag.to_string(),
             counter: AtomicU64::new(0),
             wrote: std::sync::atomic::AtomicBool::new(false),
+            scanned: Default::default(),
             #[cfg(test)]
             after_listing: None,
         }
@@ -237,6 +240,10 @@ impl Endpoint for LocalEndpoint {
 
     fn stat(&self, path: &str) -> super::Result<Option<Entry>> {
         Ok(self.stat_path(path)?)
+    }
+
+    fn scan_progress(&self) -> Option<std::sync::Arc<std::sync::atomic::AtomicUsize>> {
+        Some(self.scanned.clone())
     }
 
     fn write(
@@ -536,6 +543,7 @@ impl LocalEndpoint {
                     }
                 }
             }
+            self.scanned.store(walk.found.len(), Ordering::Relaxed);
             #[cfg(test)]
             if let Some(hook) = &self.after_listing {
                 hook(&dir);

@@ -86,6 +86,12 @@ pub trait Endpoint: Send + Sync {
         self.scan(filter)
     }
 
+    /// A live count of the entries a scan in progress has listed, for a progress line; `None`
+    /// when the endpoint keeps none.
+    fn scan_progress(&self) -> Option<std::sync::Arc<std::sync::atomic::AtomicUsize>> {
+        None
+    }
+
     /// The entry at `path` now, or `None`.
     fn stat(&self, path: &str) -> Result<Option<Entry>>;
 

@@ -73,6 +73,11 @@ pub trait Reporter: Observer {
         self.warning(message)
     }
     fn planned(&self, _plan: &Plan) {}
+    /// The sides are being listed, each with its live count of entries (see
+    /// [`crate::endpoint::Endpoint::scan_progress`]).
+    fn scanning(&self, _counts: [Option<std::sync::Arc<std::sync::atomic::AtomicUsize>>; 2]) {}
+    /// The listing is done; the plan (and any hashing for it) is being made.
+    fn planning(&self) {}
 }
 
 /// Copies run on this many threads.
@@ -155,7 +160,9 @@ pub fn sync(job: &Job, reporter: &dyn Reporter) -> Result<Summary> {
         *phase = clock.elapsed().as_secs_f64();
         clock = Instant::now();
     };
+    reporter.scanning([sides.endpoints[0].scan_progress(), sides.endpoints[1].scan_progress()]);
     let scanned = scan(job, &sides, filter, &db, &mut warnings, destination_to_create)?;
+    reporter.planning();
     lap(&mut phases.scan);
     let Scanned { leftovers, mut problems, .. } = scanned;
     let plan = plan_and_check(job, &sides, filter, &db, scanned.state, scanned.snapshots, scanned.recorded_files)?;
