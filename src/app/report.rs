@@ -130,6 +130,8 @@ impl Console {
     /// Runs that change nothing print and log nothing (watch mode).
     pub fn with_quiet_noops(mut self) -> Console {
         self.quiet_noops = true;
+        // Watch mode and the daemon: runs come and go (several at once), a line would flicker.
+        self.wants_progress = false;
         self
     }
 
@@ -142,6 +144,8 @@ impl Console {
     /// Prefixes printed lines with `name: `.
     pub fn with_prefix(mut self, name: &str) -> Console {
         self.prefix = format!("{name}: ");
+        // Several items (one after the other, or at once in the daemon): their lines, no bar.
+        self.wants_progress = false;
         self
     }
 
