@@ -16,13 +16,18 @@ struct Tree {
 
 /// 300 files of 128 KiB in 10 folders: a copy long enough to be drawn a few times.
 fn tree() -> Tree {
+    tree_of(30, 128 * 1024)
+}
+
+/// `per_folder` files of `size` bytes in each of 10 folders.
+fn tree_of(per_folder: usize, size: usize) -> Tree {
     let tmp = tempfile::tempdir().unwrap();
     let src = tmp.path().join("src");
-    let block: Vec<u8> = (0..128 * 1024).map(|i| (i % 251) as u8).collect();
+    let block: Vec<u8> = (0..size).map(|i| (i % 251) as u8).collect();
     for folder in 0..10 {
         let dir = src.join(format!("folder-{folder}"));
         std::fs::create_dir_all(&dir).unwrap();
-        for file in 0..30 {
+        for file in 0..per_folder {
             std::fs::write(dir.join(format!("file-{file}.bin")), &block).unwrap();
         }
     }
@@ -132,7 +137,8 @@ fn a_signal_leaves_the_terminal_with_the_line_cleared() {
         eprintln!("skipped: util-linux script(1) not installed");
         return;
     }
-    let t = tree();
+    // 4,000 files: a copy that is still going when the signals come.
+    let t = tree_of(400, 4096);
     let pid_file = Path::new(&t.state).with_extension("pid");
     let bin = env!("CARGO_BIN_EXE_pairsync");
     // The shell in the pty starts pairsync, says its pid, and waits for it; SIGTERM (SIGINT is
@@ -144,25 +150,44 @@ fn a_signal_leaves_the_terminal_with_the_line_cleared() {
         t.dst,
         pid_file.display()
     );
-    let child = Command::new("script")
+    let mut child = Command::new("script")
         .args(["-q", "-e", "-c", &command, "/dev/null"])
         .env("TERM", "xterm")
         .stdout(std::process::Stdio::piped())
         .spawn()
         .unwrap();
+    // What the terminal receives, read as it comes: the signals go once a line was drawn.
+    let received = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let mut stdout = child.stdout.take().unwrap();
+    let reader = {
+        let received = received.clone();
+        std::thread::spawn(move || {
+            let mut buf = [0u8; 4096];
+            while let Ok(n) = std::io::Read::read(&mut stdout, &mut buf) {
+                if n == 0 {
+                    break;
+                }
+                received.lock().unwrap().extend_from_slice(&buf[..n]);
+            }
+        })
+    };
     let started = std::time::Instant::now();
-    let copied = Path::new(&t.dst).join("folder-0");
-    while !(pid_file.exists() && copied.exists()) && started.elapsed() < std::time::Duration::from_secs(30) {
+    // The first state drawn ("scanning ...") has no escape yet; later ones redraw over it.
+    let drawn = || String::from_utf8_lossy(&received.lock().unwrap()).contains("scanning");
+    while !(pid_file.exists() && drawn()) && started.elapsed() < std::time::Duration::from_secs(30) {
         std::thread::sleep(std::time::Duration::from_millis(5));
     }
+    assert!(drawn(), "no progress line was drawn");
     let pid = std::fs::read_to_string(&pid_file).unwrap().trim().to_string();
     for _ in 0..2 {
         Command::new("kill").args(["-TERM", &pid]).status().unwrap();
     }
-    let out = child.wait_with_output().unwrap();
-    let raw = String::from_utf8_lossy(&out.stdout);
-    assert_eq!(out.status.code(), Some(143), "{raw:?}");
-    assert!(raw.contains("\x1b[2K"), "no line was drawn before the signal: {raw:?}");
+    let status = child.wait().unwrap();
+    reader.join().unwrap();
+    let raw = String::from_utf8_lossy(&received.lock().unwrap()).into_owned();
+    let out_code = status.code();
+    assert_eq!(out_code, Some(143), "{raw:?}");
+    assert!(raw.contains("\x1b[2K"), "the line was never cleared: {raw:?}");
     let after_clear = raw.rsplit("\x1b[2K").next().unwrap();
     assert!(
         frames(after_clear).iter().all(|f| f.starts_with("pairsync: ")),

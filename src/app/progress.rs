@@ -256,8 +256,8 @@ impl Progress {
                 let _ = out.write_str(&line(&view, terminal_width().saturating_sub(1), Instant::now(), stopping));
             },
         );
+        // Redrawn a few times a second once the first phase is known (see `scanning`).
         let bar = ProgressBar::with_draw_target(None, target).with_style(style);
-        bar.enable_steady_tick(Duration::from_millis(125));
         *ACTIVE.lock().unwrap_or_else(|p| p.into_inner()) = Some(bar.clone());
         Progress { bar, view }
     }
@@ -266,6 +266,7 @@ impl Progress {
         self.view.lock().unwrap_or_else(|p| p.into_inner()).scanning = sides;
         // Drawn at once, not at the next tick: a short run still shows its phase.
         self.bar.tick();
+        self.bar.enable_steady_tick(Duration::from_millis(125));
     }
 
     pub fn planning(&self) {

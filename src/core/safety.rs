@@ -68,25 +68,42 @@ impl MaxDelete {
     }
 }
 
+/// The pair's size as the safety stops count it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Counts {
+    /// Files each side holds.
+    pub files: [usize; 2],
+    /// Files the state records.
+    pub recorded: usize,
+    /// The counts are the whole pair's, side by side: an empty side means something. A run
+    /// scoped to a few paths knows only the pair's recorded files, for both sides.
+    pub whole_sides: bool,
+}
+
+impl Counts {
+    /// Counted from whole snapshots and state.
+    pub fn of(state: &State, sides: [&Snapshot; 2]) -> Counts {
+        Counts {
+            files: sides.map(|snapshot| snapshot.values().filter(|e| e.kind == Kind::File).count()),
+            recorded: state.values().filter(|r| r.kind == Kind::File).count(),
+            whole_sides: true,
+        }
+    }
+
+    /// A scoped run: its snapshots are partial, so percentages are of the pair's `recorded`
+    /// files and "empty" means nothing.
+    pub fn scoped(recorded: usize) -> Counts {
+        Counts { files: [recorded; 2], recorded, whole_sides: false }
+    }
+}
+
 /// Refuses `plan` when a side is empty while the state says it held files, or when it would
-/// delete more of a side's files than `max_delete` allows. A run scoped to a few paths gives
-/// `whole`, the pair's recorded files: its snapshots are partial, so "empty" means nothing and
-/// percentages are of the whole pair.
-pub fn check(
-    plan: &Plan,
-    state: &State,
-    sides: [&Snapshot; 2],
-    max_delete: MaxDelete,
-    whole: Option<usize>,
-) -> Result<()> {
-    let recorded_files = state.values().filter(|r| r.kind == Kind::File).count();
-    let files = match whole {
-        Some(total) => [total; 2],
-        None => sides.map(|snapshot| snapshot.values().filter(|e| e.kind == Kind::File).count()),
-    };
+/// delete more of a side's files than `max_delete` allows.
+pub fn check(plan: &Plan, counts: Counts, max_delete: MaxDelete) -> Result<()> {
+    let (files, recorded_files) = (counts.files, counts.recorded);
     // An emptied side first: it explains the mass deletion it would cause on the other.
     for side in Side::BOTH {
-        if whole.is_none() && files[side.index()] == 0 && recorded_files > 0 {
+        if counts.whole_sides && files[side.index()] == 0 && recorded_files > 0 {
             return Err(Error::Safety(format!(
                 "the {side} holds no files but the state says it held {recorded_files} (an unmounted drive?); \
                  use --force if that is intended"

@@ -4,5 +4,6 @@
 pub mod executor;
 pub mod job;
 pub mod scope;
+pub mod stream;
 pub mod sync;
 pub mod versions;

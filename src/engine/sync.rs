@@ -165,7 +165,7 @@ pub fn sync(job: &Job, reporter: &dyn Reporter) -> Result<Summary> {
     reporter.planning();
     lap(&mut phases.scan);
     let Scanned { leftovers, mut problems, .. } = scanned;
-    let plan = plan_and_check(job, &sides, filter, &db, scanned.state, scanned.snapshots, scanned.recorded_files)?;
+    let plan = plan_and_check(job, &sides, filter, &db, scanned.state, scanned.snapshots, scanned.counts)?;
     reporter.planned(&plan);
     lap(&mut phases.plan);
 
@@ -357,8 +357,9 @@ fn open_state(job: &Job, sides: &Sides, warnings: &mut Warnings) -> Result<State
 struct Scanned {
     snapshots: [Snapshot; 2],
     state: State,
-    /// Files the state records for the whole pair (a scoped run plans only part of it).
-    recorded_files: usize,
+    /// The pair's size for the safety stops when the scans hold only part of it; `None`: counted
+    /// from them at the check.
+    counts: Option<safety::Counts>,
     problems: Vec<Problem>,
     /// Temp files left by a killed run of this pair, per side.
     leftovers: [Vec<String>; 2],
@@ -374,6 +375,11 @@ fn scan(
     destination_to_create: bool,
 ) -> Result<Scanned> {
     let parts = job.scope.as_deref().map(scope_parts);
+    // Two local folders, a whole run: folder by folder, unchanged files dropped as they are met.
+    let local = sides.specs.iter().all(|spec| matches!(spec, EndpointSpec::Local(_)));
+    if parts.is_none() && local {
+        return streamed(sides, filter, db, warnings, destination_to_create);
+    }
     let (scans, loaded) = std::thread::scope(|scope| {
         let handles = Side::BOTH.map(|side| {
             let (parts, endpoint) = (&parts, sides.get()[side.index()]);
@@ -398,14 +404,52 @@ fn scan(
     if bad_records > 0 {
         warnings.warn(format!("{bad_records} unreadable state records dropped; those paths are compared afresh"));
     }
-    let mut problems = Vec::new();
     let mut snapshots: [Snapshot; 2] = Default::default();
+    let mut found: [(Vec<crate::endpoint::ScanIssue>, Vec<String>); 2] = Default::default();
+    for ((side, scan), snapshot) in Side::BOTH.into_iter().zip(scans).zip(&mut snapshots) {
+        let Scan { snapshot: listed, issues, leftovers } =
+            scan.map_err(|e| Error::Safety(format!("the {side} root cannot be listed: {e}")))?;
+        *snapshot = listed;
+        found[side.index()] = (issues, leftovers);
+    }
+    let counts = parts.map(|_| safety::Counts::scoped(recorded_files));
+    Ok(settle(snapshots, state, counts, found, warnings))
+}
+
+/// The streamed scan (see [`crate::engine::stream`]) of two local folders.
+fn streamed(
+    sides: &Sides,
+    filter: &Filter,
+    db: &StateDb,
+    warnings: &mut Warnings,
+    destination_to_create: bool,
+) -> Result<Scanned> {
+    let streamed = crate::engine::stream::stream(sides.get(), [false, destination_to_create], filter, db)?
+        .map_err(|(side, e)| Error::Safety(format!("the {side} root cannot be listed: {e}")))?;
+    if streamed.bad_records > 0 {
+        warnings.warn(format!(
+            "{} unreadable state records dropped; those paths are compared afresh",
+            streamed.bad_records
+        ));
+    }
+    let counts = Some(safety::Counts { files: streamed.files, recorded: streamed.recorded, whole_sides: true });
+    let [issues_s, issues_d] = streamed.issues;
+    let [left_s, left_d] = streamed.leftovers;
+    Ok(settle(streamed.snapshots, streamed.state, counts, [(issues_s, left_s), (issues_d, left_d)], warnings))
+}
+
+/// What the scan reported, said, and what could not be read left out of the run.
+fn settle(
+    mut snapshots: [Snapshot; 2],
+    mut state: State,
+    counts: Option<safety::Counts>,
+    found: [(Vec<crate::endpoint::ScanIssue>, Vec<String>); 2],
+    warnings: &mut Warnings,
+) -> Scanned {
+    let mut problems = Vec::new();
     let mut left_alone: Vec<String> = Vec::new();
     let mut leftovers: [Vec<String>; 2] = Default::default();
-    for ((side, scan), snapshot) in Side::BOTH.into_iter().zip(scans).zip(&mut snapshots) {
-        let Scan { snapshot: found, issues, leftovers: left } =
-            scan.map_err(|e| Error::Safety(format!("the {side} root cannot be listed: {e}")))?;
-        *snapshot = found;
+    for (side, (issues, left)) in Side::BOTH.into_iter().zip(found) {
         for issue in issues {
             match issue.kind {
                 IssueKind::Unreadable | IssueKind::Uncarried => {
@@ -428,7 +472,7 @@ fn scan(
     for path in problems.iter().map(|p| &p.path).chain(&left_alone) {
         exclude(path, &mut state, &mut snapshots);
     }
-    Ok(Scanned { snapshots, state, recorded_files, problems, leftovers })
+    Scanned { snapshots, state, counts, problems, leftovers }
 }
 
 /// Stage "plan": hashes what the planner asks for, plans, and runs the safety check. Only once
@@ -440,7 +484,7 @@ fn plan_and_check(
     db: &StateDb,
     mut state: State,
     mut snapshots: [Snapshot; 2],
-    recorded_files: usize,
+    counts: Option<safety::Counts>,
 ) -> Result<Plan> {
     // An ignored path is invisible, its record too. The record is dropped, not just hidden:
     // kept, it would turn a delete made while the path was ignored into a deletion on the
@@ -459,8 +503,8 @@ fn plan_and_check(
     hash_into(&wanted, sides.get(), &mut snapshots);
     let plan = plan::plan(job.mode, &state, &snapshots[0], &snapshots[1], &options);
     if !job.force {
-        let whole = job.scope.is_some().then_some(recorded_files);
-        safety::check(&plan, &state, [&snapshots[0], &snapshots[1]], job.max_delete, whole)?;
+        let counts = counts.unwrap_or_else(|| safety::Counts::of(&state, [&snapshots[0], &snapshots[1]]));
+        safety::check(&plan, counts, job.max_delete)?;
     }
     if !ignored.is_empty() && !job.dry_run {
         db.forget_all(&ignored)?;
