@@ -602,3 +602,17 @@ fn a_folder_holding_ignored_files_is_kept_and_the_pair_converges() {
     assert_eq!(env.read(S, "d/local.db"), "private");
     assert!(!env.exists(S, "d/x"), "the delete of d/x is carried\n{}", env.trees());
 }
+
+#[test]
+fn checksum_sees_an_edit_that_kept_size_and_mtime() {
+    let env = TestEnv::new();
+    env.put_at(S, "data.bin", "original", 1_600_000_000);
+    env.sync_ok(&[]);
+    // Same size, same mtime, other bytes (a tool that restores mtimes, or bit rot).
+    env.put_at(D, "data.bin", "ORIGINAL", 1_600_000_000);
+    let plain = env.sync_ok(&["--json"]);
+    assert!(plain.stdout.contains("\"copied\":0"), "without --checksum it cannot be seen: {plain}");
+    let run = env.sync_ok(&["--checksum", "--json"]);
+    assert!(run.stdout.contains("\"copied\":1"), "{run}");
+    assert_eq!(fs::read_to_string(env.src.join("data.bin")).unwrap(), "ORIGINAL", "{run}");
+}

@@ -376,8 +376,9 @@ fn scan(
 ) -> Result<Scanned> {
     let parts = job.scope.as_deref().map(scope_parts);
     // Two local folders, a whole run: folder by folder, unchanged files dropped as they are met.
+    // Not with --checksum, which compares the content of unchanged files too.
     let local = sides.specs.iter().all(|spec| matches!(spec, EndpointSpec::Local(_)));
-    if parts.is_none() && local {
+    if parts.is_none() && local && !job.options.checksum {
         return streamed(sides, filter, db, warnings, destination_to_create);
     }
     let (scans, loaded) = std::thread::scope(|scope| {
