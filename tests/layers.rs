@@ -148,6 +148,30 @@ fn imports_point_down_only() {
     assert!(wrong.is_empty(), "imports pointing up:\n{}", wrong.join("\n"));
 }
 
+/// `pairsync console` reads and writes the config only through the config module and runs
+/// items only through the engine (by way of the app's item runs): it never opens an endpoint or
+/// a state database itself.
+#[test]
+fn the_console_reaches_sides_and_state_only_through_the_engine() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("src/app/console");
+    let mut files = Vec::new();
+    sources(&dir, &mut files);
+    assert!(!files.is_empty(), "no console sources in {}", dir.display());
+    let mut wrong = Vec::new();
+    for file in &files {
+        let text = code(&std::fs::read_to_string(file).unwrap());
+        for module in crate_modules(&text).iter().filter(|m| ["endpoint", "state"].contains(&m.as_str())) {
+            wrong.push(format!("{}: uses crate::{module}", file.display()));
+        }
+        for what in ["sled", "toml_edit", "suppaftp"] {
+            if mentions(&text, what) {
+                wrong.push(format!("{}: uses {what}", file.display()));
+            }
+        }
+    }
+    assert!(wrong.is_empty(), "the console goes around the config module or the engine:\n{}", wrong.join("\n"));
+}
+
 #[test]
 fn the_checker_catches_what_it_is_for() {
     // Guards the test above against passing by matching nothing.

@@ -128,6 +128,9 @@ pub enum Command {
     },
     /// Print a shell completion script (bash, zsh and fish complete item and group names too).
     Completions { shell: clap_complete::Shell },
+    /// The items and groups in one screen, with Add, Edit, Copy, Delete, Logs and Sync Now
+    /// (a terminal UI; ? shows its keys).
+    Console,
     /// Replicate the mail store of [mail] to a replica, like Cyrus sync_client.
     #[command(
         args_conflicts_with_subcommands = true,

@@ -226,6 +226,7 @@ fn run_command(args: Args, stop: Option<Arc<AtomicBool>>) -> ExitCode {
         Command::Mail(mail_args) => {
             state().and_then(|state| crate::app::mail::run(config, &state, mail_args, verbosity, json, stop))
         }
+        Command::Console => state().and_then(|state| crate::app::console::run(config, &state)),
         Command::Completions { shell } => {
             crate::app::out::bytes(&completions::script(shell));
             Ok(ExitCode::Synced)

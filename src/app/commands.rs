@@ -55,7 +55,7 @@ fn load_or_new(path: &Path, quiet: bool) -> Result<Config> {
 
 /// Loads the config, lets `change` edit it, and saves it, holding `<config>.lock` meanwhile:
 /// two edits at once (two `add`s from a script) must never lose one of them.
-fn edit_config<T>(
+pub(crate) fn edit_config<T>(
     flag: Option<PathBuf>,
     quiet: bool,
     create: bool,
@@ -127,6 +127,21 @@ pub fn delete(
     purge_state: bool,
     quiet: bool,
 ) -> Result<()> {
+    let said = delete_item(config_flag, state_dir, name, purge_state, quiet)?;
+    if !quiet {
+        outln!("{said}");
+    }
+    Ok(())
+}
+
+/// Deletes the item (and with `purge_state` its state) and says what was done.
+pub(crate) fn delete_item(
+    config_flag: Option<PathBuf>,
+    state_dir: &Path,
+    name: &str,
+    purge_state: bool,
+    quiet: bool,
+) -> Result<String> {
     edit_config(config_flag, quiet, false, |config| {
         let item = config.item(name).map_err(items::config_error)?;
         // With --purge-state, the pair's lock first: if a run is going on, nothing changes (exit 5).
@@ -157,10 +172,7 @@ pub fn delete(
                 .map(|other| other.name)
                 .collect();
             if !users.is_empty() {
-                if !quiet {
-                    outln!("deleted {name}; its pair's state is kept: item {} uses it", users.join(", "));
-                }
-                return Ok(());
+                return Ok(format!("deleted {name}; its pair's state is kept: item {} uses it", users.join(", ")));
             }
             let database = state_dir.join("pairs").join(&id);
             let existed = database.exists();
@@ -170,18 +182,15 @@ pub fn delete(
                 }
                 _ => {}
             }
-            if !quiet {
-                let what = if existed {
-                    format!("purged its state {} and its last-run record", database.display())
-                } else {
-                    "it had no state; its last-run record is purged".into()
-                };
-                outln!("deleted {name}; {what}");
-            }
-        } else if !quiet {
-            outln!("deleted {name}; its state is kept (--purge-state removes it)");
+            let what = if existed {
+                format!("purged its state {} and its last-run record", database.display())
+            } else {
+                "it had no state; its last-run record is purged".into()
+            };
+            Ok(format!("deleted {name}; {what}"))
+        } else {
+            Ok(format!("deleted {name}; its state is kept (--purge-state removes it)"))
         }
-        Ok(())
     })
 }
 
@@ -202,16 +211,20 @@ fn last_run_cell(state_dir: &Path, name: &str) -> String {
             let when = chrono::DateTime::parse_from_rfc3339(&run.started)
                 .map(|t| fmt_time(&t.with_timezone(&chrono::Local)))
                 .unwrap_or(run.started);
-            let result = match run.exit_code {
-                0 => "ok".to_string(),
-                1 => "problems (1)".to_string(),
-                3 => "check failed (3)".to_string(),
-                4 => "safety stop (4)".to_string(),
-                5 => "busy (5)".to_string(),
-                code => format!("failed ({code})"),
-            };
-            format!("{when} {result}")
+            format!("{when} {}", outcome(run.exit_code))
         }
+    }
+}
+
+/// How a run ended, in a word or two and its exit code: "ok", "problems (1)".
+pub(crate) fn outcome(exit_code: u8) -> String {
+    match exit_code {
+        0 => "ok".to_string(),
+        1 => "problems (1)".to_string(),
+        3 => "check failed (3)".to_string(),
+        4 => "safety stop (4)".to_string(),
+        5 => "busy (5)".to_string(),
+        code => format!("failed ({code})"),
     }
 }
 

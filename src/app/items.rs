@@ -10,8 +10,10 @@ use crate::config::job::{job, shown};
 use crate::config::Item;
 use crate::core::error::Error;
 use crate::core::exit::ExitCode;
+use crate::core::plan::{Action, Plan};
+use crate::engine::executor::{Observer, Problem};
 use crate::engine::job::Job;
-use crate::engine::sync::sync;
+use crate::engine::sync::{sync, Reporter};
 
 /// Where an item logs: its `log` field, or `<state dir>/logs/<name>.log`.
 pub fn log_path(item: &Item, state_dir: &Path) -> PathBuf {
@@ -77,6 +79,9 @@ pub struct RunOptions {
     pub dry_run: bool,
     /// `run --force`: pass the empty-side and max-delete safety stops.
     pub force: bool,
+    /// `pairsync console`: its screen, told all the run reports besides the log file. Nothing
+    /// is printed then: the screen owns the terminal.
+    pub screen: Option<Arc<dyn Reporter + Send>>,
 }
 
 impl RunOptions {
@@ -92,6 +97,7 @@ impl RunOptions {
             json_sink: None,
             dry_run: false,
             force: false,
+            screen: None,
         }
     }
 }
@@ -110,7 +116,10 @@ pub fn run_scoped(item: &Item, state_dir: &Path, options: &RunOptions, scope: Op
         Ok(console) => console,
         Err(e) => {
             let message = format!("log file {}: {e}", log.display());
-            eprintln!("pairsync: {}: {message}", item.name);
+            match &options.screen {
+                Some(screen) => screen.warning(&message),
+                None => eprintln!("pairsync: {}: {message}", item.name),
+            }
             if let Some(sink) = &options.json_sink {
                 let object =
                     serde_json::json!({ "item": item.name, "error": message, "exit_code": ExitCode::Usage.code() });
@@ -130,11 +139,20 @@ pub fn run_scoped(item: &Item, state_dir: &Path, options: &RunOptions, scope: Op
         Some(flag) => console.with_stop(flag.clone()),
         None => console,
     };
+    let console = if options.screen.is_some() { console.without_terminal() } else { console };
     let (source, destination) = (shown(&item.source), shown(&item.destination));
     console.started(&format!("item {} {source}", item.name), &destination);
     let started = chrono::Local::now();
     let job = job(item, state_dir).map(|job| Job { scope, dry_run: options.dry_run, force: options.force, ..job });
-    let (exit, result) = match job.and_then(|job| sync(&job, &console)) {
+    let both;
+    let reporter: &dyn Reporter = match &options.screen {
+        Some(screen) => {
+            both = Both(&console, screen.as_ref());
+            &both
+        }
+        None => &console,
+    };
+    let (exit, result) = match job.and_then(|job| sync(&job, reporter)) {
         Ok(summary) => {
             console.finished(&summary);
             (summary.exit(), summary_line(&summary))
@@ -157,6 +175,52 @@ pub fn run_scoped(item: &Item, state_dir: &Path, options: &RunOptions, scope: Op
         console.log(&format!("warning cannot record the last run: {e}"));
     }
     exit
+}
+
+/// The console and a screen, told the same.
+struct Both<'a>(&'a Console, &'a (dyn Reporter + Send));
+
+impl Observer for Both<'_> {
+    fn applied(&self, action: &Action) {
+        self.0.applied(action);
+        self.1.applied(action);
+    }
+
+    fn problem(&self, problem: &Problem) {
+        self.0.problem(problem);
+        self.1.problem(problem);
+    }
+
+    fn should_stop(&self) -> bool {
+        self.0.should_stop() || self.1.should_stop()
+    }
+}
+
+impl Reporter for Both<'_> {
+    fn warning(&self, message: &str) {
+        self.0.warning(message);
+        self.1.warning(message);
+    }
+
+    fn skipped(&self, message: &str) {
+        self.0.skipped(message);
+        self.1.skipped(message);
+    }
+
+    fn planned(&self, plan: &Plan) {
+        self.0.planned(plan);
+        self.1.planned(plan);
+    }
+
+    fn scanning(&self, counts: [Option<Arc<std::sync::atomic::AtomicUsize>>; 2]) {
+        self.0.scanning(counts.clone());
+        self.1.scanning(counts);
+    }
+
+    fn planning(&self) {
+        self.0.planning();
+        self.1.planning();
+    }
 }
 
 /// A config error as a usage error (exit 2), its message unchanged.

@@ -5,6 +5,7 @@ pub mod args;
 pub mod cli;
 pub mod commands;
 pub mod completions;
+pub mod console;
 pub mod daemon;
 pub mod items;
 pub mod mail;

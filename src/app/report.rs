@@ -52,6 +52,9 @@ pub struct Console {
     warnings: Mutex<Vec<serde_json::Value>>,
     /// `mail -r` running on: `--json` prints an object per cycle.
     json_cycles: bool,
+    /// Whether anything is printed; not when `pairsync console` owns the terminal (the log file
+    /// still gets every line).
+    terminal: bool,
 }
 
 /// Where the JSON summaries of several items' runs gather.
@@ -99,6 +102,7 @@ impl Console {
             actions: Mutex::new(Vec::new()),
             warnings: Mutex::new(Vec::new()),
             json_cycles: false,
+            terminal: true,
         })
     }
 
@@ -138,6 +142,14 @@ impl Console {
     /// A skipped run prints and logs nothing (its item was already reported paused).
     pub fn with_quiet_skips(mut self) -> Console {
         self.quiet_skips = true;
+        self
+    }
+
+    /// Prints nothing, not even a progress line: the run goes to the log file only (`pairsync
+    /// console` draws the screen).
+    pub fn without_terminal(mut self) -> Console {
+        self.terminal = false;
+        self.wants_progress = false;
         self
     }
 
@@ -185,6 +197,9 @@ impl Console {
 
     /// Plain output, hidden behind the progress line while it is drawn.
     fn say(&self, line: &str) {
+        if !self.terminal {
+            return;
+        }
         let prefix = &self.prefix;
         match self.drawn() {
             Some(bar) => bar.suspend(|| outln!("{prefix}{line}")),
@@ -193,6 +208,9 @@ impl Console {
     }
 
     fn complain(&self, line: &str) {
+        if !self.terminal {
+            return;
+        }
         let prefix = &self.prefix;
         match self.drawn() {
             Some(bar) => bar.suspend(|| eprintln!("pairsync: {prefix}{line}")),
@@ -222,7 +240,9 @@ impl Console {
         if self.json {
             self.print_json(serde_json::json!({ "error": error.chain(), "exit_code": error.exit_code().code() }));
         }
-        eprintln!("pairsync: {}{}", self.prefix, error.chain());
+        if self.terminal {
+            eprintln!("pairsync: {}{}", self.prefix, error.chain());
+        }
     }
 
     pub fn json(&self) -> bool {
@@ -272,7 +292,7 @@ impl Console {
                 fields.insert("actions".into(), actions.into());
             }
             self.print_json(object);
-        } else if self.verbosity > Verbosity::Quiet {
+        } else if self.verbosity > Verbosity::Quiet && self.terminal {
             outln!("pairsync: {}{line}", self.prefix);
         }
     }
