@@ -194,14 +194,7 @@ pub fn run(
         shutdown.as_deref(),
         &console,
     )?;
-    let Some(replicator) = replicator else {
-        // Stopped while waiting for the replica: by a signal, or the shutdown file, which is
-        // removed as a cycle's check removes it.
-        if let Some(file) = shutdown.as_deref().filter(|f| f.exists()) {
-            std::fs::remove_file(file).map_err(|e| Error::Usage(format!("shutdown file {}: {e}", file.display())))?;
-        }
-        return Ok(ExitCode::Synced);
-    };
+    let Some(replicator) = replicator else { return Ok(ExitCode::Synced) };
     if args.restore {
         let passed = restore(&replicator, mode, &objects, &console)?;
         return Ok(report(&console, verbosity, " --restore", &passed));
@@ -412,7 +405,7 @@ fn mailboxes(replicator: &Replicator, names: &[String], console: &Console) -> Re
 
 /// Opens the replicator. When rolling without -o, an unreachable replica is retried with
 /// backoff (15 s, doubling, up to 20 min) until it answers, a stop, or the shutdown file
-/// (then `None`).
+/// (then `None`, the shutdown file removed).
 pub(crate) fn open_with_backoff<T>(
     open: impl Fn() -> Result<T>,
     retry: bool,
@@ -428,6 +421,12 @@ pub(crate) fn open_with_backoff<T>(
                     &format!("{}; trying again in {} s", error.chain(), backoff.as_secs()),
                 );
                 if !wait_unless(backoff, console, shutdown) {
+                    // Stopped while waiting: by a signal, or the shutdown file, which is removed
+                    // as a cycle's check removes it.
+                    if let Some(file) = shutdown.filter(|f| f.exists()) {
+                        std::fs::remove_file(file)
+                            .map_err(|e| Error::Usage(format!("shutdown file {}: {e}", file.display())))?;
+                    }
                     return Ok(None);
                 }
                 backoff = (backoff * 2).min(Duration::from_secs(20 * 60));

@@ -56,12 +56,7 @@ pub fn run(
         shutdown.as_deref(),
         console,
     )?;
-    let Some(replicator) = replicator else {
-        if let Some(file) = shutdown.as_deref().filter(|f| f.exists()) {
-            std::fs::remove_file(file).map_err(|e| Error::Usage(format!("shutdown file {}: {e}", file.display())))?;
-        }
-        return Ok(ExitCode::Synced);
-    };
+    let Some(replicator) = replicator else { return Ok(ExitCode::Synced) };
     if args.restore {
         let restored = restore::restore(&replicator, mode, objects, force, args.print_only, console)?;
         for command in &restored.commands {

@@ -402,9 +402,6 @@ fn scan(
         let scope = Scope::new(shallow, deep);
         state.retain(|path, _| scope.contains(path));
     }
-    if bad_records > 0 {
-        warnings.warn(format!("{bad_records} unreadable state records dropped; those paths are compared afresh"));
-    }
     let mut snapshots: [Snapshot; 2] = Default::default();
     let mut found: [(Vec<crate::endpoint::ScanIssue>, Vec<String>); 2] = Default::default();
     for ((side, scan), snapshot) in Side::BOTH.into_iter().zip(scans).zip(&mut snapshots) {
@@ -414,7 +411,7 @@ fn scan(
         found[side.index()] = (issues, leftovers);
     }
     let counts = parts.map(|_| safety::Counts::scoped(recorded_files));
-    Ok(settle(snapshots, state, counts, found, warnings))
+    Ok(settle(snapshots, state, counts, found, bad_records, warnings))
 }
 
 /// The streamed scan (see [`crate::engine::stream`]) of two local folders.
@@ -427,16 +424,11 @@ fn streamed(
 ) -> Result<Scanned> {
     let streamed = crate::engine::stream::stream(sides.get(), [false, destination_to_create], filter, db)?
         .map_err(|(side, e)| Error::Safety(format!("the {side} root cannot be listed: {e}")))?;
-    if streamed.bad_records > 0 {
-        warnings.warn(format!(
-            "{} unreadable state records dropped; those paths are compared afresh",
-            streamed.bad_records
-        ));
-    }
     let counts = Some(safety::Counts { files: streamed.files, recorded: streamed.recorded, whole_sides: true });
     let [issues_s, issues_d] = streamed.issues;
     let [left_s, left_d] = streamed.leftovers;
-    Ok(settle(streamed.snapshots, streamed.state, counts, [(issues_s, left_s), (issues_d, left_d)], warnings))
+    let found = [(issues_s, left_s), (issues_d, left_d)];
+    Ok(settle(streamed.snapshots, streamed.state, counts, found, streamed.bad_records, warnings))
 }
 
 /// What the scan reported, said, and what could not be read left out of the run.
@@ -445,8 +437,12 @@ fn settle(
     mut state: State,
     counts: Option<safety::Counts>,
     found: [(Vec<crate::endpoint::ScanIssue>, Vec<String>); 2],
+    bad_records: usize,
     warnings: &mut Warnings,
 ) -> Scanned {
+    if bad_records > 0 {
+        warnings.warn(format!("{bad_records} unreadable state records dropped; those paths are compared afresh"));
+    }
     let mut problems = Vec::new();
     let mut left_alone: Vec<String> = Vec::new();
     let mut leftovers: [Vec<String>; 2] = Default::default();

@@ -110,27 +110,7 @@ impl Replicator {
         let lock = PairLock::acquire(&job.state_dir, &id)?;
         let existed = job.state_dir.join("pairs").join(&id).exists();
         let tag = &id[..8];
-        let replica = spec::open(&replica_spec, &job.auth, tag, job.connections)
-            .map_err(|e| Error::Unreachable { what: format!("replica {}", replica_spec.url()), source: Box::new(e) })?;
-        if let Err(e) = replica.check_root() {
-            match (e.kind(), &replica_spec) {
-                (ErrorKind::Unreachable, _) => {
-                    return Err(Error::Unreachable { what: format!("replica {}", replica.url()), source: Box::new(e) })
-                }
-                (ErrorKind::NotFound, EndpointSpec::Local(root))
-                    if !existed && root.parent().is_some_and(Path::is_dir) =>
-                {
-                    std::fs::create_dir(root)
-                        .map_err(|e| Error::Safety(format!("the replica {} cannot be created: {e}", root.display())))?;
-                }
-                _ => {
-                    return Err(Error::Safety(format!(
-                        "the replica {} is missing or unreadable: {e} (an unmounted drive?)",
-                        replica.url()
-                    )))
-                }
-            }
-        }
+        let replica = open_replica(&replica_spec, &job.auth, tag, job.connections, existed)?;
         let replica: Box<dyn Endpoint> = match job.colon {
             Some(sep) => Box::new(ColonMap::new(replica, sep)),
             None => replica,
@@ -640,6 +620,35 @@ impl Replicator {
     /// Makes the state durable (sled flushes on its own too; this is for an orderly end).
     pub fn flush(&self) -> Result<()> {
         self.db.flush()
+    }
+}
+
+/// Opens a mail replica (any layout's): unreachable is exit 6; a missing local replica root is
+/// created on the first run only (no state yet: `existed` false), later it is an unmounted
+/// drive, a safety stop.
+pub(crate) fn open_replica(
+    spec: &EndpointSpec,
+    auth: &Auth,
+    tag: &str,
+    connections: usize,
+    existed: bool,
+) -> Result<Box<dyn Endpoint>> {
+    let replica = spec::open(spec, auth, tag, connections)
+        .map_err(|e| Error::Unreachable { what: format!("replica {}", spec.url()), source: Box::new(e) })?;
+    let Err(e) = replica.check_root() else { return Ok(replica) };
+    match (e.kind(), spec) {
+        (ErrorKind::Unreachable, _) => {
+            Err(Error::Unreachable { what: format!("replica {}", replica.url()), source: Box::new(e) })
+        }
+        (ErrorKind::NotFound, EndpointSpec::Local(root)) if !existed && root.parent().is_some_and(Path::is_dir) => {
+            std::fs::create_dir(root)
+                .map_err(|e| Error::Safety(format!("the replica {} cannot be created: {e}", root.display())))?;
+            Ok(replica)
+        }
+        _ => Err(Error::Safety(format!(
+            "the replica {} is missing or unreadable: {e} (an unmounted drive?)",
+            replica.url()
+        ))),
     }
 }
 

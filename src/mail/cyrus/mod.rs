@@ -40,12 +40,17 @@ pub fn give_to_owner_of(top: &Path, path: &Path) -> std::io::Result<()> {
     while let Some(p) = at.filter(|p| p.starts_with(top) && *p != top) {
         let meta = std::fs::symlink_metadata(p)?;
         if meta.uid() != owner.uid() || meta.gid() != owner.gid() {
-            match std::os::unix::fs::lchown(p, Some(owner.uid()), Some(owner.gid())) {
-                Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => {}
-                other => other?,
-            }
+            give(p, &owner)?;
         }
         at = p.parent();
     }
     Ok(())
+}
+
+/// Gives `path` (not followed) the owner of `owner`; a process that may not is left as it is.
+pub fn give(path: &Path, owner: &std::fs::Metadata) -> std::io::Result<()> {
+    match std::os::unix::fs::lchown(path, Some(owner.uid()), Some(owner.gid())) {
+        Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => Ok(()),
+        other => other,
+    }
 }

@@ -18,8 +18,8 @@ use crate::core::filter::Filter;
 use crate::core::model::{ancestors, split, Entry, Kind, Side, Snapshot, State, StateRecord};
 use crate::core::plan::Action;
 use crate::endpoint::credentials::Auth;
-use crate::endpoint::spec::{self, EndpointSpec};
-use crate::endpoint::{Endpoint, ErrorKind};
+use crate::endpoint::spec::EndpointSpec;
+use crate::endpoint::Endpoint;
 use crate::engine::executor::{Executor, Observer, Outcome, Problem};
 use crate::mail::cyrus::capture::{self, Captured};
 use crate::mail::cyrus::conf::CyrusConf;
@@ -110,27 +110,7 @@ impl CyrusReplicator {
         let lock = PairLock::acquire(&job.state_dir, &id)?;
         let existed = job.state_dir.join("pairs").join(&id).exists();
         let tag = &id[..8];
-        let replica = spec::open(&replica_spec, &job.auth, tag, job.connections)
-            .map_err(|e| Error::Unreachable { what: format!("replica {}", replica_spec.url()), source: Box::new(e) })?;
-        if let Err(e) = replica.check_root() {
-            match (e.kind(), &replica_spec) {
-                (ErrorKind::Unreachable, _) => {
-                    return Err(Error::Unreachable { what: format!("replica {}", replica.url()), source: Box::new(e) })
-                }
-                (ErrorKind::NotFound, EndpointSpec::Local(root))
-                    if !existed && root.parent().is_some_and(Path::is_dir) =>
-                {
-                    std::fs::create_dir(root)
-                        .map_err(|e| Error::Safety(format!("the replica {} cannot be created: {e}", root.display())))?;
-                }
-                _ => {
-                    return Err(Error::Safety(format!(
-                        "the replica {} is missing or unreadable: {e} (an unmounted drive?)",
-                        replica.url()
-                    )))
-                }
-            }
-        }
+        let replica = crate::mail::replicate::open_replica(&replica_spec, &job.auth, tag, job.connections, existed)?;
         let (db, _) = StateDb::open(&job.state_dir, &id, [&master_url, &replica_spec.url()], false)?;
         let spool = SpoolEndpoint::new(Roots::new(&job.conf), tag);
         Ok(CyrusReplicator { job, spool, replica, db, _lock: lock })

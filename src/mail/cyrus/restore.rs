@@ -13,7 +13,6 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::Read;
-use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
 use crate::core::error::{Error, Result};
@@ -23,9 +22,9 @@ use crate::core::plan::Action;
 use crate::endpoint::local::LocalEndpoint;
 use crate::endpoint::Endpoint;
 use crate::engine::executor::{Observer, Outcome, Problem};
-use crate::mail::cyrus::index;
 use crate::mail::cyrus::replicate::{CyrusReplicator, DUMP, LINK};
 use crate::mail::cyrus::spool::{inbox_name, parse_mboxlist, Listed};
+use crate::mail::cyrus::{give, index};
 use crate::mail::replicate::Passed;
 use crate::mail::synclog::user_of_mailbox;
 
@@ -448,12 +447,4 @@ fn make_folders(root: &Path, folder: &Path, owner: &std::fs::Metadata) -> std::i
         }
     }
     Ok(made)
-}
-
-/// Gives `path` (not followed) the owner of `owner`; a process that may not is left as it is.
-fn give(path: &Path, owner: &std::fs::Metadata) -> std::io::Result<()> {
-    match std::os::unix::fs::lchown(path, Some(owner.uid()), Some(owner.gid())) {
-        Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => Ok(()),
-        other => other,
-    }
 }
