@@ -608,6 +608,11 @@ fn bad_setups_get_one_line_and_their_exit_code() {
     let run = env.run(&["mail", "-A"]);
     assert_eq!(run.code, 2, "{run}");
     assert!(run.stderr.contains("no users"), "{run}");
+    // --force takes replica or spool only; -n a channel imapd.conf does not list.
+    let run = env.run(&["mail", "--restore", "-A", "--force", "mine"]);
+    assert_eq!((run.code, run.stderr.contains("--force \"mine\": give replica or spool")), (2, true), "{run}");
+    let run = env.run(&["mail", "-r", "-1", "-n", "other"]);
+    assert_eq!((run.code, run.stderr.contains("-n other: not among sync_log_channels")), (2, true), "{run}");
     // An unknown user or mailbox: exit 2, naming it.
     env.server.create_user("alice");
     let run = env.run(&["mail", "-u", "nobody"]);
