@@ -212,6 +212,16 @@ impl Reporter for Both<'_> {
         self.1.planned(plan);
     }
 
+    fn expect_later(&self, copies: u64, bytes: u64) {
+        self.0.expect_later(copies, bytes);
+        self.1.expect_later(copies, bytes);
+    }
+
+    fn planned_later(&self, plan: &Plan) {
+        self.0.planned_later(plan);
+        self.1.planned_later(plan);
+    }
+
     fn scanning(&self, counts: [Option<Arc<std::sync::atomic::AtomicUsize>>; 2]) {
         self.0.scanning(counts.clone());
         self.1.scanning(counts);

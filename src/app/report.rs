@@ -50,6 +50,8 @@ pub struct Console {
     /// With `--json`: the warnings said, for a summary built here (`mail`; a sync's summary has
     /// its own).
     warnings: Mutex<Vec<serde_json::Value>>,
+    /// Copies and bytes that bulk rows left for later will add to the plan's (for the line).
+    later: Mutex<(u64, u64)>,
     /// `mail -r` running on: `--json` prints an object per cycle.
     json_cycles: bool,
     /// Whether anything is printed; not when `pairsync console` owns the terminal (the log file
@@ -77,6 +79,37 @@ pub fn open_log(path: &Path) -> std::io::Result<File> {
 }
 
 impl Console {
+    /// A plan's conflicts (always) and, for a dry run, its actions: said, logged, or kept for
+    /// `--json`.
+    fn report_plan(&self, plan: &Plan) {
+        if self.json {
+            let mut actions = self.actions.lock().unwrap();
+            actions.extend(plan.conflicts.iter().map(|c| {
+                serde_json::json!({ "kind": "conflict", "path": c.path, "reason": c.reason, "resolution": c.resolution })
+            }));
+            if self.dry_run {
+                actions.extend(plan.actions().filter_map(action_json));
+            }
+        }
+        for conflict in &plan.conflicts {
+            self.log(&conflict.to_string());
+            if self.json {
+                continue;
+            }
+            // A conflict is something a person must look at: even -q (cron) shows it, on stderr.
+            if self.verbosity > Verbosity::Quiet {
+                self.say(&conflict.to_string());
+            } else {
+                self.complain(&conflict.to_string());
+            }
+        }
+        if self.dry_run && !self.json && self.verbosity > Verbosity::Quiet {
+            for action in plan.actions().filter(|a| a.touches_a_side() || self.verbosity == Verbosity::Verbose) {
+                self.say(&format!("would {action}"));
+            }
+        }
+    }
+
     /// `log`: a file to append timestamped lines to.
     pub fn new(verbosity: Verbosity, json: bool, dry_run: bool, log: Option<&Path>) -> std::io::Result<Console> {
         let log = match log {
@@ -101,6 +134,7 @@ impl Console {
             json_sink: None,
             actions: Mutex::new(Vec::new()),
             warnings: Mutex::new(Vec::new()),
+            later: Mutex::new((0, 0)),
             json_cycles: false,
             terminal: true,
         })
@@ -394,34 +428,10 @@ impl Reporter for Console {
     }
 
     fn planned(&self, plan: &Plan) {
-        if self.json {
-            let mut actions = self.actions.lock().unwrap();
-            actions.extend(plan.conflicts.iter().map(|c| {
-                serde_json::json!({ "kind": "conflict", "path": c.path, "reason": c.reason, "resolution": c.resolution })
-            }));
-            if self.dry_run {
-                actions.extend(plan.actions().filter_map(action_json));
-            }
-        }
-        for conflict in &plan.conflicts {
-            self.log(&conflict.to_string());
-            if self.json {
-                continue;
-            }
-            // A conflict is something a person must look at: even -q (cron) shows it, on stderr.
-            if self.verbosity > Verbosity::Quiet {
-                self.say(&conflict.to_string());
-            } else {
-                self.complain(&conflict.to_string());
-            }
-        }
-        if self.dry_run && !self.json && self.verbosity > Verbosity::Quiet {
-            for action in plan.actions().filter(|a| a.touches_a_side() || self.verbosity == Verbosity::Verbose) {
-                self.say(&format!("would {action}"));
-            }
-        }
+        self.report_plan(plan);
         if let Some(bar) = self.drawn() {
-            let (files, bytes) = plan.actions().fold((0, 0), |(files, bytes), a| match a {
+            let later = *self.later.lock().unwrap();
+            let (files, bytes) = plan.actions().fold(later, |(files, bytes), a| match a {
                 Action::Copy { entry, .. } => (files + 1, bytes + entry.size),
                 _ => (files, bytes),
             });
@@ -431,6 +441,14 @@ impl Reporter for Console {
                 bar.finish();
             }
         }
+    }
+
+    fn expect_later(&self, copies: u64, bytes: u64) {
+        *self.later.lock().unwrap() = (copies, bytes);
+    }
+
+    fn planned_later(&self, plan: &Plan) {
+        self.report_plan(plan);
     }
 
     fn scanning(&self, counts: [Option<Arc<std::sync::atomic::AtomicUsize>>; 2]) {

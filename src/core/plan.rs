@@ -415,6 +415,27 @@ fn deleted_by_size(rows: &[Row], side: Side) -> HashMap<u64, Vec<usize>> {
     by_size
 }
 
+/// The sizes a file created on each side must have to be the new name of a file deleted there
+/// (see [`plan`]'s rename detection): a file created with any other size is no rename.
+pub fn rename_sizes(mode: Mode, state: &State, source: &Snapshot, destination: &Snapshot) -> [HashSet<u64>; 2] {
+    let options = PlanOptions::default();
+    let inputs = Inputs { mode, state, sides: [source, destination], options: &options };
+    let rows = inputs.rows();
+    let mut sizes: [HashSet<u64>; 2] = Default::default();
+    for &side in inputs.rename_sides() {
+        // Looser than `deleted_on`, which needs hashes not made yet: the other side may be
+        // only touched.
+        let deleted = rows.iter().filter_map(|row| match row.record {
+            Some(record) if record.kind == Kind::File && row.entry(side).is_none() => {
+                row.entry(side.other()).is_some_and(|e| e.kind == Kind::File).then_some(record.side(side).size)
+            }
+            _ => None,
+        });
+        sizes[side.index()] = deleted.collect();
+    }
+    sizes
+}
+
 /// The files whose content hash [`plan`] needs to decide correctly, as (side, path).
 ///
 /// - a file whose size is as recorded but whose mtime is not (touched, or an edit that kept the

@@ -509,7 +509,8 @@ impl<T: TlsStream + Send + 'static> FtpEndpoint<T> {
             let path = self.full(&dir);
             let listing = match self.with_conn(|conn| Self::list(conn, &path)) {
                 Ok(listing) => listing,
-                Err(e) if whole && dir.is_empty() => return Err(e),
+                // The root (only ever a start) must be listed, whole or as one folder.
+                Err(e) if dir.is_empty() => return Err(e),
                 // A start folder that is not (or no longer) a folder: its parent's listing says
                 // what is there. One that is a folder but cannot be listed is an issue below.
                 Err(_)

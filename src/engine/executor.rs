@@ -64,6 +64,16 @@ impl Tally {
         }
     }
 
+    /// Adds what another part of the same run did. (`versioned` is counted for the whole run.)
+    pub fn merge(&mut self, other: &Tally) {
+        self.copied += other.copied;
+        self.bytes += other.bytes;
+        self.deleted += other.deleted;
+        self.renamed += other.renamed;
+        self.folders_created += other.folders_created;
+        self.versioned = self.versioned.max(other.versioned);
+    }
+
     pub fn of(plan: &Plan) -> Tally {
         let mut tally = Tally::default();
         plan.actions().for_each(|a| tally.add(a));

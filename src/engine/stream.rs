@@ -11,18 +11,19 @@
 //! Each side is listed by a worker thread (one listing request at a time), the state is read
 //! by key (it is stored per folder); the three meet per folder.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap, HashSet, VecDeque};
 use std::sync::mpsc;
 
 use crate::core::filter::Filter;
-use crate::core::model::{split, Entry, Kind, Side, Snapshot, State, StateRecord};
-use crate::endpoint::{Endpoint, Result as EndpointResult, Scan, ScanIssue};
+use crate::core::model::{is_inside, split, Entry, Kind, Side, Snapshot, State, StateRecord};
+use crate::core::plan::Mode;
+use crate::endpoint::{Endpoint, EndpointError, Result as EndpointResult, Scan, ScanIssue};
 use crate::state::StateDb;
 
 /// What the streamed scan keeps and counts.
 #[derive(Debug, Default)]
 pub struct Streamed {
-    /// Folders, and files not unchanged, per side.
+    /// Folders, and files not unchanged, per side (bulk rows left for later excepted).
     pub snapshots: [Snapshot; 2],
     /// Their records (and those of paths no side holds any more).
     pub state: State,
@@ -34,6 +35,51 @@ pub struct Streamed {
     pub leftovers: [Vec<String>; 2],
     /// Folders whose records did not decode.
     pub bad_records: usize,
+    /// The bulk rows left for later, when there were too many to hold.
+    pub later: Later,
+}
+
+/// Bulk rows (see [`bulk`]) left to be listed again, planned and applied folder by folder once
+/// the rest of the plan is done: a run with more of them than it holds (a first run, a large
+/// new tree) keeps only their folders.
+#[derive(Debug, Default)]
+pub struct Later {
+    /// The folders holding them, in the order they were met.
+    pub folders: Vec<BulkFolder>,
+    /// Copies they will likely make, and their bytes (for a progress line).
+    pub copies: u64,
+    pub bytes: u64,
+}
+
+/// A folder holding bulk rows, and where it stands.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BulkFolder {
+    pub path: String,
+    pub place: Place,
+}
+
+/// Where a folder stands, for the rows inside it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Place {
+    /// A folder on both sides, as are all the folders above it.
+    Both,
+    /// A folder new on this side only (no record, nothing on the other side), in a folder
+    /// that is on both sides or new there too: all it holds is new, and copied over.
+    New(Side),
+}
+
+/// One path of a folder, as both sides and the state hold it.
+#[derive(Debug, Clone)]
+pub struct Row {
+    pub path: String,
+    pub entries: [Option<Entry>; 2],
+    pub record: Option<StateRecord>,
+}
+
+/// A held row, and whether it is a bulk row.
+struct Kept {
+    row: Row,
+    bulk: bool,
 }
 
 /// Folders asked of the workers ahead of the one being merged.
@@ -53,25 +99,75 @@ fn unchanged(source: Option<&Entry>, destination: Option<&Entry>, record: Option
     }
 }
 
-/// Reads both sides (`empty`: a side known to hold nothing, a destination a first run would
-/// create) and the state, folder by folder from the root. An error is the side that could
-/// not be listed at all, with its error.
-pub fn stream(
-    sides: [&dyn Endpoint; 2],
-    empty: [bool; 2],
-    filter: &Filter,
-    db: &StateDb,
-) -> crate::core::error::Result<Result<Streamed, (Side, crate::endpoint::EndpointError)>> {
-    std::thread::scope(|scope| {
-        // One worker per side: a folder path in, its listing out.
+/// True when a file new on `side` is copied to the other side in `mode` (not deleted there, as
+/// a clone does with what only its destination holds, nor left alone, as simple mode does).
+fn carried(mode: Mode, side: Side) -> bool {
+    side == Side::Source || mode == Mode::TwoWay
+}
+
+/// A bulk row: a file whose plan needs nothing from outside its own path, so that it can be
+/// planned and applied apart from the rest and after it. It is a file on both sides (copied,
+/// recorded or a conflict kept both: never a deletion), or a new file on one side carried to
+/// the other, in a folder at a `place` where no folder above changes type or is deleted. A new
+/// file may still be the new name of a renamed one: [`relist`] leaves out those whose size
+/// some deleted file has.
+pub fn bulk(mode: Mode, place: Place, entries: [Option<&Entry>; 2], record: Option<&StateRecord>) -> bool {
+    let file = |entry: Option<&Entry>| entry.is_some_and(|e| e.kind == Kind::File);
+    if record.is_some_and(|r| r.kind != Kind::File) {
+        return false;
+    }
+    let new_on = |side: Side| {
+        record.is_none()
+            && file(entries[side.index()])
+            && entries[side.other().index()].is_none()
+            && carried(mode, side)
+    };
+    match place {
+        Place::Both => (file(entries[0]) && file(entries[1])) || Side::BOTH.into_iter().any(new_on),
+        Place::New(side) => new_on(side),
+    }
+}
+
+/// Where a folder of a folder at `place` stands; `None`: its rows are never bulk rows.
+pub fn child_place(
+    mode: Mode,
+    place: Place,
+    entries: [Option<&Entry>; 2],
+    record: Option<&StateRecord>,
+) -> Option<Place> {
+    let dir = |entry: Option<&Entry>| entry.is_some_and(Entry::is_dir);
+    let new_on = |side: Side| {
+        record.is_none() && dir(entries[side.index()]) && entries[side.other().index()].is_none() && carried(mode, side)
+    };
+    match place {
+        Place::Both if dir(entries[0]) && dir(entries[1]) => Some(Place::Both),
+        Place::Both => Side::BOTH.into_iter().find(|&side| new_on(side)).map(Place::New),
+        Place::New(side) => new_on(side).then_some(Place::New(side)),
+    }
+}
+
+/// Two listing workers, one a side, answering folders in the order asked.
+struct Listers {
+    /// A folder, and whether the side holds it (if not, it is not asked, and holds nothing).
+    ask: [mpsc::Sender<(String, bool)>; 2],
+    told: [mpsc::Receiver<EndpointResult<Scan>>; 2],
+}
+
+impl Listers {
+    fn spawn<'s, 'e: 's>(
+        scope: &'s std::thread::Scope<'s, 'e>,
+        sides: [&'e dyn Endpoint; 2],
+        empty: [bool; 2],
+        filter: &'e Filter,
+    ) -> Listers {
         let workers = Side::BOTH.map(|side| {
-            let (ask, asked) = mpsc::channel::<String>();
+            let (ask, asked) = mpsc::channel::<(String, bool)>();
             let (tell, told) = mpsc::channel::<EndpointResult<Scan>>();
             let endpoint = sides[side.index()];
             let nothing = empty[side.index()];
             scope.spawn(move || {
-                for folder in asked {
-                    let listing = if nothing {
+                for (folder, there) in asked {
+                    let listing = if nothing || !there {
                         Ok(Scan { snapshot: Snapshot::default(), issues: Vec::new(), leftovers: Vec::new() })
                     } else {
                         endpoint.scan_part(filter, std::slice::from_ref(&folder), &[])
@@ -83,30 +179,74 @@ pub fn stream(
             });
             (ask, told)
         });
+        let [(ask_s, told_s), (ask_d, told_d)] = workers;
+        Listers { ask: [ask_s, ask_d], told: [told_s, told_d] }
+    }
+
+    fn ask(&self, folder: &str, there: [bool; 2]) {
+        for (ask, there) in self.ask.iter().zip(there) {
+            ask.send((folder.to_string(), there)).expect("the worker waits");
+        }
+    }
+
+    fn answer(&self, side: Side) -> EndpointResult<Scan> {
+        self.told[side.index()].recv().expect("the worker answers")
+    }
+}
+
+/// The paths directly in `folder` that the listings or the state hold, in order.
+fn children<'a>(folder: &str, listed: &'a [Snapshot; 2], state: &'a State) -> BTreeSet<&'a String> {
+    let inside = |path: &str| !path.is_empty() && split(path).0 == folder && path != folder;
+    listed[0]
+        .iter()
+        .chain(listed[1].iter())
+        .map(|(p, _)| p)
+        .chain(state.iter().map(|(p, _)| p))
+        .filter(|p| inside(p))
+        .collect()
+}
+
+/// Reads both sides (`empty`: a side known to hold nothing, a destination a first run would
+/// create) and the state, folder by folder from the root. Once more than `hold` bulk rows
+/// (see [`bulk`]) are met, they are no longer held: only their folders are, in
+/// [`Streamed::later`]. An error is the side that could not be listed at all, with its error.
+pub fn stream(
+    sides: [&dyn Endpoint; 2],
+    empty: [bool; 2],
+    filter: &Filter,
+    db: &StateDb,
+    mode: Mode,
+    hold: usize,
+) -> crate::core::error::Result<Result<Streamed, (Side, EndpointError)>> {
+    std::thread::scope(|scope| {
+        let listers = Listers::spawn(scope, sides, empty, filter);
         let mut out = Streamed::default();
-        let mut kept: [Vec<(String, Entry)>; 2] = Default::default();
-        let mut records: Vec<(String, StateRecord)> = Vec::new();
-        // Where each folder's entry is in `kept`, to set what its own listing learns of it.
-        let mut folder_at: [HashMap<String, usize>; 2] = Default::default();
+        let mut kept: Vec<Kept> = Vec::new();
+        // Where each folder's row is in `kept`, to set what its own listing learns of it.
+        let mut folder_at: HashMap<String, usize> = HashMap::new();
+        let (mut held, mut spilled) = (0usize, false);
         // Folders to read, and those asked of both workers already (answered in that order):
         // a few are kept in flight so that neither side waits for the other's folder.
-        let mut folders = vec![String::new()];
-        let mut in_flight: std::collections::VecDeque<String> = std::collections::VecDeque::new();
+        // Each with where it stands, and the sides that hold it: only those are asked.
+        let mut folders: Vec<(String, Option<Place>, [bool; 2])> = vec![(String::new(), Some(Place::Both), [true; 2])];
+        let mut in_flight: VecDeque<(String, Option<Place>)> = VecDeque::new();
         loop {
             while in_flight.len() < IN_FLIGHT {
-                let Some(next) = folders.pop() else { break };
-                for (ask, _) in &workers {
-                    ask.send(next.clone()).expect("the worker waits");
-                }
-                in_flight.push_back(next);
+                let Some((next, place, there)) = folders.pop() else { break };
+                listers.ask(&next, there);
+                in_flight.push_back((next, place));
             }
-            let Some(folder) = in_flight.pop_front() else { break };
+            let Some((folder, place)) = in_flight.pop_front() else { break };
+            if let Some(new @ Place::New(_)) = place {
+                // Made by the later pass, with its files: where folders are staged (FTP), it is
+                // filled under a temp name and moved into place there.
+                out.later.folders.push(BulkFolder { path: folder.clone(), place: new });
+            }
             let (state, bad) = db.load_folders([folder.as_str()])?;
             out.bad_records += bad;
             let mut listed: [Snapshot; 2] = Default::default();
             for side in Side::BOTH {
-                let scan = workers[side.index()].1.recv().expect("the worker answers");
-                let scan = match scan {
+                let scan = match listers.answer(side) {
                     Ok(scan) => scan,
                     Err(e) if folder.is_empty() => return Ok(Err((side, e))),
                     // A folder that vanished or broke since its parent was listed: its side
@@ -124,20 +264,14 @@ pub fn stream(
                 out.leftovers[side.index()].extend(scan.leftovers);
                 // The folder's own entry, as its listing saw it (whether it holds something
                 // left out, which keeps it from being deleted).
-                if let (Some(entry), Some(&at)) = (scan.snapshot.get(&folder), folder_at[side.index()].get(&folder)) {
-                    kept[side.index()][at].1 = *entry;
+                if let (Some(entry), Some(&at)) = (scan.snapshot.get(&folder), folder_at.get(&folder)) {
+                    if let Some(kept) = kept[at].row.entries[side.index()].as_mut() {
+                        *kept = *entry;
+                    }
                 }
                 listed[side.index()] = scan.snapshot;
             }
-            let inside = |path: &str| !path.is_empty() && split(path).0 == folder.as_str() && path != folder.as_str();
-            let children: BTreeSet<&String> = listed[0]
-                .iter()
-                .chain(listed[1].iter())
-                .map(|(p, _)| p)
-                .chain(state.iter().map(|(p, _)| p))
-                .filter(|p| inside(p))
-                .collect();
-            for path in children {
+            for path in children(&folder, &listed, &state) {
                 let entries = [listed[0].get(path), listed[1].get(path)];
                 let record = state.get(path);
                 for side in Side::BOTH {
@@ -154,27 +288,153 @@ pub fn stream(
                 if !folder_here && unchanged(entries[0], entries[1], record) {
                     continue;
                 }
-                for side in Side::BOTH {
-                    if let Some(entry) = entries[side.index()] {
-                        if entry.is_dir() {
-                            folder_at[side.index()].insert(path.clone(), kept[side.index()].len());
+                let is_bulk = !folder_here && place.is_some_and(|p| bulk(mode, p, entries, record));
+                if is_bulk {
+                    out.later.note(&folder, place.expect("a bulk row has a place"), entries);
+                    if spilled {
+                        continue;
+                    }
+                    held += 1;
+                }
+                // A new folder is a bulk row too: the later pass makes it.
+                let mut is_bulk = is_bulk;
+                if folder_here {
+                    let inner = place.and_then(|p| child_place(mode, p, entries, record));
+                    folders.push((path.clone(), inner, entries.map(|e| e.is_some_and(Entry::is_dir))));
+                    if matches!(inner, Some(Place::New(_))) {
+                        is_bulk = true;
+                        if spilled {
+                            continue;
                         }
-                        kept[side.index()].push((path.clone(), *entry));
+                    } else {
+                        folder_at.insert(path.clone(), kept.len());
                     }
                 }
-                if let Some(record) = record {
-                    records.push((path.clone(), *record));
-                }
-                if folder_here {
-                    folders.push(path.clone());
-                }
+                let row = Row { path: path.clone(), entries: entries.map(|e| e.copied()), record: record.copied() };
+                kept.push(Kept { row, bulk: is_bulk });
+            }
+            if !spilled && held > hold {
+                // Too many to hold: from now on only their folders are kept.
+                spilled = true;
+                kept.retain(|k| !k.bulk);
+                folder_at = kept
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, k)| k.row.entries.iter().flatten().any(Entry::is_dir))
+                    .map(|(i, k)| (k.row.path.clone(), i))
+                    .collect();
             }
         }
-        drop(workers);
-        let [source, destination] = kept;
+        drop(listers);
+        if !spilled {
+            out.later = Later::default();
+        }
+        let mut sides: [Vec<(String, Entry)>; 2] = Default::default();
+        let mut records = Vec::new();
+        for Kept { row, .. } in kept {
+            for side in Side::BOTH {
+                if let Some(entry) = row.entries[side.index()] {
+                    sides[side.index()].push((row.path.clone(), entry));
+                }
+            }
+            if let Some(record) = row.record {
+                records.push((row.path, record));
+            }
+        }
+        let [source, destination] = sides;
         out.snapshots = [Snapshot::from_unique(source), Snapshot::from_unique(destination)];
         out.state = State::from_unique(records);
         Ok(Ok(out))
+    })
+}
+
+impl Later {
+    /// A bulk row of `folder` met.
+    fn note(&mut self, folder: &str, place: Place, entries: [Option<&Entry>; 2]) {
+        if self.folders.last().is_none_or(|last| last.path != folder) {
+            self.folders.push(BulkFolder { path: folder.to_string(), place });
+        }
+        // A file on one side only is copied; one on both sides is when they differ.
+        let copied = match entries {
+            [Some(e), None] | [None, Some(e)] => Some(e),
+            [Some(s), Some(d)] if !s.same_metadata(d) => Some(s),
+            _ => None,
+        };
+        if let Some(entry) = copied {
+            self.copies += 1;
+            self.bytes += entry.size;
+        }
+    }
+}
+
+/// What [`relist`] hands each folder to: the folder, its own entry on each side, its rows.
+pub type EachFolder<'a> = dyn FnMut(&BulkFolder, [Option<Entry>; 2], Vec<Row>) -> crate::core::error::Result<bool> + 'a;
+
+/// Lists each of `folders` again (both sides and the state) and hands `each` its bulk rows that
+/// `wanted` accepts, not unchanged, and not at or below a path the listings could not read
+/// (said by the first pass, or by the next run). `each` returning false stops.
+#[allow(clippy::too_many_arguments)]
+pub fn relist(
+    sides: [&dyn Endpoint; 2],
+    empty: [bool; 2],
+    filter: &Filter,
+    db: &StateDb,
+    mode: Mode,
+    folders: &[BulkFolder],
+    wanted: &dyn Fn(&Row) -> bool,
+    each: &mut EachFolder,
+) -> crate::core::error::Result<()> {
+    std::thread::scope(|scope| {
+        let listers = Listers::spawn(scope, sides, empty, filter);
+        let mut asked = 0;
+        for (at, folder) in folders.iter().enumerate() {
+            while asked < folders.len() && asked < at + IN_FLIGHT {
+                // A new folder is listed where it is: the other side holds nothing new there.
+                let there = match folders[asked].place {
+                    Place::Both => [true; 2],
+                    Place::New(side) => Side::BOTH.map(|s| s == side),
+                };
+                listers.ask(&folders[asked].path, there);
+                asked += 1;
+            }
+            let (state, _) = db.load_folders([folder.path.as_str()])?;
+            let mut listed: [Snapshot; 2] = Default::default();
+            let mut unreadable: HashSet<String> = HashSet::new();
+            for side in Side::BOTH {
+                match listers.answer(side) {
+                    Ok(scan) => {
+                        unreadable.extend(scan.issues.into_iter().map(|issue| issue.path));
+                        listed[side.index()] = scan.snapshot;
+                    }
+                    // Gone since the first pass: nothing to do there now.
+                    Err(_) => {
+                        unreadable.insert(folder.path.clone());
+                    }
+                }
+            }
+            let out = |path: &str| unreadable.iter().any(|u| u == path || u.is_empty() || is_inside(path, u));
+            let rows: Vec<Row> = children(&folder.path, &listed, &state)
+                .into_iter()
+                .filter(|path| !out(path))
+                .filter_map(|path| {
+                    let entries = [listed[0].get(path), listed[1].get(path)];
+                    let record = state.get(path);
+                    let take = bulk(mode, folder.place, entries, record) && !unchanged(entries[0], entries[1], record);
+                    take.then(|| Row {
+                        path: path.clone(),
+                        entries: entries.map(|e| e.copied()),
+                        record: record.copied(),
+                    })
+                })
+                .filter(|row| wanted(row))
+                .collect();
+            let own = Side::BOTH.map(|side| listed[side.index()].get(&folder.path).copied());
+            if !each(folder, own, rows)? {
+                break;
+            }
+        }
+        drop(listers);
+        Ok(())
     })
 }
 
@@ -199,5 +459,64 @@ mod tests {
         assert!(!unchanged(None, Some(&file(1, 20)), Some(&r)), "deleted");
         assert!(!unchanged(Some(&file(1, 10)), Some(&file(1, 20)), None), "no record: a merge");
         assert!(!unchanged(Some(&Entry::dir()), Some(&file(1, 20)), Some(&r)), "now a folder");
+    }
+
+    fn record(kind: Kind) -> StateRecord {
+        StateRecord { kind, source: Observed::default(), destination: Observed::default(), hash: None }
+    }
+
+    #[test]
+    fn bulk_rows_are_files_planned_from_their_own_path_alone() {
+        use Mode::{Clone, Simple, TwoWay};
+        use Place::{Both, New};
+        use Side::{Destination as D, Source as S};
+        let (f, d) = (Entry::file(1, 1), Entry::dir());
+        let (rf, rd) = (record(Kind::File), record(Kind::Dir));
+        type Case = (&'static str, Mode, Place, [Option<Entry>; 2], Option<StateRecord>, bool);
+        let cases: Vec<Case> = vec![
+            ("on both sides, recorded", TwoWay, Both, [Some(f), Some(f)], Some(rf), true),
+            ("on both sides, never synced", Clone, Both, [Some(f), Some(f)], None, true),
+            ("new on the source", Simple, Both, [Some(f), None], None, true),
+            ("new on the destination, two-way", TwoWay, Both, [None, Some(f)], None, true),
+            ("new on the destination, clone: deleted there", Clone, Both, [None, Some(f)], None, false),
+            ("new on the destination, simple: left alone", Simple, Both, [None, Some(f)], None, false),
+            ("deleted on the source", TwoWay, Both, [None, Some(f)], Some(rf), false),
+            ("deleted on both", TwoWay, Both, [None, None], Some(rf), false),
+            ("a folder", TwoWay, Both, [Some(d), Some(d)], None, false),
+            ("a file where a folder was", TwoWay, Both, [Some(f), Some(f)], Some(rd), false),
+            ("a file and a folder", TwoWay, Both, [Some(f), Some(d)], None, false),
+            ("new in a new folder", TwoWay, New(D), [None, Some(f)], None, true),
+            ("on the wrong side of a new folder", TwoWay, New(S), [None, Some(f)], None, false),
+            ("recorded in a new folder", TwoWay, New(S), [Some(f), None], Some(rf), false),
+        ];
+        for (name, mode, place, entries, record, want) in cases {
+            assert_eq!(bulk(mode, place, [entries[0].as_ref(), entries[1].as_ref()], record.as_ref()), want, "{name}");
+        }
+    }
+
+    #[test]
+    fn a_folder_is_a_place_for_bulk_rows_when_nothing_above_it_changes_type_or_goes() {
+        use Mode::{Clone, TwoWay};
+        use Place::{Both, New};
+        use Side::{Destination as D, Source as S};
+        let (f, d) = (Entry::file(1, 1), Entry::dir());
+        let (rf, rd) = (record(Kind::File), record(Kind::Dir));
+        type Case = (&'static str, Mode, Place, [Option<Entry>; 2], Option<StateRecord>, Option<Place>);
+        let cases: Vec<Case> = vec![
+            ("on both sides", TwoWay, Both, [Some(d), Some(d)], Some(rd), Some(Both)),
+            ("on both sides, never synced", TwoWay, Both, [Some(d), Some(d)], None, Some(Both)),
+            ("new on the source", Clone, Both, [Some(d), None], None, Some(New(S))),
+            ("new on the destination, two-way", TwoWay, Both, [None, Some(d)], None, Some(New(D))),
+            ("new on the destination, clone: deleted", Clone, Both, [None, Some(d)], None, None),
+            ("deleted on the destination", TwoWay, Both, [Some(d), None], Some(rd), None),
+            ("a folder where a file was", TwoWay, Both, [Some(d), Some(f)], Some(rf), None),
+            ("a folder and a file", TwoWay, Both, [Some(d), Some(f)], None, None),
+            ("new in a new folder", TwoWay, New(S), [Some(d), None], None, Some(New(S))),
+            ("on both sides in a new folder", TwoWay, New(S), [Some(d), Some(d)], None, None),
+        ];
+        for (name, mode, place, entries, record, want) in cases {
+            let got = child_place(mode, place, [entries[0].as_ref(), entries[1].as_ref()], record.as_ref());
+            assert_eq!(got, want, "{name}");
+        }
     }
 }

@@ -7,6 +7,7 @@
 //! Nothing is written to a side or to the state before the safety check has passed: the
 //! stages before it only read.
 
+use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::path::Path;
 use std::time::Instant;
 
@@ -14,14 +15,15 @@ use crate::core::check::CHECK_FILE_LIMIT;
 use crate::core::error::{Error, Result};
 use crate::core::exit::ExitCode;
 use crate::core::filter::Filter;
-use crate::core::model::{Kind, Side, Snapshot, State};
+use crate::core::model::{Entry, Kind, Side, Snapshot, State, StateRecord};
 use crate::core::plan::{self, Conflict, Mode, Plan, PlanOptions};
 use crate::core::safety;
 use crate::endpoint::spec::{self, EndpointSpec};
 use crate::endpoint::{Endpoint, ErrorKind, IssueKind, Scan};
-use crate::engine::executor::{Executor, Observer, Problem, Tally};
+use crate::engine::executor::{Executor, Observer, Outcome, Problem, Tally};
 use crate::engine::job::{canonical_sides, pair_id_in, Job};
 use crate::engine::scope::{scope_parts, Scope};
+use crate::engine::stream;
 use crate::engine::versions::Versions;
 use crate::state::{Opened, PairLock, StateDb};
 
@@ -73,6 +75,12 @@ pub trait Reporter: Observer {
         self.warning(message)
     }
     fn planned(&self, _plan: &Plan) {}
+    /// Before [`Reporter::planned`]: the copies (and bytes) that bulk rows left for later will
+    /// likely add (see [`crate::engine::stream::Later`]).
+    fn expect_later(&self, _copies: u64, _bytes: u64) {}
+    /// A batch of the bulk rows left for later was planned: its conflicts (and, for a dry run,
+    /// its actions), after the plan given to [`Reporter::planned`].
+    fn planned_later(&self, _plan: &Plan) {}
     /// The sides are being listed, each with its live count of entries (see
     /// [`crate::endpoint::Endpoint::scan_progress`]).
     fn scanning(&self, _counts: [Option<std::sync::Arc<std::sync::atomic::AtomicUsize>>; 2]) {}
@@ -164,30 +172,61 @@ pub fn sync(job: &Job, reporter: &dyn Reporter) -> Result<Summary> {
     let scanned = scan(job, &sides, filter, &db, &mut warnings, destination_to_create)?;
     reporter.planning();
     lap(&mut phases.scan);
-    let Scanned { leftovers, mut problems, .. } = scanned;
-    let plan = plan_and_check(job, &sides, filter, &db, scanned.state, scanned.snapshots, scanned.counts)?;
+    let Scanned { leftovers, mut problems, later, .. } = scanned;
+    let empty = [false, destination_to_create];
+    let (mut state, mut snapshots) = (scanned.state, scanned.snapshots);
+    let renames = with_rename_targets(job, &sides, filter, &db, &later, empty, &mut state, &mut snapshots)?;
+    let options =
+        PlanOptions { conflict_stamp: chrono::Local::now().format("%Y%m%d-%H%M%S").to_string(), ..job.options.clone() };
+    let mut plan = plan_and_check(job, &sides, filter, &db, &options, (state, snapshots), scanned.counts)?;
+    if !later.folders.is_empty() {
+        reporter.expect_later(later.copies, later.bytes);
+    }
     reporter.planned(&plan);
     lap(&mut phases.plan);
 
-    let (tally, interrupted) = if job.dry_run {
-        (Tally::of(&plan), false)
+    let versions = job.backup.clone().map(|backup| Versions::new(backup, stamp));
+    let executor = Executor {
+        endpoints: sides.get(),
+        observer: reporter,
+        workers: workers().max(sides.endpoints[0].parallelism()).max(sides.endpoints[1].parallelism()),
+        durable: job.mode == Mode::TwoWay,
+        versions: versions.as_ref(),
+    };
+    let mut outcome = if job.dry_run {
+        Outcome { tally: Tally::of(&plan), ..Outcome::default() }
     } else {
-        let versions = job.backup.clone().map(|backup| Versions::new(backup, stamp));
-        let executor = Executor {
-            endpoints: sides.get(),
-            observer: reporter,
-            workers: workers().max(sides.endpoints[0].parallelism()).max(sides.endpoints[1].parallelism()),
-            durable: job.mode == Mode::TwoWay,
-            versions: versions.as_ref(),
+        executor.apply(&plan, &db)?
+    };
+    // The plan's memory is given back before the bulk rows are planned; the later pass needs
+    // only the folders it made.
+    let made: HashSet<String> =
+        plan.actions().filter(|a| matches!(a, plan::Action::Mkdir { .. })).map(|a| a.path().to_string()).collect();
+    let mut conflicts = std::mem::take(&mut plan.conflicts);
+    drop(plan);
+    if !later.folders.is_empty() && !outcome.interrupted {
+        let failed: Vec<String> = problems.iter().chain(&outcome.problems).map(|p| p.path.clone()).collect();
+        let run = LaterRun {
+            job,
+            sides: &sides,
+            filter,
+            db: &db,
+            empty,
+            options: &options,
+            renames: &renames,
+            made,
+            reporter,
         };
-        let outcome = executor.apply(&plan, &db)?;
-        problems.extend(outcome.problems);
+        run.apply(&later.folders, &failed, (!job.dry_run).then_some(&executor), &mut outcome, &mut conflicts)?;
+    }
+    problems.extend(std::mem::take(&mut outcome.problems));
+    if !job.dry_run {
         remove_leftovers(&sides, &leftovers, &mut warnings);
         for warning in versions.map(|v| v.prune(sides.get())).unwrap_or_default() {
             warnings.warn(warning);
         }
-        (outcome.tally, outcome.interrupted)
-    };
+    }
+    let (tally, interrupted) = (outcome.tally, outcome.interrupted);
     lap(&mut phases.apply);
     let [source, destination] = sides.urls();
     let mut summary = Summary {
@@ -196,7 +235,7 @@ pub fn sync(job: &Job, reporter: &dyn Reporter) -> Result<Summary> {
         mode: job.mode,
         dry_run: job.dry_run,
         tally,
-        conflicts: plan.conflicts,
+        conflicts,
         problems,
         warnings: warnings.said,
         seconds: started.elapsed().as_secs_f64(),
@@ -363,6 +402,8 @@ struct Scanned {
     problems: Vec<Problem>,
     /// Temp files left by a killed run of this pair, per side.
     leftovers: [Vec<String>; 2],
+    /// Bulk rows left for later (streamed scans only).
+    later: stream::Later,
 }
 
 /// Stage "scan": both sides and the state at the same time.
@@ -375,11 +416,10 @@ fn scan(
     destination_to_create: bool,
 ) -> Result<Scanned> {
     let parts = job.scope.as_deref().map(scope_parts);
-    // Two local folders, a whole run: folder by folder, unchanged files dropped as they are met.
-    // Not with --checksum, which compares the content of unchanged files too.
-    let local = sides.specs.iter().all(|spec| matches!(spec, EndpointSpec::Local(_)));
-    if parts.is_none() && local && !job.options.checksum {
-        return streamed(sides, filter, db, warnings, destination_to_create);
+    // A whole run: folder by folder, unchanged files dropped as they are met. Not with
+    // --checksum, which compares the content of unchanged files too.
+    if parts.is_none() && !job.options.checksum {
+        return streamed(job, sides, filter, db, warnings, destination_to_create);
     }
     let (scans, loaded) = std::thread::scope(|scope| {
         let handles = Side::BOTH.map(|side| {
@@ -411,24 +451,26 @@ fn scan(
         found[side.index()] = (issues, leftovers);
     }
     let counts = parts.map(|_| safety::Counts::scoped(recorded_files));
-    Ok(settle(snapshots, state, counts, found, bad_records, warnings))
+    Ok(settle(snapshots, state, counts, found, bad_records, warnings, stream::Later::default()))
 }
 
 /// The streamed scan (see [`crate::engine::stream`]) of two local folders.
 fn streamed(
+    job: &Job,
     sides: &Sides,
     filter: &Filter,
     db: &StateDb,
     warnings: &mut Warnings,
     destination_to_create: bool,
 ) -> Result<Scanned> {
-    let streamed = crate::engine::stream::stream(sides.get(), [false, destination_to_create], filter, db)?
+    let empty = [false, destination_to_create];
+    let streamed = stream::stream(sides.get(), empty, filter, db, job.mode, hold())?
         .map_err(|(side, e)| Error::Safety(format!("the {side} root cannot be listed: {e}")))?;
     let counts = Some(safety::Counts { files: streamed.files, recorded: streamed.recorded, whole_sides: true });
     let [issues_s, issues_d] = streamed.issues;
     let [left_s, left_d] = streamed.leftovers;
     let found = [(issues_s, left_s), (issues_d, left_d)];
-    Ok(settle(streamed.snapshots, streamed.state, counts, found, streamed.bad_records, warnings))
+    Ok(settle(streamed.snapshots, streamed.state, counts, found, streamed.bad_records, warnings, streamed.later))
 }
 
 /// What the scan reported, said, and what could not be read left out of the run.
@@ -439,6 +481,7 @@ fn settle(
     found: [(Vec<crate::endpoint::ScanIssue>, Vec<String>); 2],
     bad_records: usize,
     warnings: &mut Warnings,
+    later: stream::Later,
 ) -> Scanned {
     if bad_records > 0 {
         warnings.warn(format!("{bad_records} unreadable state records dropped; those paths are compared afresh"));
@@ -469,7 +512,7 @@ fn settle(
     for path in problems.iter().map(|p| &p.path).chain(&left_alone) {
         exclude(path, &mut state, &mut snapshots);
     }
-    Scanned { snapshots, state, counts, problems, leftovers }
+    Scanned { snapshots, state, counts, problems, leftovers, later }
 }
 
 /// Stage "plan": hashes what the planner asks for, plans, and runs the safety check. Only once
@@ -479,8 +522,8 @@ fn plan_and_check(
     sides: &Sides,
     filter: &Filter,
     db: &StateDb,
-    mut state: State,
-    mut snapshots: [Snapshot; 2],
+    options: &PlanOptions,
+    (mut state, mut snapshots): (State, [Snapshot; 2]),
     counts: Option<safety::Counts>,
 ) -> Result<Plan> {
     // An ignored path is invisible, its record too. The record is dropped, not just hidden:
@@ -494,11 +537,7 @@ fn plan_and_check(
         .map(|(p, _)| p.clone())
         .collect();
     state.retain(|path, record| !filter.hides(path, record.kind));
-    let options =
-        PlanOptions { conflict_stamp: chrono::Local::now().format("%Y%m%d-%H%M%S").to_string(), ..job.options.clone() };
-    let wanted = plan::hash_requests(job.mode, &state, &snapshots[0], &snapshots[1], &options);
-    hash_into(&wanted, sides.get(), &mut snapshots);
-    let plan = plan::plan(job.mode, &state, &snapshots[0], &snapshots[1], &options);
+    let plan = hash_and_plan(job.mode, sides, options, &state, &mut snapshots);
     if !job.force {
         let counts = counts.unwrap_or_else(|| safety::Counts::of(&state, [&snapshots[0], &snapshots[1]]));
         safety::check(&plan, counts, job.max_delete)?;
@@ -507,6 +546,215 @@ fn plan_and_check(
         db.forget_all(&ignored)?;
     }
     Ok(plan)
+}
+
+/// Hashes what the planner asks for, and plans.
+fn hash_and_plan(
+    mode: Mode,
+    sides: &Sides,
+    options: &PlanOptions,
+    state: &State,
+    snapshots: &mut [Snapshot; 2],
+) -> Plan {
+    let wanted = plan::hash_requests(mode, state, &snapshots[0], &snapshots[1], options);
+    hash_into(&wanted, sides.get(), snapshots);
+    plan::plan(mode, state, &snapshots[0], &snapshots[1], options)
+}
+
+/// Bulk rows held at most by a streamed scan before it keeps only their folders (see
+/// [`stream::Later`]); `PAIRSYNC_STREAM_HOLD` sets it, for tests of the bulk path on small trees.
+fn hold() -> usize {
+    std::env::var("PAIRSYNC_STREAM_HOLD").ok().and_then(|v| v.parse().ok()).unwrap_or(HOLD)
+}
+
+/// See [`hold`]: about 5 MB of rows.
+const HOLD: usize = 20_000;
+
+/// Rows planned and applied at a time, of the bulk rows left for later.
+const BATCH: usize = 4096;
+
+/// Rows of a batch of the later pass, and the folders they are in with those folders' own
+/// entries on each side.
+type Batch = (Vec<stream::Row>, BTreeMap<String, [Option<Entry>; 2]>);
+
+/// Files created on a side that may be the new names of files deleted there (see
+/// [`plan::rename_sizes`]) are never bulk rows: when bulk rows were left for later, the folders
+/// holding them are listed again for those, which join the plan. Returns the sizes, which the
+/// later pass leaves out.
+#[allow(clippy::too_many_arguments)]
+fn with_rename_targets(
+    job: &Job,
+    sides: &Sides,
+    filter: &Filter,
+    db: &StateDb,
+    later: &stream::Later,
+    empty: [bool; 2],
+    state: &mut State,
+    snapshots: &mut [Snapshot; 2],
+) -> Result<[HashSet<u64>; 2]> {
+    if later.folders.is_empty() {
+        return Ok(Default::default());
+    }
+    let sizes = plan::rename_sizes(job.mode, state, &snapshots[0], &snapshots[1]);
+    if sizes.iter().all(HashSet::is_empty) {
+        return Ok(sizes);
+    }
+    let mut found: Vec<stream::Row> = Vec::new();
+    let wanted = |row: &stream::Row| rename_target(row, &sizes);
+    stream::relist(sides.get(), empty, filter, db, job.mode, &later.folders, &wanted, &mut |_, _, rows| {
+        found.extend(rows);
+        Ok(true)
+    })?;
+    for row in found {
+        for side in Side::BOTH {
+            if let Some(entry) = row.entries[side.index()] {
+                snapshots[side.index()].insert(row.path.clone(), entry);
+            }
+        }
+    }
+    Ok(sizes)
+}
+
+/// A new file on one side with the size of a file deleted there: maybe its new name.
+fn rename_target(row: &stream::Row, sizes: &[HashSet<u64>; 2]) -> bool {
+    row.record.is_none()
+        && Side::BOTH.into_iter().any(|side| {
+            row.entries[side.other().index()].is_none()
+                && row.entries[side.index()].is_some_and(|e| sizes[side.index()].contains(&e.size))
+        })
+}
+
+/// The bulk rows a streamed scan left for later (see [`stream::Later`]): listed again folder by
+/// folder, planned and applied (or, for a dry run, tallied) a batch at a time, once the rest of
+/// the plan is done. Their plans copy and record, and never delete: the safety check made
+/// before anything was done covers them.
+struct LaterRun<'a> {
+    job: &'a Job,
+    sides: &'a Sides,
+    filter: &'a Filter,
+    db: &'a StateDb,
+    empty: [bool; 2],
+    options: &'a PlanOptions,
+    /// See [`with_rename_targets`]: rows that are in the plan already.
+    renames: &'a [HashSet<u64>; 2],
+    /// Folders the plan made (for what it moved or copied into new folders).
+    made: HashSet<String>,
+    reporter: &'a dyn Reporter,
+}
+
+impl LaterRun<'_> {
+    /// Adds what was done (or would be) to `outcome` and `conflicts`. Folders at or below a
+    /// path in `failed` (a folder that could not be made) are left for the next run.
+    fn apply(
+        &self,
+        folders: &[stream::BulkFolder],
+        failed: &[String],
+        executor: Option<&Executor>,
+        outcome: &mut Outcome,
+        conflicts: &mut Vec<Conflict>,
+    ) -> Result<()> {
+        let left_out =
+            |path: &str| failed.iter().any(|f| f.is_empty() || f == path || crate::core::model::is_inside(path, f));
+        let folders: Vec<stream::BulkFolder> = folders.iter().filter(|f| !left_out(&f.path)).cloned().collect();
+        let wanted = |row: &stream::Row| !rename_target(row, self.renames);
+        let mut batch: Batch = Default::default();
+        // Never more rows at once than the run holds.
+        let batch_size = hold().clamp(1, BATCH);
+        let mut stopped = false;
+        let (sides, filter, db, mode) = (self.sides.get(), self.filter, self.db, self.job.mode);
+        stream::relist(sides, self.empty, filter, db, mode, &folders, &wanted, &mut |folder, own, rows| {
+            // A new folder is on the other side when the plan made it. (Its listing there
+            // cannot say: some servers list a missing folder as an empty one.)
+            let own = match folder.place {
+                stream::Place::Both => [Some(Entry::dir()); 2],
+                stream::Place::New(side) => {
+                    let Some(here) = own[side.index()].filter(Entry::is_dir) else {
+                        return Ok(true); // gone since: nothing to make or fill
+                    };
+                    let there = self.made.contains(&folder.path).then(Entry::dir);
+                    let mut own = [there; 2];
+                    own[side.index()] = Some(here);
+                    own
+                }
+            };
+            if !folder.path.is_empty() {
+                batch.1.insert(folder.path.clone(), own);
+            }
+            batch.0.extend(rows);
+            if batch.0.len() >= batch_size {
+                stopped = self.run_batch(std::mem::take(&mut batch), executor, outcome, conflicts)?;
+            }
+            Ok(!stopped)
+        })?;
+        // (A batch of new empty folders only is still one: they are made.)
+        let something = !batch.0.is_empty() || !batch.1.is_empty();
+        if !stopped && something {
+            self.run_batch(batch, executor, outcome, conflicts)?;
+        }
+        Ok(())
+    }
+
+    /// Plans one batch, with its folders as their sides hold them now (a new folder is made
+    /// with its files) and the folders above them as folders both sides hold, recorded; applies
+    /// or tallies it. True when the run was asked to stop.
+    fn run_batch(
+        &self,
+        (rows, folders): Batch,
+        executor: Option<&Executor>,
+        outcome: &mut Outcome,
+        conflicts: &mut Vec<Conflict>,
+    ) -> Result<bool> {
+        let mut listed: [Vec<(String, Entry)>; 2] = Default::default();
+        let mut records: Vec<(String, StateRecord)> = Vec::new();
+        let above: BTreeSet<&str> = folders
+            .keys()
+            .flat_map(|f| crate::core::model::ancestors(f))
+            .filter(|f| !folders.contains_key(*f))
+            .collect();
+        for folder in above {
+            for side in &mut listed {
+                side.push((folder.to_string(), Entry::dir()));
+            }
+            records.push((folder.to_string(), StateRecord::dir()));
+        }
+        for (folder, own) in &folders {
+            for side in Side::BOTH {
+                if let Some(entry) = own[side.index()] {
+                    listed[side.index()].push((folder.clone(), entry));
+                }
+            }
+            if own.iter().all(Option::is_some) {
+                records.push((folder.clone(), StateRecord::dir()));
+            }
+        }
+        for row in rows {
+            for side in Side::BOTH {
+                if let Some(entry) = row.entries[side.index()] {
+                    listed[side.index()].push((row.path.clone(), entry));
+                }
+            }
+            if let Some(record) = row.record {
+                records.push((row.path, record));
+            }
+        }
+        let [source, destination] = listed;
+        let mut snapshots = [Snapshot::from_unique(source), Snapshot::from_unique(destination)];
+        let state = State::from_unique(records);
+        let mut plan = hash_and_plan(self.job.mode, self.sides, self.options, &state, &mut snapshots);
+        debug_assert!(Side::BOTH.iter().all(|&side| plan.deletions(side) == 0), "bulk rows never delete");
+        self.reporter.planned_later(&plan);
+        match executor {
+            None => outcome.tally.merge(&Tally::of(&plan)),
+            Some(executor) => {
+                let done = executor.apply(&plan, self.db)?;
+                outcome.tally.merge(&done.tally);
+                outcome.problems.extend(done.problems);
+                outcome.interrupted = done.interrupted;
+            }
+        }
+        conflicts.append(&mut plan.conflicts);
+        Ok(outcome.interrupted)
+    }
 }
 
 /// Leftovers of a killed run are removed once applying is done: a large copy it left half

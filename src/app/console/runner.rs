@@ -78,9 +78,14 @@ impl Reporter for Screen {
                 _ => {}
             }
         }
-        self.progress.bytes_total.store(bytes, Ordering::Relaxed);
-        self.progress.actions_total.store(actions, Ordering::Relaxed);
+        self.progress.bytes_total.fetch_add(bytes, Ordering::Relaxed);
+        self.progress.actions_total.fetch_add(actions, Ordering::Relaxed);
         self.progress.planned.store(true, Ordering::Relaxed);
+    }
+
+    fn expect_later(&self, copies: u64, bytes: u64) {
+        self.progress.bytes_total.store(bytes, Ordering::Relaxed);
+        self.progress.actions_total.store(copies, Ordering::Relaxed);
     }
 }
 
