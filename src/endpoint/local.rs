@@ -234,6 +234,11 @@ impl Endpoint for LocalEndpoint {
     }
 
     fn scan_part(&self, filter: &Filter, shallow: &[String], deep: &[String]) -> super::Result<Scan> {
+        if let ([folder], []) = (shallow, deep) {
+            if !folder.is_empty() {
+                return Ok(self.list_one(filter, folder)?);
+            }
+        }
         let (start, on_the_way) = self.part_start(filter, shallow, deep);
         Ok(self.walk(filter, start, on_the_way)?)
     }
@@ -486,10 +491,37 @@ impl LocalEndpoint {
         (start, on_the_way)
     }
 
+    /// `scan_part` of one shallow folder, as a streamed scan asks for each: its parent opened
+    /// once, for the folder's own entry and to open it in (not from the root three times).
+    /// What is not a folder (or cannot be reached) lists nothing, as in `part_start`.
+    fn list_one(&self, filter: &Filter, folder: &str) -> io::Result<Scan> {
+        let nothing = || Scan { snapshot: Snapshot::default(), issues: Vec::new(), leftovers: Vec::new() };
+        let (parent_dir, name) = split(folder);
+        let Ok(parent) = self.open_folder(parent_dir) else { return Ok(nothing()) };
+        let own = match entry_at(&parent, name) {
+            Ok(Some(entry)) if entry.is_dir() => entry,
+            _ => return Ok(nothing()),
+        };
+        let found = if filter.hides(folder, Kind::Dir) { Vec::new() } else { vec![(folder.to_string(), own)] };
+        self.walk_in(filter, vec![(folder.to_string(), false, Some(Rc::new(parent)))], found, None)
+    }
+
     fn walk_knowing(
         &self,
         filter: &Filter,
         start: Vec<(String, bool)>,
+        found: Vec<(String, Entry)>,
+        known: Option<Known>,
+    ) -> io::Result<Scan> {
+        let start = start.into_iter().map(|(dir, recursive)| (dir, recursive, None)).collect();
+        self.walk_in(filter, start, found, known)
+    }
+
+    /// Lists each folder of `start` (in its open parent folder, when given).
+    fn walk_in(
+        &self,
+        filter: &Filter,
+        start: Vec<(String, bool, Option<Rc<OwnedFd>>)>,
         found: Vec<(String, Entry)>,
         known: Option<Known>,
     ) -> io::Result<Scan> {
@@ -505,8 +537,7 @@ impl LocalEndpoint {
         };
         // Each folder to list, with the open folder it is in (`None`: walked to from the root).
         // A folder stays open while folders in it are still to be listed.
-        let mut folders: Vec<(String, bool, Option<Rc<OwnedFd>>)> =
-            start.into_iter().map(|(dir, recursive)| (dir, recursive, None)).collect();
+        let mut folders = start;
         // One buffer for every listing, as large as glibc's readdir takes: a folder of a hundred
         // files is one getdents call.
         let mut buf = vec![MaybeUninit::uninit(); 32 * 1024];
