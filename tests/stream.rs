@@ -24,15 +24,19 @@ fn summary(run: &Run) -> serde_json::Value {
     serde_json::from_str(&run.stdout).unwrap_or_else(|e| panic!("{e}\n{run}"))
 }
 
-/// What a summary counts, and its actions (kind and path, sorted).
+/// What a summary counts, and its actions (kind, side and path, sorted).
 fn counts(run: &Run) -> (Vec<Option<u64>>, Vec<String>) {
     let summary = summary(run);
-    let numbers = ["copied", "bytes", "deleted", "renamed", "exit_code"].map(|k| summary[k].as_u64()).to_vec();
+    let numbers =
+        ["copied", "bytes", "deleted", "renamed", "folders_created", "exit_code"].map(|k| summary[k].as_u64()).to_vec();
     let mut actions: Vec<String> = summary["actions"]
         .as_array()
         .unwrap()
         .iter()
-        .map(|a| format!("{} {}", a["kind"].as_str().unwrap(), unstamped(a["path"].as_str().unwrap())))
+        .map(|a| {
+            let side = a["side"].as_str().unwrap_or("");
+            format!("{} {side} {}", a["kind"].as_str().unwrap(), unstamped(a["path"].as_str().unwrap()))
+        })
         .collect();
     actions.sort();
     (numbers, actions)
@@ -47,19 +51,31 @@ fn tree(env: &TestEnv, side: util::Side) -> BTreeMap<String, String> {
     env.tree(side).into_iter().map(|(path, content)| (unstamped(&path), content)).collect()
 }
 
-/// Builds the same history in two envs, the second leaving every bulk row for later, and
-/// checks after each run that both did the same.
+/// Builds the same history in three envs: one holding every row, one leaving them for later
+/// once it holds two (a spill in the middle of the tree), one leaving every one for later; after
+/// each run all three must have done the same, and a last run must find nothing to do.
 fn alike(mode: &str, first: impl Fn(&TestEnv), then: impl Fn(&TestEnv)) {
-    let (held, later) = (TestEnv::new(), TestEnv::new());
+    let envs = [(TestEnv::new(), 1_000_000), (TestEnv::new(), 2), (TestEnv::new(), 0)];
     for step in [&first as &dyn Fn(&TestEnv), &then] {
-        step(&held);
-        step(&later);
-        let a = sync(&held, 1_000_000, &["--mode", mode, "--json"]);
-        let b = sync(&later, 0, &["--mode", mode, "--json"]);
-        assert_eq!(counts(&a), counts(&b), "\nheld:\n{a}\nleft for later:\n{b}");
-        for side in [S, D] {
-            assert_eq!(tree(&held, side), tree(&later, side), "{side}\n{}\n{}", held.trees(), later.trees());
+        let runs: Vec<Run> = envs
+            .iter()
+            .map(|(env, hold)| {
+                step(env);
+                sync(env, *hold, &["--mode", mode, "--json"])
+            })
+            .collect();
+        let (held, held_run) = (&envs[0].0, &runs[0]);
+        for ((env, hold), run) in envs.iter().zip(&runs).skip(1) {
+            assert_eq!(counts(held_run), counts(run), "\nheld:\n{held_run}\nhold {hold}:\n{run}");
+            for side in [S, D] {
+                assert_eq!(tree(held, side), tree(env, side), "hold {hold}, {side}\n{}\n{}", held.trees(), env.trees());
+            }
         }
+    }
+    for (env, hold) in &envs {
+        let last = sync(env, *hold, &["--mode", mode, "--json"]);
+        let (numbers, actions) = counts(&last);
+        assert_eq!((&numbers[..5], actions.len()), (&[Some(0); 5][..], 0), "hold {hold}: not a no-op\n{last}");
     }
 }
 
@@ -101,6 +117,28 @@ fn a_clone_run_mirrors_alike() {
         env.put_at(D, "a/f0", "edited on the destination", 1_700_000_100); // overwritten
         env.put_at(S, "added/y", "new", 1_700_000_100);
         env.mv(S, "b/f0", "added/moved");
+    });
+}
+
+#[test]
+fn a_simple_run_copies_alike_and_never_deletes() {
+    alike("simple", base, |env| {
+        env.put_at(D, "extra/x", "only on the destination", 1_700_000_100);
+        env.put_at(D, "a/f0", "edited on the destination", 1_700_000_100);
+        env.put_at(S, "b/f1", "edited on the source", 1_700_000_100);
+        env.put_at(S, "added/deeper/y", "new", 1_700_000_100);
+        env.rm(S, "c");
+    });
+}
+
+#[test]
+fn type_changes_and_links_where_a_new_folder_would_go_are_alike() {
+    alike("two-way", base, |env| {
+        env.rm(S, "a/f0").mkdir(S, "a/f0").put_at(S, "a/f0/inner", "a folder where a file was", 1_700_000_100);
+        env.rm(D, "b").put_at(D, "b", "a file where a folder was", 1_700_000_100);
+        // A new folder on the source where the destination holds a link: left alone.
+        env.put_at(S, "linked/x1", "x1", 1_700_000_100).put_at(S, "linked/x2", "x2", 1_700_000_100);
+        std::os::unix::fs::symlink("/nonexistent", env.dst.join("linked")).unwrap();
     });
 }
 

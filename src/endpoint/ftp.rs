@@ -513,8 +513,11 @@ impl<T: TlsStream + Send + 'static> FtpEndpoint<T> {
                 Err(e) if dir.is_empty() => return Err(e),
                 // A start folder that is not (or no longer) a folder: its parent's listing says
                 // what is there. One that is a folder but cannot be listed is an issue below.
+                // (A look that fails says nothing: an issue below, never an empty folder.)
                 Err(_)
-                    if !whole && starts.contains(&dir) && !matches!(self.stat_rel(&dir), Ok(Some(e)) if e.is_dir()) =>
+                    if !whole
+                        && starts.contains(&dir)
+                        && matches!(self.stat_rel(&dir), Ok(None) | Ok(Some(Entry { kind: Kind::File, .. }))) =>
                 {
                     continue
                 }

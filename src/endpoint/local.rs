@@ -495,12 +495,27 @@ impl LocalEndpoint {
     /// once, for the folder's own entry and to open it in (not from the root three times).
     /// What is not a folder (or cannot be reached) lists nothing, as in `part_start`.
     fn list_one(&self, filter: &Filter, folder: &str) -> io::Result<Scan> {
-        let nothing = || Scan { snapshot: Snapshot::default(), issues: Vec::new(), leftovers: Vec::new() };
+        // Gone (or not a folder now): nothing; unreachable otherwise: an issue, never taken
+        // for an empty folder.
+        let nothing = |error: Option<io::Error>| {
+            let issues = error
+                .filter(|e| !matches!(e.kind(), io::ErrorKind::NotFound | io::ErrorKind::NotADirectory))
+                .map(|e| ScanIssue {
+                    path: folder.to_string(),
+                    message: format!("cannot read: {e}"),
+                    kind: IssueKind::Unreadable,
+                });
+            Scan { snapshot: Snapshot::default(), issues: issues.into_iter().collect(), leftovers: Vec::new() }
+        };
         let (parent_dir, name) = split(folder);
-        let Ok(parent) = self.open_folder(parent_dir) else { return Ok(nothing()) };
+        let parent = match self.open_folder(parent_dir) {
+            Ok(parent) => parent,
+            Err(e) => return Ok(nothing(Some(e))),
+        };
         let own = match entry_at(&parent, name) {
             Ok(Some(entry)) if entry.is_dir() => entry,
-            _ => return Ok(nothing()),
+            Ok(_) => return Ok(nothing(None)),
+            Err(e) => return Ok(nothing(Some(e))),
         };
         let found = if filter.hides(folder, Kind::Dir) { Vec::new() } else { vec![(folder.to_string(), own)] };
         self.walk_in(filter, vec![(folder.to_string(), false, Some(Rc::new(parent)))], found, None)

@@ -563,7 +563,7 @@ impl Read for MemoryReader {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Op {
     CheckRoot,
-    /// `scan` and `scan_part` (path "").
+    /// `scan` (path "") and `scan_part` (the folders asked for).
     Scan,
     Stat,
     /// `open` and `open_from`.
@@ -751,7 +751,8 @@ impl<E: Endpoint> Endpoint for Faulty<E> {
     }
 
     fn scan_part(&self, filter: &Filter, shallow: &[String], deep: &[String]) -> Result<Scan> {
-        self.enter(Op::Scan, &[""])?;
+        let folders: Vec<&str> = shallow.iter().chain(deep).map(String::as_str).collect();
+        self.enter(Op::Scan, &folders)?;
         self.inner.scan_part(filter, shallow, deep)
     }
 

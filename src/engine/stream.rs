@@ -17,7 +17,7 @@ use std::sync::mpsc;
 use crate::core::filter::Filter;
 use crate::core::model::{is_inside, split, Entry, Kind, Side, Snapshot, State, StateRecord};
 use crate::core::plan::Mode;
-use crate::endpoint::{Endpoint, EndpointError, Result as EndpointResult, Scan, ScanIssue};
+use crate::endpoint::{Endpoint, EndpointError, IssueKind, Result as EndpointResult, Scan, ScanIssue};
 use crate::state::StateDb;
 
 /// What the streamed scan keeps and counts.
@@ -229,22 +229,20 @@ pub fn stream(
         // a few are kept in flight so that neither side waits for the other's folder.
         // Each with where it stands, and the sides that hold it: only those are asked.
         let mut folders: Vec<(String, Option<Place>, [bool; 2])> = vec![(String::new(), Some(Place::Both), [true; 2])];
-        let mut in_flight: VecDeque<(String, Option<Place>)> = VecDeque::new();
+        let mut in_flight: VecDeque<(String, Option<Place>, [bool; 2])> = VecDeque::new();
         loop {
             while in_flight.len() < IN_FLIGHT {
                 let Some((next, place, there)) = folders.pop() else { break };
                 listers.ask(&next, there);
-                in_flight.push_back((next, place));
+                in_flight.push_back((next, place, there));
             }
-            let Some((folder, place)) = in_flight.pop_front() else { break };
-            if let Some(new @ Place::New(_)) = place {
-                // Made by the later pass, with its files: where folders are staged (FTP), it is
-                // filled under a temp name and moved into place there.
-                out.later.folders.push(BulkFolder { path: folder.clone(), place: new });
-            }
+            let Some((folder, mut place, there)) = in_flight.pop_front() else { break };
             let (state, bad) = db.load_folders([folder.as_str()])?;
             out.bad_records += bad;
             let mut listed: [Snapshot; 2] = Default::default();
+            // Paths of this folder a listing could not read or left out: none of them is a
+            // bulk row or a place for bulk rows (held, they are left out of the run).
+            let mut flagged: HashSet<String> = HashSet::new();
             for side in Side::BOTH {
                 let scan = match listers.answer(side) {
                     Ok(scan) => scan,
@@ -255,21 +253,44 @@ pub fn stream(
                         out.issues[side.index()].push(ScanIssue {
                             path: folder.clone(),
                             message: format!("cannot read: {e}"),
-                            kind: crate::endpoint::IssueKind::Unreadable,
+                            kind: IssueKind::Unreadable,
                         });
+                        place = None;
                         continue;
                     }
                 };
+                // A folder its parent's listing showed, listed without its own entry, could not
+                // be read (or is no longer a folder): never taken for an empty one, whose
+                // files would look deleted.
+                let own = scan.snapshot.get(&folder).is_some_and(Entry::is_dir);
+                if there[side.index()] && !folder.is_empty() && !own && !scan.issues.iter().any(|i| i.path == folder) {
+                    out.issues[side.index()].push(ScanIssue {
+                        path: folder.clone(),
+                        message:
+                            "cannot read: not listed as a folder (unreadable, or changed since its parent was listed)"
+                                .into(),
+                        kind: IssueKind::Unreadable,
+                    });
+                }
+                if scan.issues.iter().any(|i| i.path == folder) || (there[side.index()] && !folder.is_empty() && !own) {
+                    place = None;
+                }
+                flagged.extend(scan.issues.iter().map(|i| i.path.clone()));
                 out.issues[side.index()].extend(scan.issues);
                 out.leftovers[side.index()].extend(scan.leftovers);
                 // The folder's own entry, as its listing saw it (whether it holds something
                 // left out, which keeps it from being deleted).
                 if let (Some(entry), Some(&at)) = (scan.snapshot.get(&folder), folder_at.get(&folder)) {
-                    if let Some(kept) = kept[at].row.entries[side.index()].as_mut() {
+                    if let Some(kept) = kept[at].row.entries[side.index()].as_mut().filter(|_| entry.is_dir()) {
                         *kept = *entry;
                     }
                 }
                 listed[side.index()] = scan.snapshot;
+            }
+            if let Some(new @ Place::New(_)) = place {
+                // Made by the later pass, with its files: where folders are staged (FTP), it is
+                // filled under a temp name and moved into place there.
+                out.later.folders.push(BulkFolder { path: folder.clone(), place: new });
             }
             for path in children(&folder, &listed, &state) {
                 let entries = [listed[0].get(path), listed[1].get(path)];
@@ -288,6 +309,7 @@ pub fn stream(
                 if !folder_here && unchanged(entries[0], entries[1], record) {
                     continue;
                 }
+                let place = place.filter(|_| !flagged.contains(path.as_str()));
                 let is_bulk = !folder_here && place.is_some_and(|p| bulk(mode, p, entries, record));
                 if is_bulk {
                     out.later.note(&folder, place.expect("a bulk row has a place"), entries);
@@ -348,6 +370,16 @@ pub fn stream(
     })
 }
 
+impl Place {
+    /// The sides that hold a folder at this place: a new folder is only on its side.
+    fn sides(self) -> [bool; 2] {
+        match self {
+            Place::Both => [true; 2],
+            Place::New(side) => Side::BOTH.map(|s| s == side),
+        }
+    }
+}
+
 impl Later {
     /// A bulk row of `folder` met.
     fn note(&mut self, folder: &str, place: Place, entries: [Option<&Entry>; 2]) {
@@ -383,6 +415,7 @@ pub fn relist(
     folders: &[BulkFolder],
     wanted: &dyn Fn(&Row) -> bool,
     each: &mut EachFolder,
+    unread: &mut Vec<(Side, ScanIssue)>,
 ) -> crate::core::error::Result<()> {
     std::thread::scope(|scope| {
         let listers = Listers::spawn(scope, sides, empty, filter);
@@ -390,11 +423,7 @@ pub fn relist(
         for (at, folder) in folders.iter().enumerate() {
             while asked < folders.len() && asked < at + IN_FLIGHT {
                 // A new folder is listed where it is: the other side holds nothing new there.
-                let there = match folders[asked].place {
-                    Place::Both => [true; 2],
-                    Place::New(side) => Side::BOTH.map(|s| s == side),
-                };
-                listers.ask(&folders[asked].path, there);
+                listers.ask(&folders[asked].path, folders[asked].place.sides());
                 asked += 1;
             }
             let (state, _) = db.load_folders([folder.path.as_str()])?;
@@ -403,12 +432,27 @@ pub fn relist(
             for side in Side::BOTH {
                 match listers.answer(side) {
                     Ok(scan) => {
-                        unreadable.extend(scan.issues.into_iter().map(|issue| issue.path));
+                        // As in the first pass: a folder listed without its own entry is not
+                        // taken for an empty one.
+                        let own = folder.path.is_empty() || scan.snapshot.get(&folder.path).is_some_and(Entry::is_dir);
+                        if folder.place.sides()[side.index()] && !own {
+                            unreadable.insert(folder.path.clone());
+                        }
+                        for issue in scan.issues {
+                            unreadable.insert(issue.path.clone());
+                            if matches!(issue.kind, IssueKind::Unreadable | IssueKind::Uncarried) {
+                                unread.push((side, issue));
+                            }
+                        }
                         listed[side.index()] = scan.snapshot;
                     }
-                    // Gone since the first pass: nothing to do there now.
-                    Err(_) => {
+                    Err(e) => {
                         unreadable.insert(folder.path.clone());
+                        let message = format!("cannot read: {e}");
+                        unread.push((
+                            side,
+                            ScanIssue { path: folder.path.clone(), message, kind: IssueKind::Unreadable },
+                        ));
                     }
                 }
             }
@@ -459,6 +503,81 @@ mod tests {
         assert!(!unchanged(None, Some(&file(1, 20)), Some(&r)), "deleted");
         assert!(!unchanged(Some(&file(1, 10)), Some(&file(1, 20)), None), "no record: a merge");
         assert!(!unchanged(Some(&Entry::dir()), Some(&file(1, 20)), Some(&r)), "now a folder");
+    }
+
+    use crate::endpoint::testing::{Faulty, MemoryEndpoint, Op};
+    use crate::endpoint::ErrorKind;
+
+    /// Both sides hold `d/f1` and `d/f2`, recorded as synced; `src` is the source as given.
+    fn synced_pair(src: &dyn Endpoint, dst: &MemoryEndpoint, state: &std::path::Path) -> StateDb {
+        let (db, _) = StateDb::open(state, "pair", ["mem:/src", "mem:/dst"], false).unwrap();
+        let mut writer = db.writer();
+        writer.put("d", &StateRecord::dir()).unwrap();
+        for name in ["d/f1", "d/f2"] {
+            let entry = dst.put(name, name, 1_000);
+            let seen = src.stat(name).unwrap().unwrap();
+            writer.put(name, &StateRecord::synced(&seen, &entry, None)).unwrap();
+        }
+        writer.commit().unwrap();
+        db
+    }
+
+    fn unreadable(streamed: &Streamed, side: Side) -> Vec<String> {
+        let issues = streamed.issues[side.index()].iter();
+        issues.filter(|i| i.kind == IssueKind::Unreadable).map(|i| i.path.clone()).collect()
+    }
+
+    #[test]
+    fn a_folder_whose_listing_fails_is_unreadable_never_empty() {
+        let dir = tempfile::tempdir().unwrap();
+        let src = MemoryEndpoint::new("mem:/src");
+        for name in ["d/f1", "d/f2"] {
+            src.put(name, name, 1_000);
+        }
+        let dst = MemoryEndpoint::new("mem:/dst");
+        let db = synced_pair(&src, &dst, dir.path());
+        let faulty = Faulty::new(src);
+        faulty.fail(Op::Scan, "d", ErrorKind::Other);
+        for hold in [0, usize::MAX] {
+            let streamed = stream(
+                [&faulty, &dst],
+                [false; 2],
+                &Filter::new(Vec::<(&str, &str)>::new(), true).unwrap(),
+                &db,
+                Mode::TwoWay,
+                hold,
+            )
+            .unwrap()
+            .unwrap();
+            assert_eq!(unreadable(&streamed, Side::Source), ["d"], "hold {hold}");
+        }
+    }
+
+    #[test]
+    fn a_folder_gone_between_its_parents_listing_and_its_own_is_unreadable_never_empty() {
+        let dir = tempfile::tempdir().unwrap();
+        let src = MemoryEndpoint::new("mem:/src");
+        for name in ["d/f1", "d/f2"] {
+            src.put(name, name, 1_000);
+        }
+        let dst = MemoryEndpoint::new("mem:/dst");
+        let db = synced_pair(&src, &dst, dir.path());
+        // Listed by the root's listing, then gone (or unreachable) when listed itself: the
+        // listing of "d" has no entry for "d".
+        let faulty = Faulty::new(src);
+        faulty.before(Op::Scan, "d", |inner: &MemoryEndpoint| inner.remove_all("d"));
+        let streamed = stream(
+            [&faulty, &dst],
+            [false; 2],
+            &Filter::new(Vec::<(&str, &str)>::new(), true).unwrap(),
+            &db,
+            Mode::TwoWay,
+            0,
+        )
+        .unwrap()
+        .unwrap();
+        assert_eq!(unreadable(&streamed, Side::Source), ["d"]);
+        assert!(streamed.later.folders.is_empty(), "nothing in it is a bulk row: {:?}", streamed.later);
     }
 
     fn record(kind: Kind) -> StateRecord {

@@ -205,7 +205,7 @@ pub fn sync(job: &Job, reporter: &dyn Reporter) -> Result<Summary> {
     let mut conflicts = std::mem::take(&mut plan.conflicts);
     drop(plan);
     if !later.folders.is_empty() && !outcome.interrupted {
-        let failed: Vec<String> = problems.iter().chain(&outcome.problems).map(|p| p.path.clone()).collect();
+        let failed = problems.iter().chain(&outcome.problems).map(|p| p.path.clone()).collect();
         let run = LaterRun {
             job,
             sides: &sides,
@@ -217,7 +217,7 @@ pub fn sync(job: &Job, reporter: &dyn Reporter) -> Result<Summary> {
             made,
             reporter,
         };
-        run.apply(&later.folders, &failed, (!job.dry_run).then_some(&executor), &mut outcome, &mut conflicts)?;
+        run.apply(&later.folders, failed, (!job.dry_run).then_some(&executor), &mut outcome, &mut conflicts)?;
     }
     problems.extend(std::mem::take(&mut outcome.problems));
     if !job.dry_run {
@@ -601,10 +601,12 @@ fn with_rename_targets(
     }
     let mut found: Vec<stream::Row> = Vec::new();
     let wanted = |row: &stream::Row| rename_target(row, &sizes);
-    stream::relist(sides.get(), empty, filter, db, job.mode, &later.folders, &wanted, &mut |_, _, rows| {
+    // (What cannot be read now is said by the later pass, which meets it again.)
+    let each = &mut |_: &stream::BulkFolder, _, rows| {
         found.extend(rows);
         Ok(true)
-    })?;
+    };
+    stream::relist(sides.get(), empty, filter, db, job.mode, &later.folders, &wanted, each, &mut Vec::new())?;
     for row in found {
         for side in Side::BOTH {
             if let Some(entry) = row.entries[side.index()] {
@@ -644,25 +646,38 @@ struct LaterRun<'a> {
 
 impl LaterRun<'_> {
     /// Adds what was done (or would be) to `outcome` and `conflicts`. Folders at or below a
-    /// path in `failed` (a folder that could not be made) are left for the next run.
+    /// path in `failed` (a problem of the run so far: a folder that could not be read or made)
+    /// are left for the next run.
     fn apply(
         &self,
         folders: &[stream::BulkFolder],
-        failed: &[String],
+        mut failed: Vec<String>,
         executor: Option<&Executor>,
         outcome: &mut Outcome,
         conflicts: &mut Vec<Conflict>,
     ) -> Result<()> {
-        let left_out =
-            |path: &str| failed.iter().any(|f| f.is_empty() || f == path || crate::core::model::is_inside(path, f));
-        let folders: Vec<stream::BulkFolder> = folders.iter().filter(|f| !left_out(&f.path)).cloned().collect();
+        let left_out = |failed: &[String], path: &str| {
+            failed.iter().any(|f| f.is_empty() || f == path || crate::core::model::is_inside(path, f))
+        };
+        let folders: Vec<stream::BulkFolder> =
+            folders.iter().filter(|f| !left_out(&failed, &f.path)).cloned().collect();
+        let said: HashSet<String> = failed.iter().cloned().collect();
         let wanted = |row: &stream::Row| !rename_target(row, self.renames);
         let mut batch: Batch = Default::default();
         // Never more rows at once than the run holds.
         let batch_size = hold().clamp(1, BATCH);
         let mut stopped = false;
+        let mut unread = Vec::new();
         let (sides, filter, db, mode) = (self.sides.get(), self.filter, self.db, self.job.mode);
-        stream::relist(sides, self.empty, filter, db, mode, &folders, &wanted, &mut |folder, own, rows| {
+        let each = &mut |folder: &stream::BulkFolder, own: [Option<Entry>; 2], rows| {
+            if self.reporter.should_stop() {
+                outcome.interrupted = true;
+                return Ok(false);
+            }
+            // Below a folder a batch could not make (or fill): the next run.
+            if left_out(&failed, &folder.path) {
+                return Ok(true);
+            }
             // A new folder is on the other side when the plan made it. (Its listing there
             // cannot say: some servers list a missing folder as an empty one.)
             let own = match folder.place {
@@ -682,13 +697,24 @@ impl LaterRun<'_> {
             }
             batch.0.extend(rows);
             if batch.0.len() >= batch_size {
+                let before = outcome.problems.len();
                 stopped = self.run_batch(std::mem::take(&mut batch), executor, outcome, conflicts)?;
+                failed.extend(outcome.problems[before..].iter().map(|p| p.path.clone()));
             }
             Ok(!stopped)
-        })?;
+        };
+        stream::relist(sides, self.empty, filter, db, mode, &folders, &wanted, each, &mut unread)?;
+        // What could not be read now (and was not said already) is a problem of this run.
+        for (side, issue) in unread {
+            if !said.contains(&issue.path) {
+                let problem = Problem { path: issue.path, message: format!("{side}: {}", issue.message) };
+                self.reporter.problem(&problem);
+                outcome.problems.push(problem);
+            }
+        }
         // (A batch of new empty folders only is still one: they are made.)
         let something = !batch.0.is_empty() || !batch.1.is_empty();
-        if !stopped && something {
+        if !stopped && !outcome.interrupted && something {
             self.run_batch(batch, executor, outcome, conflicts)?;
         }
         Ok(())
@@ -741,7 +767,12 @@ impl LaterRun<'_> {
         let mut snapshots = [Snapshot::from_unique(source), Snapshot::from_unique(destination)];
         let state = State::from_unique(records);
         let mut plan = hash_and_plan(self.job.mode, self.sides, self.options, &state, &mut snapshots);
-        debug_assert!(Side::BOTH.iter().all(|&side| plan.deletions(side) == 0), "bulk rows never delete");
+        // The safety check counted no deletion of these: a plan with one is a bug, not applied.
+        if let Some(delete) = plan.actions().find(|a| matches!(a, plan::Action::Delete { .. })) {
+            return Err(Error::Safety(format!(
+                "internal error: a later batch would {delete}; nothing of it was applied"
+            )));
+        }
         self.reporter.planned_later(&plan);
         match executor {
             None => outcome.tally.merge(&Tally::of(&plan)),

@@ -83,9 +83,15 @@ impl Reporter for Screen {
         self.progress.planned.store(true, Ordering::Relaxed);
     }
 
-    fn expect_later(&self, copies: u64, bytes: u64) {
+    /// The later pass's copies count in bytes, as the plan's do; its other actions are added
+    /// batch by batch.
+    fn expect_later(&self, _copies: u64, bytes: u64) {
         self.progress.bytes_total.store(bytes, Ordering::Relaxed);
-        self.progress.actions_total.store(copies, Ordering::Relaxed);
+    }
+
+    fn planned_later(&self, plan: &Plan) {
+        let actions = plan.actions().filter(|a| a.touches_a_side() && !matches!(a, Action::Copy { .. })).count();
+        self.progress.actions_total.fetch_add(actions as u64, Ordering::Relaxed);
     }
 }
 
