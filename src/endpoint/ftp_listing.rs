@@ -97,6 +97,27 @@ pub fn parse_list(lines: &[String], now: DateTime<Utc>) -> Listing {
     listing
 }
 
+/// The mtime an MFMT reply says the file now has: "213 Modify=YYYYMMDDHHMMSS[.fraction]; path"
+/// (draft-somers-ftp-mfxx), in UTC like MLSD's `modify`, the fact name in any case. `None` for
+/// anything else (another code, a multi-line reply, no Modify fact, a malformed time): the
+/// caller then asks the server (MLST) instead of guessing.
+pub fn mfmt_reply_time(reply: &[u8]) -> Option<Mtime> {
+    let line = reply.strip_suffix(b"\n").unwrap_or(reply);
+    let line = line.strip_suffix(b"\r").unwrap_or(line);
+    // One line: a multi-line reply ("213-") or a line break inside is not the draft's reply.
+    let rest = line.strip_prefix(b"213 ")?;
+    if rest.contains(&b'\n') || rest.contains(&b'\r') {
+        return None;
+    }
+    // The path after "; " may be in any encoding; only the fact before it is read.
+    let fact = rest.split(|&b| b == b';').next()?;
+    let (key, value) = std::str::from_utf8(fact).ok()?.split_once('=')?;
+    if !key.eq_ignore_ascii_case("modify") {
+        return None;
+    }
+    mlsd_time(value)
+}
+
 /// True when the name is safe to use as one path component: not empty, not "." or "..", no '/',
 /// '\\', NUL, CR or LF.
 pub fn safe_name(name: &str) -> bool {
@@ -530,6 +551,64 @@ mod tests {
             garbage: "550 Permission denied." => Unparsed,
             unix_list_line_given_to_mlsd: "-rw-r--r-- 1 o g 5 Mar  5 14:02 x" => Unparsed,
             blank_skipped: "" => Nothing,
+        }
+    }
+
+    mod mfmt_reply {
+        use super::*;
+
+        /// One test per row: the reply as the server sent it, the time it should give.
+        macro_rules! replies {
+            ($($case:ident: $reply:expr => $want:expr,)*) => {
+                $(
+                    #[test]
+                    fn $case() {
+                        let reply: &[u8] = $reply;
+                        let want: Option<&str> = $want;
+                        assert_eq!(mfmt_reply_time(reply), want.map(at), "reply {:?}", String::from_utf8_lossy(reply));
+                    }
+                )*
+            };
+        }
+
+        replies! {
+            draft_example: b"213 Modify=20020717210715; file.txt\r\n" => Some("2002-07-17 21:07:15"),
+            pyftpdlib_with_trailing_dot: b"213 Modify=20261122101500; /ps/.pairsync-1-2-3.tmp/f.bin.\r\n"
+                => Some("2026-11-22 10:15:00"),
+            lower_case_fact: b"213 modify=20261122101500; f\r\n" => Some("2026-11-22 10:15:00"),
+            fraction: b"213 Modify=20261122101500.123; f\r\n" => Some("2026-11-22 10:15:00.123"),
+            without_path: b"213 Modify=20261122101500\r\n" => Some("2026-11-22 10:15:00"),
+            without_line_end: b"213 Modify=20261122101500; f" => Some("2026-11-22 10:15:00"),
+            path_not_utf8: b"213 Modify=20261122101500; \xff\xfe.bin\r\n" => Some("2026-11-22 10:15:00"),
+            path_with_semicolons_and_equals: b"213 Modify=20261122101500; a;b=c; d\r\n" => Some("2026-11-22 10:15:00"),
+            only_the_first_fact_is_read: b"213 Modify=20261122101500;Modify=20000101000000; f\r\n"
+                => Some("2026-11-22 10:15:00"),
+            before_the_epoch: b"213 Modify=19691231235959; f\r\n" => Some("1969-12-31 23:59:59"),
+
+            mdtm_style_bare_time: b"213 20261122101500\r\n" => None,
+            success_with_another_code: b"200 Modify=20261122101500; f\r\n" => None,
+            refused: b"550 f: No such file or directory.\r\n" => None,
+            not_implemented: b"502 Command not implemented.\r\n" => None,
+            multi_line: b"213-Modify=20261122101500; f\r\n213 End\r\n" => None,
+            two_replies_in_one: b"213 Modify=20261122101500; f\r\n213 Modify=20000101000000; g\r\n" => None,
+            bare_carriage_return_inside: b"213 Modify=20261122101500\rjunk; f" => None,
+            another_fact: b"213 Create=20261122101500; f\r\n" => None,
+            prose: b"213 File modification time set\r\n" => None,
+            space_before_equals: b"213 Modify =20261122101500; f\r\n" => None,
+            space_after_equals: b"213 Modify= 20261122101500; f\r\n" => None,
+            empty_value: b"213 Modify=; f\r\n" => None,
+            short_time: b"213 Modify=2026112210150; f\r\n" => None,
+            long_time: b"213 Modify=202611221015001; f\r\n" => None,
+            bad_month: b"213 Modify=20261322101500; f\r\n" => None,
+            bad_second: b"213 Modify=20261122101561; f\r\n" => None,
+            signed_time: b"213 Modify=+0261122101500; f\r\n" => None,
+            empty_fraction: b"213 Modify=20261122101500.; f\r\n" => None,
+            beyond_nanosecond_range: b"213 Modify=99991231235959; f\r\n" => None,
+            nul_in_time: b"213 Modify=2026112210\x0015; f\r\n" => None,
+            not_utf8_time: b"213 Modify=2026\xff1122101500; f\r\n" => None,
+            leading_space: b" 213 Modify=20261122101500; f\r\n" => None,
+            code_only: b"213 \r\n" => None,
+            empty: b"" => None,
         }
     }
 
