@@ -176,6 +176,33 @@ fn an_upload_keeps_the_source_mtime_where_the_server_has_mfmt() {
     assert_eq!((again["copied"].as_u64(), again["deleted"].as_u64()), (Some(0), Some(0)), "{again}");
 }
 
+/// Files replaced in place (their folder is there, so nothing is staged) are recorded from the
+/// MFMT reply once MLST has confirmed one, else from MLST: either way a rerun copies nothing,
+/// and a server with MFMT keeps the source's mtimes, odd and even seconds alike.
+#[test]
+fn files_replaced_in_place_are_recorded_so_that_a_rerun_copies_nothing() {
+    let f = Ftp::new();
+    let names: Vec<String> = (0..12).map(|i| format!("docs/{i}.txt")).collect();
+    for (i, name) in (0..).zip(&names) {
+        f.env.put_at(S, name, "first", 1_600_000_000 + i);
+    }
+    let first = f.ok("src", "ftp", &["--mode", "clone"]);
+    assert_eq!(first["copied"], 12, "{first}");
+    for (i, name) in (0..).zip(&names) {
+        f.env.put_at(S, name, &format!("second {i}"), 1_700_000_000 + i);
+    }
+    let second = f.ok("src", "ftp", &["--mode", "clone"]);
+    assert_eq!(second["copied"], 12, "{second}");
+    f.env.assert_same();
+    if f.server.kind.has_mfmt() {
+        for name in &names {
+            assert_eq!(f.env.mtime(D, name), f.env.mtime(S, name), "{name}: the server's mtime is not the source's");
+        }
+    }
+    let again = f.ok("src", "ftp", &["--mode", "clone"]);
+    assert_eq!((again["copied"].as_u64(), again["deleted"].as_u64()), (Some(0), Some(0)), "{again}");
+}
+
 #[test]
 fn dot_files_are_synced_both_ways() {
     // Regression: vsftpd's plain LIST hides dot-files, so a .hidden file was uploaded, then

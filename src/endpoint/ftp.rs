@@ -10,7 +10,8 @@
 //! - Writes: upload to a temp name in the target folder, set its mtime (MFMT or SITE UTIME
 //!   where offered), then RNFR/RNTO (DELE + RNTO where the server refuses to overwrite). What
 //!   the server reports afterwards is what is recorded, so servers that cannot set mtimes or
-//!   live in another time zone never cause a second transfer.
+//!   live in another time zone never cause a second transfer: an MLST, or the MFMT reply once
+//!   an MLST has confirmed one on this server (one round trip less per file).
 //! - New folders filled with small new files are staged: created under a temp name, filled
 //!   with plain uploads (STOR, MFMT), listed once to record what the server reports, and
 //!   renamed into place whole. Per file that saves the check, the rename and the recording
@@ -22,7 +23,7 @@
 use std::collections::{HashMap, VecDeque};
 use std::io::{self, Read, Write};
 use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::Duration;
 
@@ -96,6 +97,57 @@ pub struct FtpEndpoint<T: TlsStream> {
     connect: Box<Connect<T>>,
     pool: Pool<T>,
     counter: AtomicU64,
+    /// What MLST has shown of this server's MFMT replies this run ([`MfmtReplies`]).
+    mfmt_replies: AtomicU8,
+}
+
+/// Whether an MFMT reply can stand in for the MLST that records an upload. A reply is taken at
+/// its word only once MLST has confirmed one (the server's listings may not say what its MFMT
+/// replies do: a time zone, a file system keeping even seconds only), and never again this run
+/// once MLST has contradicted one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+enum MfmtReplies {
+    Unchecked = 0,
+    Confirmed = 1,
+    Refuted = 2,
+}
+
+impl MfmtReplies {
+    fn load(cell: &AtomicU8) -> MfmtReplies {
+        match cell.load(Ordering::Relaxed) {
+            1 => MfmtReplies::Confirmed,
+            2 => MfmtReplies::Refuted,
+            _ => MfmtReplies::Unchecked,
+        }
+    }
+
+    /// After an MLST listed `listed` where an MFMT reply (and the bytes sent) said `known`.
+    fn checked(self, known: &Entry, listed: &Entry) -> MfmtReplies {
+        match self {
+            MfmtReplies::Unchecked if !listed.same_metadata(known) => MfmtReplies::Refuted,
+            // A match counts only on an odd second, so that a file system keeping even seconds
+            // only (FAT) shows.
+            MfmtReplies::Unchecked if known.mtime.div_euclid(1_000_000_000) % 2 != 0 => MfmtReplies::Confirmed,
+            other => other,
+        }
+    }
+
+    /// Records what a check showed; a refutation wins over a confirmation made meanwhile.
+    fn store(self, cell: &AtomicU8) {
+        match self {
+            MfmtReplies::Refuted => cell.store(self as u8, Ordering::Relaxed),
+            MfmtReplies::Confirmed => {
+                let _ = cell.compare_exchange(
+                    MfmtReplies::Unchecked as u8,
+                    self as u8,
+                    Ordering::Relaxed,
+                    Ordering::Relaxed,
+                );
+            }
+            MfmtReplies::Unchecked => {}
+        }
+    }
 }
 
 /// An FTP error as an endpoint error: a connection-level failure is unreachable (exit 6), a
@@ -256,6 +308,7 @@ impl<T: TlsStream + Send + 'static> FtpEndpoint<T> {
             options,
             connect,
             counter: AtomicU64::new(0),
+            mfmt_replies: AtomicU8::new(MfmtReplies::Unchecked as u8),
         };
         // Log in once now: an unreachable server or a refused login stops the run (exit 6).
         // A refused login keeps its own kind (refused), anything else is unreachable: both exit 6.
@@ -430,45 +483,68 @@ impl<T: TlsStream + Send + 'static> FtpEndpoint<T> {
         super::still_as_planned(self.stat_rel(rel)?, expect)
     }
 
-    /// Uploads `data` to `full` (appending to it with `append`) on one connection. The data is
-    /// streamed once, so this is not retried: a failed upload is a problem for its path,
-    /// retried (a large one continued) by the next run.
-    fn upload(&self, full: &str, data: &mut dyn Read, append: bool) -> super::Result<()> {
+    /// Uploads `data` to `full` (appending to it with `append`) on one connection; returns the
+    /// bytes sent. The data is streamed once, so this is not retried: a failed upload is a
+    /// problem for its path, retried (a large one continued) by the next run.
+    fn upload(&self, full: &str, data: &mut dyn Read, append: bool) -> super::Result<u64> {
         let mut conn = self.take().map_err(io_error)?;
-        let uploaded = (|| -> Result<(), FtpError> {
+        let uploaded = (|| -> Result<u64, FtpError> {
             let mut stream =
                 if append { conn.ftp.append_with_stream(full)? } else { conn.ftp.put_with_stream(full)? };
             let mut buf = [0u8; 64 * 1024];
+            let mut sent = 0;
             loop {
                 let n = data.read(&mut buf).map_err(FtpError::ConnectionError)?;
                 if n == 0 {
                     break;
                 }
                 stream.write_all(&buf[..n]).map_err(FtpError::ConnectionError)?;
+                sent += n as u64;
             }
-            stream.finish()
+            stream.finish()?;
+            Ok(sent)
         })();
         match uploaded {
-            Ok(()) => {
+            Ok(sent) => {
                 self.give_back(conn);
-                Ok(())
+                Ok(sent)
             }
             Err(e) => Err(self.release(conn, e)),
         }
     }
 
     /// Sets the mtime of `full` with MFMT or SITE UTIME where the server has one. A refusal is
-    /// not an error: the state records whatever the server reports afterwards.
-    fn set_mtime(&self, full: &str, mtime: Mtime) -> super::Result<()> {
+    /// not an error: the state records whatever the server reports afterwards. Returns the
+    /// mtime when the server's MFMT reply says it set exactly the one asked for (whole seconds).
+    fn set_mtime(&self, full: &str, mtime: Mtime) -> super::Result<Option<Mtime>> {
         let stamp = mtime_of_mfmt(mtime);
+        let asked = mtime.div_euclid(1_000_000_000) * 1_000_000_000;
         self.with_conn(|conn| {
             if conn.features.mfmt {
-                let _ = conn.ftp.custom_command(format!("MFMT {stamp} {full}"), &[Status::File]);
+                let reply = conn.ftp.custom_command(format!("MFMT {stamp} {full}"), &[Status::File]);
+                let set = reply.ok().and_then(|r| ftp_listing::mfmt_reply_time(&r.body));
+                return Ok(set.filter(|&set| set == asked));
             } else if conn.features.site_utime {
                 let _ = conn.ftp.site(format!("UTIME {full} {stamp} {stamp} {stamp} UTC"));
             }
-            Ok(())
+            Ok(None)
         })
+    }
+
+    /// The entry to record for the file just written at `rel`. `known` is what the upload says
+    /// is there (the bytes sent, the mtime the MFMT reply confirmed): recorded as it is once
+    /// MLST has confirmed such replies on this server, which saves a round trip per file. Until
+    /// then, what MLST reports is recorded, and checks `known`.
+    fn recorded(&self, rel: &str, known: Option<Entry>) -> super::Result<Entry> {
+        let replies = MfmtReplies::load(&self.mfmt_replies);
+        if let Some(known) = known.filter(|_| replies == MfmtReplies::Confirmed) {
+            return Ok(known);
+        }
+        let listed = self.stat_rel(rel)?.ok_or_else(|| changed_since_scan("the uploaded file vanished"))?;
+        if let Some(known) = known {
+            replies.checked(&known, &listed).store(&self.mfmt_replies);
+        }
+        Ok(listed)
     }
 
     /// Refuses a path whose name this endpoint's listings would reject (a local name may hold a
@@ -655,15 +731,18 @@ impl<T: TlsStream + Send + 'static> Endpoint for FtpEndpoint<T> {
         let resumable = like.size >= super::RESUMABLE;
         let temp = if resumable { super::resumable_temp(&self.options.tag, path, like) } else { self.temp_name(path) };
         let (temp_full, target_full) = (self.full(&temp), self.full(path));
-        if let Err(error) = self.upload(&temp_full, data, resume_from > 0) {
-            // A large upload's partial temp is kept for the next run to continue.
-            if !resumable {
-                let _ = self.with_conn(|c| c.ftp.rm(&temp_full));
+        let sent = match self.upload(&temp_full, data, resume_from > 0) {
+            Ok(sent) => sent,
+            Err(error) => {
+                // A large upload's partial temp is kept for the next run to continue.
+                if !resumable {
+                    let _ = self.with_conn(|c| c.ftp.rm(&temp_full));
+                }
+                return Err(error);
             }
-            return Err(error);
-        }
-        let finished = (|| -> super::Result<()> {
-            self.set_mtime(&temp_full, like.mtime)?;
+        };
+        let finished = (|| -> super::Result<Option<Mtime>> {
+            let set = self.set_mtime(&temp_full, like.mtime)?;
             // Compare, then mutate: the target must still be what the plan saw.
             self.expect(path, replaces)?;
             self.with_conn(|conn| match conn.ftp.rename(&temp_full, &target_full) {
@@ -673,13 +752,19 @@ impl<T: TlsStream + Send + 'static> Endpoint for FtpEndpoint<T> {
                     conn.ftp.rename(&temp_full, &target_full)
                 }
                 other => other,
-            })
+            })?;
+            Ok(set)
         })();
-        if let Err(e) = finished {
-            let _ = self.with_conn(|c| c.ftp.rm(&temp_full));
-            return Err(e);
-        }
-        self.stat_rel(path)?.ok_or_else(|| changed_since_scan("the uploaded file vanished"))
+        let set = match finished {
+            Ok(set) => set,
+            Err(e) => {
+                let _ = self.with_conn(|c| c.ftp.rm(&temp_full));
+                return Err(e);
+            }
+        };
+        // The whole file went up (a continued one: the rest of it) and MFMT set the mtime asked.
+        let known = set.filter(|_| resume_from + sent == like.size).map(|mtime| Entry::file(like.size, mtime));
+        self.recorded(path, known)
     }
 
     fn stages_folders(&self) -> bool {
@@ -698,7 +783,8 @@ impl<T: TlsStream + Send + 'static> Endpoint for FtpEndpoint<T> {
         Self::carries(path)?;
         let full = self.full(path);
         self.upload(&full, data, false)?;
-        self.set_mtime(&full, like.mtime)
+        // The folder's listing records what is in it (commit_staged).
+        self.set_mtime(&full, like.mtime).map(|_| ())
     }
 
     /// One listing of the staged folder records every file in it as the server reports it;
@@ -888,5 +974,55 @@ mod tests {
     #[test]
     fn mfmt_stamps_are_utc_seconds() {
         assert_eq!(mtime_of_mfmt(1_700_000_000_999_000_000), "20231114221320");
+    }
+
+    const SECOND: Mtime = 1_000_000_000;
+    /// 2023-11-14 22:13:21 UTC, an odd second.
+    const ODD: Mtime = 1_700_000_001 * SECOND;
+
+    /// One test per row: the state before, what the MFMT reply and the bytes sent said, what
+    /// MLST then listed, the state after.
+    macro_rules! checks {
+        ($($case:ident: $before:ident, $known:expr, $listed:expr => $after:ident,)*) => {
+            $(
+                #[test]
+                fn $case() {
+                    let (known, listed): (Entry, Entry) = ($known, $listed);
+                    assert_eq!(MfmtReplies::$before.checked(&known, &listed), MfmtReplies::$after);
+                }
+            )*
+        };
+    }
+
+    mod mfmt_replies {
+        use super::*;
+
+        checks! {
+            confirmed_on_an_odd_second: Unchecked, Entry::file(5, ODD), Entry::file(5, ODD) => Confirmed,
+            confirmed_before_the_epoch: Unchecked, Entry::file(5, -SECOND), Entry::file(5, -SECOND) => Confirmed,
+            listing_with_permissions_still_confirms:
+                Unchecked, Entry::file(5, ODD), Entry { mode: Some(0o644), ..Entry::file(5, ODD) } => Confirmed,
+            an_even_second_proves_nothing: Unchecked, Entry::file(5, ODD + SECOND), Entry::file(5, ODD + SECOND)
+                => Unchecked,
+            two_second_file_system: Unchecked, Entry::file(5, ODD), Entry::file(5, ODD - SECOND) => Refuted,
+            listing_an_hour_off: Unchecked, Entry::file(5, ODD), Entry::file(5, ODD + 3600 * SECOND) => Refuted,
+            reply_lying_about_the_time: Unchecked, Entry::file(5, ODD), Entry::file(5, 1_764_000_000 * SECOND)
+                => Refuted,
+            another_size_listed: Unchecked, Entry::file(5, ODD), Entry::file(4, ODD) => Refuted,
+            listed_as_a_folder: Unchecked, Entry::file(0, ODD), Entry::dir() => Refuted,
+            refuted_for_the_rest_of_the_run: Refuted, Entry::file(5, ODD), Entry::file(5, ODD) => Refuted,
+            confirmed_stays: Confirmed, Entry::file(5, ODD + SECOND), Entry::file(5, ODD + SECOND) => Confirmed,
+        }
+
+        #[test]
+        fn a_refutation_wins_over_a_confirmation() {
+            let cell = AtomicU8::new(MfmtReplies::Unchecked as u8);
+            MfmtReplies::Confirmed.store(&cell);
+            assert_eq!(MfmtReplies::load(&cell), MfmtReplies::Confirmed);
+            MfmtReplies::Refuted.store(&cell);
+            MfmtReplies::Confirmed.store(&cell);
+            MfmtReplies::Unchecked.store(&cell);
+            assert_eq!(MfmtReplies::load(&cell), MfmtReplies::Refuted);
+        }
     }
 }
