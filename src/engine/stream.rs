@@ -262,17 +262,19 @@ pub fn stream(
                 // A folder its parent's listing showed, listed without its own entry, could not
                 // be read (or is no longer a folder): never taken for an empty one, whose
                 // files would look deleted.
-                let own = scan.snapshot.get(&folder).is_some_and(Entry::is_dir);
-                if there[side.index()] && !folder.is_empty() && !own && !scan.issues.iter().any(|i| i.path == folder) {
+                let unlisted =
+                    there[side.index()] && !folder.is_empty() && !scan.snapshot.get(&folder).is_some_and(Entry::is_dir);
+                let said = scan.issues.iter().any(|i| i.path == folder);
+                if unlisted && !said {
                     out.issues[side.index()].push(ScanIssue {
                         path: folder.clone(),
-                        message:
-                            "cannot read: not listed as a folder (unreadable, or changed since its parent was listed)"
-                                .into(),
+                        message: "cannot read: not listed as a folder (unreadable, or changed since its parent was \
+                                  listed)"
+                            .into(),
                         kind: IssueKind::Unreadable,
                     });
                 }
-                if scan.issues.iter().any(|i| i.path == folder) || (there[side.index()] && !folder.is_empty() && !own) {
+                if unlisted || said {
                     place = None;
                 }
                 flagged.extend(scan.issues.iter().map(|i| i.path.clone()));
