@@ -491,20 +491,35 @@ fn sled_error(path: &Path, e: sled::Error) -> Error {
 }
 
 /// One folder's records: for each, name length (u16 LE), name, then the record: `d` for a
-/// folder; `f` or `h` (with hash) for a file, then source size, mtime, destination size, mtime
-/// (u64/i64 LE), then the 32-byte hash for `h`.
+/// folder; `c` for a file, then a flags byte ([`HASHED`], [`SAME`]), the source's size (LEB128)
+/// and mtime (i64 LE), the destination's likewise unless [`SAME`] says it is the source's, and
+/// the 32-byte hash when [`HASHED`]. (Records written before are `f` or `h`, with both sides'
+/// size and mtime as u64/i64 LE and the hash for `h`: still read.) A file both sides hold as the
+/// same size and mtime, the usual case, takes 11 bytes and its hash besides its name, not 33:
+/// the state is read whole by a no-op run, and cached by sled as read.
 fn encode_folder(records: &BTreeMap<String, StateRecord>) -> Vec<u8> {
-    let mut out = Vec::with_capacity(records.len() * 64);
+    fn observed(out: &mut Vec<u8>, seen: Observed) {
+        let mut size = seen.size;
+        while size >= 0x80 {
+            out.push((size as u8) | 0x80);
+            size >>= 7;
+        }
+        out.push(size as u8);
+        out.extend_from_slice(&seen.mtime.to_le_bytes());
+    }
+    let mut out = Vec::with_capacity(records.len() * 56);
     for (name, r) in records {
         out.extend_from_slice(&(name.len() as u16).to_le_bytes());
         out.extend_from_slice(name.as_bytes());
         match (r.kind, r.hash) {
             (Kind::Dir, _) => out.push(b'd'),
             (Kind::File, hash) => {
-                out.push(if hash.is_some() { b'h' } else { b'f' });
-                for seen in [r.source, r.destination] {
-                    out.extend_from_slice(&seen.size.to_le_bytes());
-                    out.extend_from_slice(&seen.mtime.to_le_bytes());
+                let same = r.source == r.destination;
+                out.push(b'c');
+                out.push(if hash.is_some() { HASHED } else { 0 } | if same { SAME } else { 0 });
+                observed(&mut out, r.source);
+                if !same {
+                    observed(&mut out, r.destination);
                 }
                 if let Some(hash) = hash {
                     out.extend_from_slice(&hash);
@@ -515,6 +530,11 @@ fn encode_folder(records: &BTreeMap<String, StateRecord>) -> Vec<u8> {
     out
 }
 
+/// Flags of a `c` record: a hash follows.
+const HASHED: u8 = 1;
+/// Flags of a `c` record: the destination was seen as the source (size and mtime).
+const SAME: u8 = 2;
+
 /// Appends the records of `folder` to `out` as (full path, record); `None` if malformed.
 fn decode_folder(folder: &str, mut bytes: &[u8], out: &mut Vec<(String, StateRecord)>) -> Option<()> {
     fn take<'b>(bytes: &mut &'b [u8], n: usize) -> Option<&'b [u8]> {
@@ -524,6 +544,17 @@ fn decode_folder(folder: &str, mut bytes: &[u8], out: &mut Vec<(String, StateRec
     }
     fn word(bytes: &mut &[u8]) -> Option<[u8; 8]> {
         take(bytes, 8)?.try_into().ok()
+    }
+    fn observed(bytes: &mut &[u8]) -> Option<Observed> {
+        let mut size: u64 = 0;
+        for shift in (0..64).step_by(7) {
+            let byte = take(bytes, 1)?[0];
+            size |= u64::from(byte & 0x7f).checked_shl(shift)?;
+            if byte & 0x80 == 0 {
+                return Some(Observed { size, mtime: i64::from_le_bytes(word(bytes)?) });
+            }
+        }
+        None
     }
     while !bytes.is_empty() {
         let len = u16::from_le_bytes(take(&mut bytes, 2)?.try_into().ok()?) as usize;
@@ -540,6 +571,16 @@ fn decode_folder(folder: &str, mut bytes: &[u8], out: &mut Vec<(String, StateRec
                 }
                 let hash = if tag == b'h' { Some(take(&mut bytes, 32)?.try_into().ok()?) } else { None };
                 StateRecord { kind: Kind::File, source: seen[0], destination: seen[1], hash }
+            }
+            b'c' => {
+                let flags = take(&mut bytes, 1)?[0];
+                if flags & !(HASHED | SAME) != 0 {
+                    return None;
+                }
+                let source = observed(&mut bytes)?;
+                let destination = if flags & SAME != 0 { source } else { observed(&mut bytes)? };
+                let hash = if flags & HASHED != 0 { Some(take(&mut bytes, 32)?.try_into().ok()?) } else { None };
+                StateRecord { kind: Kind::File, source, destination, hash }
             }
             _ => return None,
         };
@@ -564,11 +605,21 @@ mod tests {
             destination: Observed { size: 7, mtime: 1_700_000_000_123_456_789 },
             hash: Some([9; 32]),
         };
-        let records: BTreeMap<String, StateRecord> =
-            [("h", with_hash), ("f", StateRecord { hash: None, ..with_hash }), ("d", StateRecord::dir())]
-                .into_iter()
-                .map(|(n, r)| (n.to_string(), r))
-                .collect();
+        let same = Observed { size: u64::MAX, mtime: i64::MIN };
+        let both_alike = StateRecord { source: same, destination: same, ..with_hash };
+        let records: BTreeMap<String, StateRecord> = [
+            ("h", with_hash),
+            ("f", StateRecord { hash: None, ..with_hash }),
+            ("d", StateRecord::dir()),
+            ("s", both_alike),
+            (
+                "z",
+                StateRecord { hash: None, source: Observed::default(), destination: Observed::default(), ..with_hash },
+            ),
+        ]
+        .into_iter()
+        .map(|(n, r)| (n.to_string(), r))
+        .collect();
         let bytes = encode_folder(&records);
         let mut out = Vec::new();
         decode_folder("a/b", &bytes, &mut out).unwrap();
@@ -577,6 +628,44 @@ mod tests {
         for cut in [1, 3, 10, bytes.len() - 1] {
             assert_eq!(decode_folder("", &bytes[..cut], &mut Vec::new()), None, "cut at {cut}");
         }
+        // Unknown flags, and a size longer than 64 bits, are malformed.
+        assert_eq!(decode_folder("", b"\x01\x00xc\x04\x00", &mut Vec::new()), None);
+        assert_eq!(
+            decode_folder("", b"\x01\x00xc\x02\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\x01", &mut Vec::new()),
+            None
+        );
+        // Two sides alike, a small file: 11 bytes besides the name (and hash), not 33.
+        let one = |r: StateRecord| encode_folder(&[("n".to_string(), r)].into_iter().collect()).len() - 3;
+        let small = Observed { size: 7, mtime: 1_700_000_000_123_456_789 };
+        let small = StateRecord { kind: Kind::File, source: small, destination: small, hash: None };
+        assert_eq!(one(small), 11);
+        assert_eq!(one(StateRecord { hash: Some([0; 32]), ..small }), 43);
+    }
+
+    /// Records written before the compact `c` form (`f`, `h`) are still read.
+    #[test]
+    fn the_earlier_record_form_is_still_read() {
+        let mut bytes = Vec::new();
+        for (name, tag) in [("f", b'f'), ("h", b'h')] {
+            bytes.extend_from_slice(&1u16.to_le_bytes());
+            bytes.extend_from_slice(name.as_bytes());
+            bytes.push(tag);
+            for word in [7u64, 9, 8, 10] {
+                bytes.extend_from_slice(&word.to_le_bytes());
+            }
+            if tag == b'h' {
+                bytes.extend_from_slice(&[4; 32]);
+            }
+        }
+        let mut out = Vec::new();
+        decode_folder("", &bytes, &mut out).unwrap();
+        let f = StateRecord {
+            kind: Kind::File,
+            source: Observed { size: 7, mtime: 9 },
+            destination: Observed { size: 8, mtime: 10 },
+            hash: None,
+        };
+        assert_eq!(out, vec![("f".to_string(), f), ("h".to_string(), StateRecord { hash: Some([4; 32]), ..f })]);
     }
 
     #[test]
