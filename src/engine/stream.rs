@@ -353,9 +353,17 @@ pub fn stream(
         if !spilled {
             out.later = Later::default();
         }
+        (out.snapshots, out.state) = Row::inputs(kept.into_iter().map(|k| k.row));
+        Ok(Ok(out))
+    })
+}
+
+impl Row {
+    /// Rows (each path once) as the planner's inputs: both snapshots and the state.
+    pub fn inputs(rows: impl IntoIterator<Item = Row>) -> ([Snapshot; 2], State) {
         let mut sides: [Vec<(String, Entry)>; 2] = Default::default();
         let mut records = Vec::new();
-        for Kept { row, .. } in kept {
+        for row in rows {
             for side in Side::BOTH {
                 if let Some(entry) = row.entries[side.index()] {
                     sides[side.index()].push((row.path.clone(), entry));
@@ -366,10 +374,8 @@ pub fn stream(
             }
         }
         let [source, destination] = sides;
-        out.snapshots = [Snapshot::from_unique(source), Snapshot::from_unique(destination)];
-        out.state = State::from_unique(records);
-        Ok(Ok(out))
-    })
+        ([Snapshot::from_unique(source), Snapshot::from_unique(destination)], State::from_unique(records))
+    }
 }
 
 impl Place {
@@ -529,8 +535,9 @@ mod tests {
         issues.filter(|i| i.kind == IssueKind::Unreadable).map(|i| i.path.clone()).collect()
     }
 
-    #[test]
-    fn a_folder_whose_listing_fails_is_unreadable_never_empty() {
+    /// A source holding `d/f1` and `d/f2` behind `faulty`'s faults, a destination holding them
+    /// too, and a state saying both were synced; streams the pair holding at most `hold` rows.
+    fn stream_synced_pair(hold: usize, faulty: impl FnOnce(&Faulty<MemoryEndpoint>)) -> Streamed {
         let dir = tempfile::tempdir().unwrap();
         let src = MemoryEndpoint::new("mem:/src");
         for name in ["d/f1", "d/f2"] {
@@ -538,46 +545,29 @@ mod tests {
         }
         let dst = MemoryEndpoint::new("mem:/dst");
         let db = synced_pair(&src, &dst, dir.path());
-        let faulty = Faulty::new(src);
-        faulty.fail(Op::Scan, "d", ErrorKind::Other);
+        let src = Faulty::new(src);
+        faulty(&src);
+        let filter = Filter::new(Vec::<(&str, &str)>::new(), true).unwrap();
+        stream([&src, &dst], [false; 2], &filter, &db, Mode::TwoWay, hold).unwrap().unwrap()
+    }
+
+    #[test]
+    fn a_folder_whose_listing_fails_is_unreadable_never_empty() {
         for hold in [0, usize::MAX] {
-            let streamed = stream(
-                [&faulty, &dst],
-                [false; 2],
-                &Filter::new(Vec::<(&str, &str)>::new(), true).unwrap(),
-                &db,
-                Mode::TwoWay,
-                hold,
-            )
-            .unwrap()
-            .unwrap();
+            let streamed = stream_synced_pair(hold, |src| {
+                src.fail(Op::Scan, "d", ErrorKind::Other);
+            });
             assert_eq!(unreadable(&streamed, Side::Source), ["d"], "hold {hold}");
         }
     }
 
     #[test]
     fn a_folder_gone_between_its_parents_listing_and_its_own_is_unreadable_never_empty() {
-        let dir = tempfile::tempdir().unwrap();
-        let src = MemoryEndpoint::new("mem:/src");
-        for name in ["d/f1", "d/f2"] {
-            src.put(name, name, 1_000);
-        }
-        let dst = MemoryEndpoint::new("mem:/dst");
-        let db = synced_pair(&src, &dst, dir.path());
         // Listed by the root's listing, then gone (or unreachable) when listed itself: the
         // listing of "d" has no entry for "d".
-        let faulty = Faulty::new(src);
-        faulty.before(Op::Scan, "d", |inner: &MemoryEndpoint| inner.remove_all("d"));
-        let streamed = stream(
-            [&faulty, &dst],
-            [false; 2],
-            &Filter::new(Vec::<(&str, &str)>::new(), true).unwrap(),
-            &db,
-            Mode::TwoWay,
-            0,
-        )
-        .unwrap()
-        .unwrap();
+        let streamed = stream_synced_pair(0, |src| {
+            src.before(Op::Scan, "d", |inner: &MemoryEndpoint| inner.remove_all("d"));
+        });
         assert_eq!(unreadable(&streamed, Side::Source), ["d"]);
         assert!(streamed.later.folders.is_empty(), "nothing in it is a bulk row: {:?}", streamed.later);
     }

@@ -454,7 +454,7 @@ fn scan(
     Ok(settle(snapshots, state, counts, found, bad_records, warnings, stream::Later::default()))
 }
 
-/// The streamed scan (see [`crate::engine::stream`]) of two local folders.
+/// The streamed scan (see [`crate::engine::stream`]) of a whole run.
 fn streamed(
     job: &Job,
     sides: &Sides,
@@ -666,7 +666,6 @@ impl LaterRun<'_> {
         let mut batch: Batch = Default::default();
         // Never more rows at once than the run holds.
         let batch_size = hold().clamp(1, BATCH);
-        let mut stopped = false;
         let mut unread = Vec::new();
         let (sides, filter, db, mode) = (self.sides.get(), self.filter, self.db, self.job.mode);
         let each = &mut |folder: &stream::BulkFolder, own: [Option<Entry>; 2], rows| {
@@ -698,10 +697,10 @@ impl LaterRun<'_> {
             batch.0.extend(rows);
             if batch.0.len() >= batch_size {
                 let before = outcome.problems.len();
-                stopped = self.run_batch(std::mem::take(&mut batch), executor, outcome, conflicts)?;
+                self.run_batch(std::mem::take(&mut batch), executor, outcome, conflicts)?;
                 failed.extend(outcome.problems[before..].iter().map(|p| p.path.clone()));
             }
-            Ok(!stopped)
+            Ok(!outcome.interrupted)
         };
         stream::relist(sides, self.empty, filter, db, mode, &folders, &wanted, each, &mut unread)?;
         // What could not be read now (and was not said already) is a problem of this run.
@@ -714,7 +713,7 @@ impl LaterRun<'_> {
         }
         // (A batch of new empty folders only is still one: they are made.)
         let something = !batch.0.is_empty() || !batch.1.is_empty();
-        if !stopped && !outcome.interrupted && something {
+        if !outcome.interrupted && something {
             self.run_batch(batch, executor, outcome, conflicts)?;
         }
         Ok(())
@@ -722,50 +721,27 @@ impl LaterRun<'_> {
 
     /// Plans one batch, with its folders as their sides hold them now (a new folder is made
     /// with its files) and the folders above them as folders both sides hold, recorded; applies
-    /// or tallies it. True when the run was asked to stop.
+    /// or tallies it; `outcome.interrupted` says whether the run was asked to stop.
     fn run_batch(
         &self,
         (rows, folders): Batch,
         executor: Option<&Executor>,
         outcome: &mut Outcome,
         conflicts: &mut Vec<Conflict>,
-    ) -> Result<bool> {
-        let mut listed: [Vec<(String, Entry)>; 2] = Default::default();
-        let mut records: Vec<(String, StateRecord)> = Vec::new();
-        let above: BTreeSet<&str> = folders
+    ) -> Result<()> {
+        let above: BTreeSet<String> = folders
             .keys()
             .flat_map(|f| crate::core::model::ancestors(f))
             .filter(|f| !folders.contains_key(*f))
+            .map(str::to_string)
             .collect();
-        for folder in above {
-            for side in &mut listed {
-                side.push((folder.to_string(), Entry::dir()));
-            }
-            records.push((folder.to_string(), StateRecord::dir()));
-        }
-        for (folder, own) in &folders {
-            for side in Side::BOTH {
-                if let Some(entry) = own[side.index()] {
-                    listed[side.index()].push((folder.clone(), entry));
-                }
-            }
-            if own.iter().all(Option::is_some) {
-                records.push((folder.clone(), StateRecord::dir()));
-            }
-        }
-        for row in rows {
-            for side in Side::BOTH {
-                if let Some(entry) = row.entries[side.index()] {
-                    listed[side.index()].push((row.path.clone(), entry));
-                }
-            }
-            if let Some(record) = row.record {
-                records.push((row.path, record));
-            }
-        }
-        let [source, destination] = listed;
-        let mut snapshots = [Snapshot::from_unique(source), Snapshot::from_unique(destination)];
-        let state = State::from_unique(records);
+        let above = above.into_iter().map(|path| (path, [Some(Entry::dir()); 2]));
+        let folders = above.chain(folders).map(|(path, own)| {
+            // A folder both sides hold is recorded (nothing to do); a new one is made.
+            let record = own.iter().all(Option::is_some).then(StateRecord::dir);
+            stream::Row { path, entries: own, record }
+        });
+        let (mut snapshots, state) = stream::Row::inputs(folders.chain(rows));
         let mut plan = hash_and_plan(self.job.mode, self.sides, self.options, &state, &mut snapshots);
         // The safety check counted no deletion of these: a plan with one is a bug, not applied.
         if let Some(delete) = plan.actions().find(|a| matches!(a, plan::Action::Delete { .. })) {
@@ -784,7 +760,7 @@ impl LaterRun<'_> {
             }
         }
         conflicts.append(&mut plan.conflicts);
-        Ok(outcome.interrupted)
+        Ok(())
     }
 }
 
