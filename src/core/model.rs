@@ -267,12 +267,22 @@ pub fn split(path: &str) -> (&str, &str) {
     }
 }
 
+/// The path of `name` in the folder `dir` (the root is ""): the inverse of [`split`]. Built
+/// without the formatting machinery, as a scan does it for every file it lists.
+pub fn join(dir: &str, name: &str) -> String {
+    if dir.is_empty() {
+        return name.to_string();
+    }
+    let mut path = String::with_capacity(dir.len() + 1 + name.len());
+    path.push_str(dir);
+    path.push('/');
+    path.push_str(name);
+    path
+}
+
 /// The path of `name` in the same folder as `path`.
 pub fn sibling(path: &str, name: &str) -> String {
-    match parent(path) {
-        Some(dir) => format!("{dir}/{name}"),
-        None => name.to_string(),
-    }
+    join(split(path).0, name)
 }
 
 /// The parent folder of a relative path, if it is not at the root.

@@ -36,7 +36,7 @@ use super::{
     changed_since_scan, temp_owner, Endpoint, EndpointError, ErrorKind, IssueKind, Scan, ScanIssue, TempOwner,
 };
 use crate::core::filter::Filter;
-use crate::core::model::{sibling, split, Entry, Kind, Mtime, Snapshot};
+use crate::core::model::{join, sibling, split, Entry, Kind, Mtime, Snapshot};
 use crate::endpoint::credentials::Credentials;
 
 /// Where an FTP side is: `ftp[s]://[user@]host[:port]/dir`.
@@ -611,13 +611,12 @@ impl<T: TlsStream + Send + 'static> FtpEndpoint<T> {
                 on_the_way.extend(crate::core::model::ancestors(&dir).map(str::to_string));
                 on_the_way.insert(dir.clone());
             }
-            let join = |name: &str| if dir.is_empty() { name.to_string() } else { format!("{dir}/{name}") };
             if !listing.rejected.is_empty() || !listing.symlinks.is_empty() {
                 holders.insert(dir.clone());
             }
             for rejected in &listing.rejected {
                 issues.push(ScanIssue {
-                    path: join(&rejected.name_lossy),
+                    path: join(&dir, &rejected.name_lossy),
                     message: format!("name from the server rejected: {}; skipped", rejected.reason),
                     kind: IssueKind::Skipped,
                 });
@@ -639,13 +638,13 @@ impl<T: TlsStream + Send + 'static> FtpEndpoint<T> {
             }
             for name in &listing.symlinks {
                 issues.push(ScanIssue {
-                    path: join(name),
+                    path: join(&dir, name),
                     message: "symbolic link, not followed; left alone".into(),
                     kind: IssueKind::Excluded,
                 });
             }
             for listed in listing.entries {
-                let rel = join(&listed.name);
+                let rel = join(&dir, &listed.name);
                 match listed.entry.kind {
                     Kind::Dir => {
                         if let Some(owner) = temp_owner(&listed.name, &self.options.tag) {

@@ -25,7 +25,7 @@ use super::{
     TempOwner,
 };
 use crate::core::filter::Filter;
-use crate::core::model::{sibling, split, Entry, Kind, Mtime, Snapshot};
+use crate::core::model::{is_inside, join, sibling, split, Entry, Kind, Mtime, Snapshot};
 
 pub struct LocalEndpoint {
     root: PathBuf,
@@ -72,28 +72,27 @@ impl LocalEndpoint {
     /// The folder `dir` (relative, "" for the root), opened by walking from the root one name
     /// at a time, never through a symlink: a link or a file on the way is an error naming it.
     fn open_folder(&self, dir: &str) -> io::Result<OwnedFd> {
-        let flags = OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC;
-        // The root itself may be a link (a mount point's alias): the user chose it.
-        let mut fd = rustix::fs::open(&self.root, flags, Mode::empty())?;
-        let mut walked = 0;
-        for name in dir.split('/').filter(|n| !n.is_empty()) {
-            walked += name.len() + 1;
-            fd = match rustix::fs::openat(&fd, name, flags | OFlags::NOFOLLOW, Mode::empty()) {
-                Ok(next) => next,
-                Err(err) if err == Errno::NOTDIR || err == Errno::LOOP => {
-                    let here = &dir[..walked - 1];
-                    let link = rustix::fs::statat(&fd, name, AtFlags::SYMLINK_NOFOLLOW)
-                        .is_ok_and(|st| FileType::from_raw_mode(st.st_mode) == FileType::Symlink);
-                    return Err(io::Error::other(if link {
-                        format!("{here} is a symbolic link; refusing to go through it")
-                    } else {
-                        format!("{here} is not a folder")
-                    }));
-                }
-                Err(err) => return Err(err.into()),
-            };
+        let mut fd = rustix::fs::open(&self.root, PATH_FLAGS, Mode::empty())?;
+        for (here, name) in steps("", dir) {
+            fd = open_in(&fd, name, here)?;
         }
         Ok(fd)
+    }
+
+    /// As [`Self::open_folder`], from the deepest folder of `open` on the way to `dir`, keeping
+    /// the folders opened on the way in `open`, for the next call.
+    fn open_folder_in(&self, open: &mut OpenFolders, dir: &str) -> io::Result<Rc<OwnedFd>> {
+        let on_the_way = |path: &String| path.is_empty() || path == dir || is_inside(dir, path);
+        open.0.truncate(open.0.iter().take_while(|(path, _)| on_the_way(path)).count());
+        if open.0.is_empty() {
+            open.0.push((String::new(), Rc::new(rustix::fs::open(&self.root, PATH_FLAGS, Mode::empty())?)));
+        }
+        let base = open.0.last().map_or(0, |(path, _)| path.len());
+        for (here, name) in steps(&dir[..base], dir) {
+            let fd = open_in(&open.0.last().expect("the root at least").1, name, here)?;
+            open.0.push((here.to_string(), Rc::new(fd)));
+        }
+        Ok(open.0.last().expect("the root at least").1.clone())
     }
 
     /// The open folder `fd` must still be the folder `dir` of the tree: not moved out of the
@@ -138,6 +137,41 @@ fn expect_at(dir: &OwnedFd, name: &str, expect: Option<&Entry>) -> io::Result<()
 
 /// The file or folder `name` in `dir`, `None` if nothing is there; a symlink or special file is
 /// an error, so that no compare takes it for "nothing" and nothing is written over it.
+/// How the folders on the way to a listed one are opened: only to look in, never through a link.
+const PATH_FLAGS: OFlags = OFlags::PATH.union(OFlags::DIRECTORY).union(OFlags::CLOEXEC);
+
+/// The folders on the way from `base` down to `dir` (inside it), each as its path and name.
+fn steps<'d>(base: &str, dir: &'d str) -> impl Iterator<Item = (&'d str, &'d str)> {
+    let mut walked = base.len();
+    dir[base.len()..].split('/').filter(|n| !n.is_empty()).map(move |name| {
+        walked = if walked == 0 { name.len() } else { walked + 1 + name.len() };
+        (&dir[..walked], name)
+    })
+}
+
+/// The folder `name` of the open folder `fd` (`here`: its path), opened to look in, never
+/// through a link: a link or a file there is an error naming it.
+fn open_in(fd: &OwnedFd, name: &str, here: &str) -> io::Result<OwnedFd> {
+    match rustix::fs::openat(fd, name, PATH_FLAGS | OFlags::NOFOLLOW, Mode::empty()) {
+        Ok(next) => Ok(next),
+        Err(err) if err == Errno::NOTDIR || err == Errno::LOOP => {
+            let link = rustix::fs::statat(fd, name, AtFlags::SYMLINK_NOFOLLOW)
+                .is_ok_and(|st| FileType::from_raw_mode(st.st_mode) == FileType::Symlink);
+            Err(io::Error::other(if link {
+                format!("{here} is a symbolic link; refusing to go through it")
+            } else {
+                format!("{here} is not a folder")
+            }))
+        }
+        Err(err) => Err(err.into()),
+    }
+}
+
+/// The folders a [`LocalEndpoint::folder_lister`] keeps open between listings: those on the way
+/// to the last folder listed, from the root down, each with its path.
+#[derive(Default)]
+struct OpenFolders(Vec<(String, Rc<OwnedFd>)>);
+
 fn entry_at(dir: &OwnedFd, name: &str) -> io::Result<Option<Entry>> {
     match rustix::fs::statat(dir, name, AtFlags::SYMLINK_NOFOLLOW) {
         Ok(st) => match entry_of_stat(&st) {
@@ -236,11 +270,19 @@ impl Endpoint for LocalEndpoint {
     fn scan_part(&self, filter: &Filter, shallow: &[String], deep: &[String]) -> super::Result<Scan> {
         if let ([folder], []) = (shallow, deep) {
             if !folder.is_empty() {
-                return Ok(self.list_one(filter, folder)?);
+                return Ok(self.list_one(filter, folder, &mut OpenFolders::default())?);
             }
         }
         let (start, on_the_way) = self.part_start(filter, shallow, deep);
         Ok(self.walk(filter, start, on_the_way)?)
+    }
+
+    fn folder_lister(&self) -> Box<super::FolderLister<'_>> {
+        let mut open = OpenFolders::default();
+        Box::new(move |filter, folder| match folder {
+            "" => self.scan_part(filter, &[String::new()], &[]),
+            _ => Ok(self.list_one(filter, folder, &mut open)?),
+        })
     }
 
     fn stat(&self, path: &str) -> super::Result<Option<Entry>> {
@@ -492,9 +534,9 @@ impl LocalEndpoint {
     }
 
     /// `scan_part` of one shallow folder, as a streamed scan asks for each: its parent opened
-    /// once, for the folder's own entry and to open it in (not from the root three times).
-    /// What is not a folder (or cannot be reached) lists nothing, as in `part_start`.
-    fn list_one(&self, filter: &Filter, folder: &str) -> io::Result<Scan> {
+    /// once (or kept open in `open` since an earlier folder), for the folder's own entry and to
+    /// open it in. What is not a folder (or cannot be reached) lists nothing, as in `part_start`.
+    fn list_one(&self, filter: &Filter, folder: &str, open: &mut OpenFolders) -> io::Result<Scan> {
         // Gone (or not a folder now): nothing; unreachable otherwise: an issue, never taken
         // for an empty folder.
         let nothing = |error: Option<io::Error>| {
@@ -508,7 +550,7 @@ impl LocalEndpoint {
             Scan { snapshot: Snapshot::default(), issues: issues.into_iter().collect(), leftovers: Vec::new() }
         };
         let (parent_dir, name) = split(folder);
-        let parent = match self.open_folder(parent_dir) {
+        let parent = match self.open_folder_in(open, parent_dir) {
             Ok(parent) => parent,
             Err(e) => return Ok(nothing(Some(e))),
         };
@@ -518,7 +560,7 @@ impl LocalEndpoint {
             Err(e) => return Ok(nothing(Some(e))),
         };
         let found = if filter.hides(folder, Kind::Dir) { Vec::new() } else { vec![(folder.to_string(), own)] };
-        self.walk_in(filter, vec![(folder.to_string(), false, Some(Rc::new(parent)))], found, None)
+        self.walk_in(filter, vec![(folder.to_string(), false, Some(parent))], found, None)
     }
 
     fn walk_knowing(
@@ -654,7 +696,7 @@ impl Walk<'_> {
     /// Takes in `name` of the folder `dir` (open as `fd`), of the type its listing gave, or
     /// its `stat` if it has one. Returns its path if it is a folder to enter.
     fn take_in(&mut self, fd: &OwnedFd, dir: &str, name: &str, listed: FileType, stat: Option<Stat>) -> Option<String> {
-        let rel = if dir.is_empty() { name.to_string() } else { format!("{dir}/{name}") };
+        let rel = join(dir, name);
         let (ft, stat) = match (listed, stat) {
             // A file system that does not say in its listings.
             (FileType::Unknown, None) => match rustix::fs::statat(fd, name, AtFlags::SYMLINK_NOFOLLOW) {
@@ -715,7 +757,7 @@ impl Walk<'_> {
     /// Takes in `name` of the folder `dir` (open as `fd`) again: listed as a folder, it was no
     /// longer one when entered.
     fn take_in_again(&mut self, fd: &OwnedFd, dir: &str, name: &str) {
-        let rel = if dir.is_empty() { name.to_string() } else { format!("{dir}/{name}") };
+        let rel = join(dir, name);
         match rustix::fs::statat(fd, name, AtFlags::SYMLINK_NOFOLLOW) {
             // A folder again: what it held meanwhile was not listed.
             Ok(st) if FileType::from_raw_mode(st.st_mode) == FileType::Directory => {
@@ -952,6 +994,40 @@ mod tests {
         assert_eq!(scan.snapshot, again.snapshot);
         assert_eq!(scan.issues, again.issues);
         assert!(scan.snapshot.get("a").unwrap().holds_unsynced);
+    }
+
+    #[test]
+    fn a_folder_lister_lists_each_folder_as_its_part_scan_does_whatever_it_kept_open() {
+        let (dir, ep) = endpoint();
+        let outside = tempfile::tempdir().unwrap();
+        for folder in ["a/b/c", "a/d", "e/f", "g"] {
+            fs::create_dir_all(dir.path().join(folder)).unwrap();
+            fs::write(dir.path().join(folder).join("file"), folder).unwrap();
+        }
+        fs::create_dir(outside.path().join("y")).unwrap();
+        fs::write(outside.path().join("y/secret"), "outside").unwrap();
+        std::os::unix::fs::symlink(outside.path(), dir.path().join("e/link")).unwrap();
+        let filter = no_filter();
+        let mut list = ep.folder_lister();
+        // Down, across, back up to another branch, through a link, into what is gone.
+        for folder in
+            ["", "a", "a/b", "a/b/c", "a/d", "e", "e/f", "a/b/c", "g", "e/link", "e/link/y", "a/b", "gone/x", "a/d"]
+        {
+            let listed = list(&filter, folder).unwrap();
+            let alone = ep.scan_part(&filter, &[folder.to_string()], &[]).unwrap();
+            assert_eq!(listed.snapshot, alone.snapshot, "{folder}");
+            assert_eq!(listed.issues, alone.issues, "{folder}");
+            assert!(
+                listed.snapshot.iter().all(|(path, _)| !path.contains("secret")),
+                "{folder} listed outside the root"
+            );
+        }
+        let c = list(&filter, "a/b/c").unwrap();
+        let paths: Vec<&str> = c.snapshot.iter().map(|(p, _)| p.as_str()).collect();
+        assert_eq!(paths, ["a/b/c", "a/b/c/file"]);
+        let through = list(&filter, "e/link/y").unwrap();
+        assert!(through.snapshot.is_empty());
+        assert!(through.issues[0].message.contains("e/link is a symbolic link"), "{:?}", through.issues);
     }
 
     #[test]

@@ -62,6 +62,9 @@ pub struct Scan {
     pub leftovers: Vec<String>,
 }
 
+/// See [`Endpoint::folder_lister`]: a filter and a folder ("" for the root), its listing.
+pub type FolderLister<'a> = dyn FnMut(&Filter, &str) -> Result<Scan> + 'a;
+
 pub trait Endpoint: Send + Sync {
     /// The endpoint as a URL for messages and the pair id (never with a password).
     fn url(&self) -> String;
@@ -84,6 +87,14 @@ pub trait Endpoint: Send + Sync {
     /// sync of the paths a watcher saw change. An endpoint that cannot do better lists all.
     fn scan_part(&self, filter: &Filter, _shallow: &[String], _deep: &[String]) -> Result<Scan> {
         self.scan(filter)
+    }
+
+    /// A lister of single folders for a streamed scan, which asks for them one after another
+    /// (parents before what they hold): each call is `scan_part` of that one folder, shallow.
+    /// It may keep what it opened for the next call (a local endpoint keeps the folders on the
+    /// way to the last one open, as a recursive walk does); it serves one scan, on one thread.
+    fn folder_lister(&self) -> Box<FolderLister<'_>> {
+        Box::new(|filter, folder| self.scan_part(filter, &[folder.to_string()], &[]))
     }
 
     /// A live count of the entries a scan in progress has listed, for a progress line; `None`

@@ -11,11 +11,11 @@
 //! Each side is listed by a worker thread (one listing request at a time), the state is read
 //! by key (it is stored per folder); the three meet per folder.
 
-use std::collections::{BTreeSet, HashMap, HashSet, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::mpsc;
 
 use crate::core::filter::Filter;
-use crate::core::model::{is_inside, split, Entry, Kind, Side, Snapshot, State, StateRecord};
+use crate::core::model::{is_inside, Entry, Kind, Side, Snapshot, State, StateRecord};
 use crate::core::plan::Mode;
 use crate::endpoint::{Endpoint, EndpointError, IssueKind, Result as EndpointResult, Scan, ScanIssue};
 use crate::state::StateDb;
@@ -166,11 +166,12 @@ impl Listers {
             let endpoint = sides[side.index()];
             let nothing = empty[side.index()];
             scope.spawn(move || {
+                let mut list = endpoint.folder_lister();
                 for (folder, there) in asked {
                     let listing = if nothing || !there {
                         Ok(Scan { snapshot: Snapshot::default(), issues: Vec::new(), leftovers: Vec::new() })
                     } else {
-                        endpoint.scan_part(filter, std::slice::from_ref(&folder), &[])
+                        list(filter, &folder)
                     };
                     if tell.send(listing).is_err() {
                         break;
@@ -194,16 +195,27 @@ impl Listers {
     }
 }
 
-/// The paths directly in `folder` that the listings or the state hold, in order.
-fn children<'a>(folder: &str, listed: &'a [Snapshot; 2], state: &'a State) -> BTreeSet<&'a String> {
-    let inside = |path: &str| !path.is_empty() && split(path).0 == folder && path != folder;
-    listed[0]
-        .iter()
-        .chain(listed[1].iter())
-        .map(|(p, _)| p)
-        .chain(state.iter().map(|(p, _)| p))
-        .filter(|p| inside(p))
-        .collect()
+/// A path directly in a folder, as each side's listing and the state hold it.
+type Child<'a> = (&'a String, [Option<&'a Entry>; 2], Option<&'a StateRecord>);
+
+/// The paths directly in `folder` that the listings or the state hold, in order: the three
+/// (each sorted) merged in one pass.
+fn children<'a>(folder: &str, listed: &'a [Snapshot; 2], state: &'a State) -> Vec<Child<'a>> {
+    let inside = |path: &str| match folder {
+        "" => !path.is_empty() && !path.contains('/'),
+        _ => path.strip_prefix(folder).and_then(|p| p.strip_prefix('/')).is_some_and(|name| !name.contains('/')),
+    };
+    let mut sides = listed.each_ref().map(|s| s.iter().filter(|(p, _)| inside(p)).peekable());
+    let mut records = state.iter().filter(|(p, _)| inside(p)).peekable();
+    let mut out = Vec::with_capacity(listed[0].len().max(listed[1].len()));
+    loop {
+        let heads = [sides[0].peek().map(|h| h.0), sides[1].peek().map(|h| h.0), records.peek().map(|h| h.0)];
+        let Some(path) = heads.into_iter().flatten().min() else { break };
+        let entries = [0, 1].map(|i| sides[i].next_if(|(p, _)| *p == path).map(|(_, e)| e));
+        let record = records.next_if(|(p, _)| *p == path).map(|(_, r)| r);
+        out.push((path, entries, record));
+    }
+    out
 }
 
 /// Reads both sides (`empty`: a side known to hold nothing, a destination a first run would
@@ -294,9 +306,7 @@ pub fn stream(
                 // filled under a temp name and moved into place there.
                 out.later.folders.push(BulkFolder { path: folder.clone(), place: new });
             }
-            for path in children(&folder, &listed, &state) {
-                let entries = [listed[0].get(path), listed[1].get(path)];
-                let record = state.get(path);
+            for (path, entries, record) in children(&folder, &listed, &state) {
                 for side in Side::BOTH {
                     if entries[side.index()].is_some_and(|e| e.kind == Kind::File) {
                         out.files[side.index()] += 1;
@@ -467,10 +477,8 @@ pub fn relist(
             let out = |path: &str| unreadable.iter().any(|u| u == path || u.is_empty() || is_inside(path, u));
             let rows: Vec<Row> = children(&folder.path, &listed, &state)
                 .into_iter()
-                .filter(|path| !out(path))
-                .filter_map(|path| {
-                    let entries = [listed[0].get(path), listed[1].get(path)];
-                    let record = state.get(path);
+                .filter(|(path, _, _)| !out(path))
+                .filter_map(|(path, entries, record)| {
                     let take = bulk(mode, folder.place, entries, record) && !unchanged(entries[0], entries[1], record);
                     take.then(|| Row {
                         path: path.clone(),
@@ -629,5 +637,41 @@ mod tests {
             let got = child_place(mode, place, [entries[0].as_ref(), entries[1].as_ref()], record.as_ref());
             assert_eq!(got, want, "{name}");
         }
+    }
+
+    #[test]
+    fn children_merge_both_listings_and_the_state_directly_in_the_folder_in_order() {
+        let (f, d) = (Entry::file(1, 1), Entry::dir());
+        let snapshot =
+            |paths: &[(&str, Entry)]| Snapshot::from_unique(paths.iter().map(|(p, e)| (p.to_string(), *e)).collect());
+        let (rf, rd) = (record(Kind::File), record(Kind::Dir));
+        // A listing holds the folder itself and what is directly in it; the state, a sibling
+        // folder's name sharing the prefix, and deeper paths, are all left out.
+        let listed =
+            [snapshot(&[("a", d), ("a/b", f), ("a/d", d), ("a/e", f)]), snapshot(&[("a", d), ("a/c", f), ("a/e", f)])];
+        let state = State::from_unique(vec![
+            ("a".into(), rd),
+            ("a/a".into(), rf),
+            ("a/e".into(), rf),
+            ("a/d/x".into(), rf),
+            ("ab".into(), rd),
+            ("ab/x".into(), rf),
+        ]);
+        let got: Vec<(&str, [bool; 2], bool)> = children("a", &listed, &state)
+            .into_iter()
+            .map(|(path, entries, record)| (path.as_str(), entries.map(|e| e.is_some()), record.is_some()))
+            .collect();
+        let want = [
+            ("a/a", [false, false], true),
+            ("a/b", [true, false], false),
+            ("a/c", [false, true], false),
+            ("a/d", [true, false], false),
+            ("a/e", [true, true], true),
+        ];
+        assert_eq!(got, want);
+        // At the root: every name without a slash, the root itself ("") never.
+        let root = [snapshot(&[("a", d), ("ab", d)]), snapshot(&[("a", d), ("a/c", f)])];
+        let got: Vec<&str> = children("", &root, &state).into_iter().map(|(path, _, _)| path.as_str()).collect();
+        assert_eq!(got, ["a", "ab"]);
     }
 }

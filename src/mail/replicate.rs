@@ -15,7 +15,7 @@ use crate::core::error::{Error, Result};
 use crate::core::filter::Filter;
 use std::collections::HashSet;
 
-use crate::core::model::{parent, split, Entry, Kind, Side, Snapshot, SortedMap, StateRecord};
+use crate::core::model::{join, parent, split, Entry, Kind, Side, Snapshot, SortedMap, StateRecord};
 use crate::core::plan::Action;
 use crate::core::plan::Plan;
 use crate::core::plan::{Mode, PlanOptions};
@@ -555,7 +555,7 @@ impl Replicator {
         // Its parent folders on the replica first: the user's Sieve folder may be its first file.
         let mut made = String::new();
         for name in root.split('/') {
-            made = if made.is_empty() { name.to_string() } else { format!("{made}/{name}") };
+            made = join(&made, name);
             self.replica.mkdir(&made).map_err(|e| Error::Safety(format!("replica {made}: {e}")))?;
         }
         let summary = sync(&job, reporter)?;

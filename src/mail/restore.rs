@@ -10,7 +10,7 @@ use std::os::unix::fs::{MetadataExt, PermissionsExt};
 
 use crate::core::error::{Error, Result};
 use crate::core::filter::Filter;
-use crate::core::model::{Kind, Snapshot};
+use crate::core::model::{join, Kind, Snapshot};
 use crate::core::plan::Action;
 use crate::endpoint::Endpoint;
 use crate::engine::executor::{Observer, Outcome, Problem};
@@ -94,7 +94,7 @@ impl Replicator {
         let paths = parts
             .iter()
             .map(|part| {
-                made = if made.is_empty() { part.to_string() } else { format!("{made}/{part}") };
+                made = join(&made, part);
                 made.clone()
             })
             .collect::<Vec<_>>()

@@ -17,7 +17,7 @@ use std::io;
 use std::path::{Path, PathBuf};
 
 use crate::core::error::{Error, Result};
-use crate::core::model::{split, Kind, Observed, State, StateRecord};
+use crate::core::model::{join, split, Kind, Observed, State, StateRecord};
 
 /// Records per sled batch: big batches cost memory (DESIGN.md "State"), tiny ones speed.
 pub const BATCH: usize = 1000;
@@ -587,7 +587,7 @@ fn decode_folder(folder: &str, mut bytes: &[u8], out: &mut Vec<(String, StateRec
         if name.is_empty() || name.contains('/') {
             return None;
         }
-        let path = if folder.is_empty() { name.to_string() } else { format!("{folder}/{name}") };
+        let path = join(folder, name);
         out.push((path, record));
     }
     Some(())
