@@ -68,6 +68,7 @@ struct Shared {
     url: String,
     tag: String,
     stages: bool,
+    connections: usize,
     nodes: Mutex<Nodes>,
     counter: AtomicU64,
     flushes: AtomicU64,
@@ -81,6 +82,7 @@ impl MemoryEndpoint {
                 url: url.to_string(),
                 tag: TAG.to_string(),
                 stages: false,
+                connections: 1,
                 nodes: Mutex::new(BTreeMap::new()),
                 counter: AtomicU64::new(0),
                 flushes: AtomicU64::new(0),
@@ -91,6 +93,13 @@ impl MemoryEndpoint {
     /// Names temp files with this pair tag (8 hex digits) instead of [`TAG`].
     pub fn with_tag(mut self, tag: &str) -> MemoryEndpoint {
         self.configure().tag = tag.to_string();
+        self
+    }
+
+    /// Says it takes `n` transfers (and listings) at once ([`Endpoint::parallelism`]), as an
+    /// FTP endpoint with `n` connections does.
+    pub fn with_connections(mut self, n: usize) -> MemoryEndpoint {
+        self.configure().connections = n;
         self
     }
 
@@ -402,6 +411,10 @@ impl Endpoint for MemoryEndpoint {
 
     fn stages_folders(&self) -> bool {
         self.shared.stages
+    }
+
+    fn parallelism(&self) -> usize {
+        self.shared.connections
     }
 
     fn mkdir_staged(&self, path: &str) -> Result<String> {

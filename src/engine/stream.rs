@@ -146,12 +146,20 @@ pub fn child_place(
     }
 }
 
-/// Two listing workers, one a side, answering folders in the order asked.
+/// The listing workers of both sides, answering folders in the order asked. A side gets a
+/// worker for each connection it takes at once (an FTP server's listings are round trips, so
+/// several are in flight; a local side has one): folders go round its workers in turn, and
+/// answers are taken back in the same turn.
 struct Listers {
-    /// A folder, and whether the side holds it (if not, it is not asked, and holds nothing).
-    ask: [mpsc::Sender<(String, bool)>; 2],
-    told: [mpsc::Receiver<EndpointResult<Scan>>; 2],
+    /// Per side, each worker's inbox (a folder, and whether the side holds it: if not, it is
+    /// not asked, and holds nothing) and outbox.
+    workers: [Vec<Worker>; 2],
+    /// Per side, how many folders were asked and answered.
+    asked: [usize; 2],
+    answered: [usize; 2],
 }
+
+type Worker = (mpsc::Sender<(String, bool)>, mpsc::Receiver<EndpointResult<Scan>>);
 
 impl Listers {
     fn spawn<'s, 'e: 's>(
@@ -161,37 +169,47 @@ impl Listers {
         filter: &'e Filter,
     ) -> Listers {
         let workers = Side::BOTH.map(|side| {
-            let (ask, asked) = mpsc::channel::<(String, bool)>();
-            let (tell, told) = mpsc::channel::<EndpointResult<Scan>>();
             let endpoint = sides[side.index()];
             let nothing = empty[side.index()];
-            scope.spawn(move || {
-                let mut list = endpoint.folder_lister();
-                for (folder, there) in asked {
-                    let listing = if nothing || !there {
-                        Ok(Scan { snapshot: Snapshot::default(), issues: Vec::new(), leftovers: Vec::new() })
-                    } else {
-                        list(filter, &folder)
-                    };
-                    if tell.send(listing).is_err() {
-                        break;
-                    }
-                }
-            });
-            (ask, told)
+            let count = if nothing { 1 } else { endpoint.parallelism().clamp(1, IN_FLIGHT) };
+            (0..count)
+                .map(|_| {
+                    let (ask, asked) = mpsc::channel::<(String, bool)>();
+                    let (tell, told) = mpsc::channel::<EndpointResult<Scan>>();
+                    scope.spawn(move || {
+                        let mut list = endpoint.folder_lister();
+                        for (folder, there) in asked {
+                            let listing = if nothing || !there {
+                                Ok(Scan { snapshot: Snapshot::default(), issues: Vec::new(), leftovers: Vec::new() })
+                            } else {
+                                list(filter, &folder)
+                            };
+                            if tell.send(listing).is_err() {
+                                break;
+                            }
+                        }
+                    });
+                    (ask, told)
+                })
+                .collect()
         });
-        let [(ask_s, told_s), (ask_d, told_d)] = workers;
-        Listers { ask: [ask_s, ask_d], told: [told_s, told_d] }
+        Listers { workers, asked: [0; 2], answered: [0; 2] }
     }
 
-    fn ask(&self, folder: &str, there: [bool; 2]) {
-        for (ask, there) in self.ask.iter().zip(there) {
-            ask.send((folder.to_string(), there)).expect("the worker waits");
+    fn ask(&mut self, folder: &str, there: [bool; 2]) {
+        for side in Side::BOTH {
+            let (workers, asked) = (&self.workers[side.index()], &mut self.asked[side.index()]);
+            let (ask, _) = &workers[*asked % workers.len()];
+            ask.send((folder.to_string(), there[side.index()])).expect("the worker waits");
+            *asked += 1;
         }
     }
 
-    fn answer(&self, side: Side) -> EndpointResult<Scan> {
-        self.told[side.index()].recv().expect("the worker answers")
+    fn answer(&mut self, side: Side) -> EndpointResult<Scan> {
+        let (workers, answered) = (&self.workers[side.index()], &mut self.answered[side.index()]);
+        let (_, told) = &workers[*answered % workers.len()];
+        *answered += 1;
+        told.recv().expect("the worker answers")
     }
 }
 
@@ -231,7 +249,7 @@ pub fn stream(
     hold: usize,
 ) -> crate::core::error::Result<Result<Streamed, (Side, EndpointError)>> {
     std::thread::scope(|scope| {
-        let listers = Listers::spawn(scope, sides, empty, filter);
+        let mut listers = Listers::spawn(scope, sides, empty, filter);
         let mut out = Streamed::default();
         let mut kept: Vec<Kept> = Vec::new();
         // Where each folder's row is in `kept`, to set what its own listing learns of it.
@@ -436,7 +454,7 @@ pub fn relist(
     unread: &mut Vec<(Side, ScanIssue)>,
 ) -> crate::core::error::Result<()> {
     std::thread::scope(|scope| {
-        let listers = Listers::spawn(scope, sides, empty, filter);
+        let mut listers = Listers::spawn(scope, sides, empty, filter);
         let mut asked = 0;
         for (at, folder) in folders.iter().enumerate() {
             while asked < folders.len() && asked < at + IN_FLIGHT {
@@ -557,6 +575,49 @@ mod tests {
         faulty(&src);
         let filter = Filter::new(Vec::<(&str, &str)>::new(), true).unwrap();
         stream([&src, &dst], [false; 2], &filter, &db, Mode::TwoWay, hold).unwrap().unwrap()
+    }
+
+    #[test]
+    fn folders_listed_on_several_connections_are_answered_in_the_order_asked() {
+        // A side of 3 connections gets 3 listing workers, each folder going to the next in
+        // turn: every listing must still meet its own folder's state and the other side's.
+        let streamed = |connections: [usize; 2]| {
+            let dir = tempfile::tempdir().unwrap();
+            let sides = connections.map(|n| MemoryEndpoint::new("mem:/side").with_connections(n));
+            let (db, _) = StateDb::open(dir.path(), "pair", ["mem:/src", "mem:/dst"], false).unwrap();
+            let mut writer = db.writer();
+            for a in 0..7 {
+                for b in 0..3 {
+                    // Folders a/b on both sides; a file in each, changed on one side in some.
+                    let path = format!("f{a}/g{b}/file");
+                    let old = [0, 1].map(|i| sides[i].put(&path, "old", 1_000));
+                    for folder in [format!("f{a}"), format!("f{a}/g{b}")] {
+                        writer.put(&folder, &StateRecord::dir()).unwrap();
+                    }
+                    writer.put(&path, &StateRecord::synced(&old[0], &old[1], None)).unwrap();
+                    if (a + b) % 3 == 0 {
+                        sides[1].put(&path, "new!", 2_000);
+                    }
+                }
+                sides[a % 2].put(&format!("f{a}/only"), "x", 3_000);
+            }
+            writer.commit().unwrap();
+            let filter = Filter::new(Vec::<(&str, &str)>::new(), true).unwrap();
+            let streamed = stream([&sides[0], &sides[1]], [false; 2], &filter, &db, Mode::TwoWay, usize::MAX);
+            let streamed = streamed.unwrap().unwrap();
+            assert!(streamed.issues.iter().all(Vec::is_empty), "{:?}", streamed.issues);
+            let paths = |s: &Snapshot| s.iter().map(|(p, e)| format!("{p} {}", e.size)).collect::<Vec<_>>();
+            (streamed.snapshots.each_ref().map(paths), streamed.files, streamed.recorded)
+        };
+        let one = streamed([1, 1]);
+        for (side, listed) in [(0, "f0/g0/file 3"), (1, "f0/g0/file 4"), (1, "f1/only 1"), (0, "f6/g0/file 3")] {
+            assert!(one.0[side].contains(&listed.to_string()), "{listed}: {:?}", one.0);
+        }
+        assert!(!one.0[0].contains(&"f0/g1/file 3".to_string()), "unchanged, dropped: {:?}", one.0);
+        assert_eq!((one.1, one.2), ([25, 24], 21));
+        for connections in [[3, 1], [1, 4], [3, 2]] {
+            assert_eq!(streamed(connections), one, "{connections:?}");
+        }
     }
 
     #[test]
