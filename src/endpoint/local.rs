@@ -72,6 +72,7 @@ impl LocalEndpoint {
     /// The folder `dir` (relative, "" for the root), opened by walking from the root one name
     /// at a time, never through a symlink: a link or a file on the way is an error naming it.
     fn open_folder(&self, dir: &str) -> io::Result<OwnedFd> {
+        // The root itself may be a link (a mount point's alias): the user chose it.
         let mut fd = rustix::fs::open(&self.root, PATH_FLAGS, Mode::empty())?;
         for (here, name) in steps("", dir) {
             fd = open_in(&fd, name, here)?;
@@ -79,20 +80,31 @@ impl LocalEndpoint {
         Ok(fd)
     }
 
-    /// As [`Self::open_folder`], from the deepest folder of `open` on the way to `dir`, keeping
-    /// the folders opened on the way in `open`, for the next call.
+    /// As [`Self::open_folder`], from the deepest folder of `open` on the way to `dir` that is
+    /// still where it was, keeping the folders opened on the way (the first [`KEPT_OPEN`] levels)
+    /// in `open` for the next call.
     fn open_folder_in(&self, open: &mut OpenFolders, dir: &str) -> io::Result<Rc<OwnedFd>> {
         let on_the_way = |path: &String| path.is_empty() || path == dir || is_inside(dir, path);
-        open.0.truncate(open.0.iter().take_while(|(path, _)| on_the_way(path)).count());
+        open.0.truncate(open.0.iter().take_while(|kept| on_the_way(&kept.path)).count());
+        // Each kept folder must still be its parent's entry of its name: one moved away (out of
+        // the root, say) since it was opened is opened again from its parent, or not found.
+        let moved = (1..open.0.len()).find(|&i| !open.0[i].still_in(&open.0[i - 1].fd));
+        open.0.truncate(moved.unwrap_or(open.0.len()));
         if open.0.is_empty() {
-            open.0.push((String::new(), Rc::new(rustix::fs::open(&self.root, PATH_FLAGS, Mode::empty())?)));
+            let root = Rc::new(rustix::fs::open(&self.root, PATH_FLAGS, Mode::empty())?);
+            open.0.push(KeptFolder { path: String::new(), fd: root, id: (0, 0) });
         }
-        let base = open.0.last().map_or(0, |(path, _)| path.len());
-        for (here, name) in steps(&dir[..base], dir) {
-            let fd = open_in(&open.0.last().expect("the root at least").1, name, here)?;
-            open.0.push((here.to_string(), Rc::new(fd)));
+        let last = open.0.last().expect("the root at least");
+        let mut fd = last.fd.clone();
+        for (here, name) in steps(&dir[..last.path.len()], dir) {
+            let next = Rc::new(open_in(&fd, name, here)?);
+            if open.0.len() < KEPT_OPEN {
+                let st = rustix::fs::fstat(&*next)?;
+                open.0.push(KeptFolder { path: here.to_string(), fd: next.clone(), id: (st.st_dev, st.st_ino) });
+            }
+            fd = next;
         }
-        Ok(open.0.last().expect("the root at least").1.clone())
+        Ok(fd)
     }
 
     /// The open folder `fd` must still be the folder `dir` of the tree: not moved out of the
@@ -135,8 +147,6 @@ fn expect_at(dir: &OwnedFd, name: &str, expect: Option<&Entry>) -> io::Result<()
     Ok(super::still_as_planned(entry_at(dir, name)?, expect)?)
 }
 
-/// The file or folder `name` in `dir`, `None` if nothing is there; a symlink or special file is
-/// an error, so that no compare takes it for "nothing" and nothing is written over it.
 /// How the folders on the way to a listed one are opened: only to look in, never through a link.
 const PATH_FLAGS: OFlags = OFlags::PATH.union(OFlags::DIRECTORY).union(OFlags::CLOEXEC);
 
@@ -167,11 +177,33 @@ fn open_in(fd: &OwnedFd, name: &str, here: &str) -> io::Result<OwnedFd> {
     }
 }
 
-/// The folders a [`LocalEndpoint::folder_lister`] keeps open between listings: those on the way
-/// to the last folder listed, from the root down, each with its path.
-#[derive(Default)]
-struct OpenFolders(Vec<(String, Rc<OwnedFd>)>);
+/// How many folders on the way to the last one listed a [`LocalEndpoint::folder_lister`] keeps
+/// open at most, the root included: a deeper folder is reached from the last of them, and a
+/// tree thousands of levels deep never needs a descriptor a level.
+const KEPT_OPEN: usize = 32;
 
+/// The folders a [`LocalEndpoint::folder_lister`] keeps open between listings: those on the way
+/// to the last folder listed, from the root down.
+#[derive(Default)]
+struct OpenFolders(Vec<KeptFolder>);
+
+struct KeptFolder {
+    path: String,
+    fd: Rc<OwnedFd>,
+    /// Device and inode, to tell it is still where it was opened.
+    id: (u64, u64),
+}
+
+impl KeptFolder {
+    /// True while this folder is still the entry of its name in the open folder `parent`.
+    fn still_in(&self, parent: &OwnedFd) -> bool {
+        let st = rustix::fs::statat(parent, split(&self.path).1, AtFlags::SYMLINK_NOFOLLOW);
+        st.is_ok_and(|st| (st.st_dev, st.st_ino) == self.id)
+    }
+}
+
+/// The file or folder `name` in `dir`, `None` if nothing is there; a symlink or special file is
+/// an error, so that no compare takes it for "nothing" and nothing is written over it.
 fn entry_at(dir: &OwnedFd, name: &str) -> io::Result<Option<Entry>> {
     match rustix::fs::statat(dir, name, AtFlags::SYMLINK_NOFOLLOW) {
         Ok(st) => match entry_of_stat(&st) {
@@ -1028,6 +1060,53 @@ mod tests {
         let through = list(&filter, "e/link/y").unwrap();
         assert!(through.snapshot.is_empty());
         assert!(through.issues[0].message.contains("e/link is a symbolic link"), "{:?}", through.issues);
+    }
+
+    #[test]
+    fn a_folder_lister_keeps_a_bounded_number_of_folders_open_however_deep() {
+        // Cause (review): every folder on the way to the last one listed was kept open, so a
+        // tree 1,100 levels deep needed 1,100 descriptors, past the usual limit of 1,024.
+        let (dir, ep) = endpoint();
+        let deep = vec!["d"; 1100].join("/");
+        fs::create_dir_all(dir.path().join(&deep)).unwrap();
+        fs::write(dir.path().join(&deep).join("f"), "x").unwrap();
+        let (filter, mut open, mut at) = (no_filter(), OpenFolders::default(), String::new());
+        for _ in 0..1100 {
+            at = join(&at, "d");
+            let listed = ep.list_one(&filter, &at, &mut open).unwrap();
+            assert!(listed.issues.is_empty(), "{:?}", listed.issues);
+            assert!(open.0.len() <= KEPT_OPEN, "{} kept open", open.0.len());
+        }
+        let bottom = ep.list_one(&filter, &deep, &mut open).unwrap();
+        assert_eq!(bottom.snapshot, ep.scan_part(&filter, std::slice::from_ref(&deep), &[]).unwrap().snapshot);
+        assert_eq!(bottom.snapshot.get(&format!("{deep}/f")).map(|e| e.size), Some(1));
+    }
+
+    #[test]
+    fn a_folder_lister_never_lists_a_kept_folder_moved_out_of_the_root() {
+        // Cause (review): kept folders were reused by path without a look: one moved out of the
+        // root was still listed under its old path, with what is now outside.
+        let (dir, ep) = endpoint();
+        let outside = tempfile::tempdir().unwrap();
+        fs::create_dir_all(dir.path().join("a/b/c")).unwrap();
+        fs::create_dir_all(dir.path().join("a/b/e")).unwrap();
+        fs::write(dir.path().join("a/b/e/file"), "in the root").unwrap();
+        let filter = no_filter();
+        let mut list = ep.folder_lister();
+        list(&filter, "a/b/c").unwrap(); // keeps "", a and a/b open
+        fs::rename(dir.path().join("a"), outside.path().join("a")).unwrap();
+        fs::write(outside.path().join("a/b/e/secret"), "outside").unwrap();
+        let listed = list(&filter, "a/b/e").unwrap();
+        assert_eq!(listed.snapshot, ep.scan_part(&filter, &["a/b/e".to_string()], &[]).unwrap().snapshot);
+        assert!(listed.snapshot.is_empty(), "{:?}", listed.snapshot);
+        // Put back, and a sibling moved in its place: what is there now is listed.
+        fs::rename(outside.path().join("a"), dir.path().join("a")).unwrap();
+        fs::rename(dir.path().join("a/b"), dir.path().join("a/old-b")).unwrap();
+        fs::create_dir_all(dir.path().join("a/b/e")).unwrap();
+        fs::write(dir.path().join("a/b/e/new"), "new").unwrap();
+        let listed = list(&filter, "a/b/e").unwrap();
+        let paths: Vec<&str> = listed.snapshot.iter().map(|(p, _)| p.as_str()).collect();
+        assert_eq!(paths, ["a/b/e", "a/b/e/new"]);
     }
 
     #[test]

@@ -73,7 +73,8 @@ pub trait Endpoint: Send + Sync {
     /// endpoint cannot be reached or refused the login.
     fn check_root(&self) -> Result<()>;
 
-    /// How many transfers this endpoint takes at once (its connections); 1 unless it says more.
+    /// How many transfers (and folder listings) this endpoint takes at once (its connections);
+    /// 1 unless it says more.
     fn parallelism(&self) -> usize {
         1
     }

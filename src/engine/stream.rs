@@ -8,8 +8,9 @@
 //! it makes it absent on that side, so not unchanged), and rename detection pairs deleted and
 //! created files, which are all kept. The safety stops count the whole pair from the totals.
 //!
-//! Each side is listed by a worker thread (one listing request at a time), the state is read
-//! by key (it is stored per folder); the three meet per folder.
+//! Each side is listed by a worker thread, or one per connection of an FTP side (folders go
+//! round them in turn, answers come back in the order asked); the state is read by key (it is
+//! stored per folder); the three meet per folder.
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::mpsc;
@@ -539,6 +540,8 @@ mod tests {
         assert!(!unchanged(Some(&Entry::dir()), Some(&file(1, 20)), Some(&r)), "now a folder");
     }
 
+    use std::sync::{Arc, Mutex};
+
     use crate::endpoint::testing::{Faulty, MemoryEndpoint, Op};
     use crate::endpoint::ErrorKind;
 
@@ -602,10 +605,21 @@ mod tests {
                 sides[a % 2].put(&format!("f{a}/only"), "x", 3_000);
             }
             writer.commit().unwrap();
+            // Which threads list each side (a fault that never fires, to look at every listing).
+            let sides = sides.map(Faulty::new);
+            let threads: [Arc<Mutex<HashSet<std::thread::ThreadId>>>; 2] = Default::default();
+            for (side, seen) in sides.iter().zip(&threads) {
+                let seen = seen.clone();
+                side.fail_when(Op::Scan, ErrorKind::Other, move |_| {
+                    seen.lock().unwrap().insert(std::thread::current().id());
+                    false
+                });
+            }
             let filter = Filter::new(Vec::<(&str, &str)>::new(), true).unwrap();
             let streamed = stream([&sides[0], &sides[1]], [false; 2], &filter, &db, Mode::TwoWay, usize::MAX);
             let streamed = streamed.unwrap().unwrap();
             assert!(streamed.issues.iter().all(Vec::is_empty), "{:?}", streamed.issues);
+            assert_eq!(threads.map(|t| t.lock().unwrap().len()), connections, "listing workers");
             let paths = |s: &Snapshot| s.iter().map(|(p, e)| format!("{p} {}", e.size)).collect::<Vec<_>>();
             (streamed.snapshots.each_ref().map(paths), streamed.files, streamed.recorded)
         };
