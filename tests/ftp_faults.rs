@@ -407,7 +407,8 @@ fn converges(env: &TestEnv, server: &FtpServer) {
 /// that cannot be reached or refuses the login when the run starts (`ftp::open`, `check_root`).
 #[test]
 fn an_upload_cut_midway_is_a_problem_and_the_next_run_converges() {
-    let (env, server) = upload_env(Faults { cut_upload_after: Some(CUT_AFTER), down_after_cut: false });
+    let (env, server) =
+        upload_env(Faults { cut_upload_after: Some(CUT_AFTER), down_after_cut: false, ..Faults::default() });
     let first = clone_up(&env, &server, &[]);
     env.expect(&first, 1);
     assert_eq!(server.cuts(), 1, "{first}");
@@ -421,7 +422,8 @@ fn an_upload_cut_midway_is_a_problem_and_the_next_run_converges() {
 /// server is back, the next run removes the leftover and converges.
 #[test]
 fn a_server_lost_mid_upload_leaves_a_temp_file_the_next_run_removes() {
-    let (env, server) = upload_env(Faults { cut_upload_after: Some(CUT_AFTER), down_after_cut: true });
+    let (env, server) =
+        upload_env(Faults { cut_upload_after: Some(CUT_AFTER), down_after_cut: true, ..Faults::default() });
     let first = clone_up(&env, &server, &[]);
     env.expect(&first, 1);
     assert_eq!(server.cuts(), 1, "{first}");
@@ -448,7 +450,8 @@ fn staged_env(faults: Faults) -> (TestEnv, FtpServer) {
 /// the folder appears with the three other files, never with a partial one.
 #[test]
 fn an_upload_cut_in_a_staged_folder_never_shows_and_the_rest_is_moved_into_place() {
-    let (env, server) = staged_env(Faults { cut_upload_after: Some(100 * 1024), down_after_cut: false });
+    let (env, server) =
+        staged_env(Faults { cut_upload_after: Some(100 * 1024), down_after_cut: false, ..Faults::default() });
     let first = clone_up(&env, &server, &[]);
     env.expect(&first, 1);
     assert_eq!(server.cuts(), 1, "{first}");
@@ -463,7 +466,8 @@ fn an_upload_cut_in_a_staged_folder_never_shows_and_the_rest_is_moved_into_place
 /// Nothing shows under the folder's name, and the next run removes the temp folder.
 #[test]
 fn a_server_lost_while_filling_a_staged_folder_leaves_a_temp_folder_the_next_run_removes() {
-    let (env, server) = staged_env(Faults { cut_upload_after: Some(100 * 1024), down_after_cut: true });
+    let (env, server) =
+        staged_env(Faults { cut_upload_after: Some(100 * 1024), down_after_cut: true, ..Faults::default() });
     let first = clone_up(&env, &server, &[]);
     env.expect(&first, 1);
     assert_eq!(server.cuts(), 1, "{first}");
@@ -472,4 +476,33 @@ fn a_server_lost_while_filling_a_staged_folder_leaves_a_temp_folder_the_next_run
     assert!(!temps_on(&env.dst).is_empty(), "no temp folder left\n{first}\n{}", env.trees());
     server.heal();
     converges(&env, &server);
+}
+
+/// A server that takes 2 connections from a client (as `max_per_ip` and the like do), a run
+/// asked to use 4: the refused connection teaches the run the server's cap, and its listings
+/// and transfers then wait for one of the 2 instead of dialing again and again with backoff.
+#[test]
+fn a_server_taking_fewer_connections_than_asked_is_not_dialed_again_and_again() {
+    let env = TestEnv::new();
+    for i in 0..30 {
+        env.put(S, &format!("folder{i:02}/file.txt"), &format!("file {i}"));
+    }
+    let server = FtpServer::start_with(&env.dst, Faults { max_sessions: Some(2), ..Faults::default() });
+    server.write_netrc(&env.home);
+    for run in ["first", "no-op"] {
+        // The last run's sessions end as the server sees them closed.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while server.sessions() > 0 && Instant::now() < deadline {
+            std::thread::yield_now();
+        }
+        let refused = server.refused();
+        let done = clone_up(&env, &server, &["--connections", "4"]);
+        env.expect(&done, 0);
+        env.assert_same();
+        // A run's listers and copies want 4: the dials beyond 2 made at the same moment are
+        // refused (2 at most), and from then on the run waits: not one refusal (and backoff)
+        // for every listing and copy. Before, the first run failed copies (exit 1).
+        let refused = server.refused() - refused;
+        assert!((1..=2).contains(&refused), "{run} run: {refused} refused\n{done}");
+    }
 }

@@ -84,9 +84,19 @@ type Connect<T> = dyn Fn() -> Result<ImplFtpStream<T>, FtpError> + Send + Sync;
 
 /// Connections to one server, at most `limit` at once.
 struct Pool<T: TlsStream> {
-    idle: Mutex<(VecDeque<Conn<T>>, usize)>,
+    idle: Mutex<Connections<T>>,
     freed: Condvar,
+    /// Connections at most, as asked (`--connections`).
     limit: usize,
+}
+
+/// The pool's connections: those idle, how many are open, and how many the server takes.
+struct Connections<T: TlsStream> {
+    idle: VecDeque<Conn<T>>,
+    open: usize,
+    /// The limit, or fewer once the server refused a connection while others were open (a cap
+    /// per client): from then on, a connection is waited for instead of dialed again.
+    cap: usize,
 }
 
 pub struct FtpEndpoint<T: TlsStream> {
@@ -298,7 +308,7 @@ impl<T: TlsStream + Send + 'static> FtpEndpoint<T> {
         let shown = url.display(&credentials.user);
         let endpoint = FtpEndpoint {
             pool: Pool {
-                idle: Mutex::new((VecDeque::new(), 0)),
+                idle: Mutex::new(Connections { idle: VecDeque::new(), open: 0, cap: options.connections.max(1) }),
                 freed: Condvar::new(),
                 limit: options.connections.max(1),
             },
@@ -343,17 +353,30 @@ impl<T: TlsStream + Send + 'static> FtpEndpoint<T> {
         Ok(Conn { ftp, features })
     }
 
-    /// A connection: an idle one, a new one while under the limit, or the next one freed.
+    /// A connection: an idle one, a new one while under the cap, or the next one freed. A server
+    /// that refuses a new connection (421, or closing it) while others are open takes no more
+    /// than those: that is its cap for the rest of the run, and this waits for one of them.
     fn take(&self) -> Result<Conn<T>, FtpError> {
         let mut guard = self.pool.idle.lock().unwrap();
         loop {
-            if let Some(conn) = guard.0.pop_front() {
+            if let Some(conn) = guard.idle.pop_front() {
                 return Ok(conn);
             }
-            if guard.1 < self.pool.limit {
-                guard.1 += 1;
+            if guard.open < guard.cap {
+                guard.open += 1;
                 drop(guard);
-                return self.new_conn().inspect_err(|_| self.forget_one());
+                let error = match self.new_conn() {
+                    Ok(conn) => return Ok(conn),
+                    Err(e) => e,
+                };
+                guard = self.pool.idle.lock().unwrap();
+                guard.open -= 1;
+                self.pool.freed.notify_one();
+                if !(is_connection_error(&error) && guard.open > 0) {
+                    return Err(error);
+                }
+                guard.cap = guard.open;
+                continue;
             }
             guard = self.pool.freed.wait(guard).unwrap();
         }
@@ -361,10 +384,10 @@ impl<T: TlsStream + Send + 'static> FtpEndpoint<T> {
 
     fn give_back(&self, conn: Conn<T>) {
         let mut guard = self.pool.idle.lock().unwrap();
-        if guard.1 == 0 {
-            guard.1 = 1; // the first connection, made by new()
+        if guard.open == 0 {
+            guard.open = 1; // the first connection, made by new()
         }
-        guard.0.push_back(conn);
+        guard.idle.push_back(conn);
         self.pool.freed.notify_one();
     }
 
@@ -383,7 +406,7 @@ impl<T: TlsStream + Send + 'static> FtpEndpoint<T> {
     /// A connection was dropped: make room for a new one.
     fn forget_one(&self) {
         let mut guard = self.pool.idle.lock().unwrap();
-        guard.1 = guard.1.saturating_sub(1);
+        guard.open = guard.open.saturating_sub(1);
         self.pool.freed.notify_one();
     }
 

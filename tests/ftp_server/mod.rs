@@ -110,6 +110,9 @@ pub struct Faults {
     /// After that cut, drop every session and close new connections at once until
     /// [`FtpServer::heal`]: a server that went away.
     pub down_after_cut: bool,
+    /// Take at most this many sessions at once: a connection beyond them is greeted with "421
+    /// Too many connections" and closed, as servers capping connections per client do.
+    pub max_sessions: Option<usize>,
 }
 
 /// Fault state shared by the accept loop and the relays.
@@ -118,6 +121,9 @@ struct FaultState {
     cuts: AtomicUsize,
     /// True while the server is "down".
     down: watch::Sender<bool>,
+    /// Sessions open now, and connections refused for `max_sessions`.
+    sessions: Arc<AtomicUsize>,
+    refused: AtomicUsize,
 }
 
 impl FaultState {
@@ -171,13 +177,28 @@ impl FtpServer {
         if ServerKind::selected() != ServerKind::Libunftp {
             eprintln!("note: {SERVER_VARIABLE} is ignored by fault tests: they run against libunftp");
         }
-        let state = FaultState { faults, cuts: AtomicUsize::new(0), down: watch::Sender::new(false) };
+        let state = FaultState {
+            faults,
+            cuts: AtomicUsize::new(0),
+            down: watch::Sender::new(false),
+            sessions: Arc::new(AtomicUsize::new(0)),
+            refused: AtomicUsize::new(0),
+        };
         FtpServer::start_inner(root, Some(Arc::new(state)))
     }
 
     /// How many uploads were cut (0 or 1).
     pub fn cuts(&self) -> usize {
         self.faults.as_ref().map_or(0, |f| f.cuts.load(Ordering::SeqCst))
+    }
+
+    /// Connections refused for [`Faults::max_sessions`], and sessions open now.
+    pub fn refused(&self) -> usize {
+        self.faults.as_ref().map_or(0, |f| f.refused.load(Ordering::SeqCst))
+    }
+
+    pub fn sessions(&self) -> usize {
+        self.faults.as_ref().map_or(0, |f| f.sessions.load(Ordering::SeqCst))
     }
 
     /// Accepts connections again after a cut with `down_after_cut` (the cut does not fire again).
@@ -587,6 +608,12 @@ async fn serve(
                     drop(client);
                     continue;
                 }
+                if let Some(f) = faults.as_ref().filter(|f| f.faults.max_sessions.is_some_and(|max| f.sessions.load(Ordering::SeqCst) >= max)) {
+                    f.refused.fetch_add(1, Ordering::SeqCst);
+                    let mut client = client;
+                    let _ = client.write_all(b"421 Too many connections.\r\n").await;
+                    continue;
+                }
                 // Connect and accept in this loop so each relay is paired with exactly one session.
                 let Ok(upstream) = TcpStream::connect(internal_addr).await else { continue };
                 let Ok((session, _)) = internal.accept().await else { continue };
@@ -594,7 +621,17 @@ async fn serve(
                 tokio::spawn(async move {
                     let _ = server.service(session).await;
                 });
-                tokio::spawn(relay(client, upstream, faults.clone(), commands.clone()));
+                let sessions = faults.as_ref().map(|f| f.sessions.clone());
+                if let Some(sessions) = &sessions {
+                    sessions.fetch_add(1, Ordering::SeqCst);
+                }
+                let relayed = relay(client, upstream, faults.clone(), commands.clone());
+                tokio::spawn(async move {
+                    relayed.await;
+                    if let Some(sessions) = sessions {
+                        sessions.fetch_sub(1, Ordering::SeqCst);
+                    }
+                });
             }
         }
     }
