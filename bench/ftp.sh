@@ -2,14 +2,18 @@
 # FTP benchmark: 2,000 files in 20 folders uploaded to pyftpdlib on loopback, pairsync against
 # lftp's `mirror -R` at --parallel=1 and --parallel=4, in one run. Also counts the per-file
 # commands (STOR, RETR, MLST, SIZE, MDTM, MFMT, DELE, RNFR) each sends. Medians of ROUNDS rounds.
-# Usage: bash bench/ftp.sh   Env: BENCH_DIR (default /tmp/pairsync-ftp-bench), FILES (2000), ROUNDS (3)
+# Usage: bash bench/ftp.sh   Env: BENCH_DIR (default /tmp/pairsync-ftp-bench), FILES (2000), ROUNDS (3),
+#        DELAY_MS (0: a server DELAY_MS away each way, through bench/delay_proxy.py; results then
+#        go to ftp-results-delay.md)
 set -euo pipefail
 
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 REPO=$(dirname "$HERE")
 WORK=${BENCH_DIR:-/tmp/pairsync-ftp-bench}
 FILES=${FILES:-2000}
+DELAY_MS=${DELAY_MS:-0}
 RESULTS=$HERE/ftp-results.md
+[ "$DELAY_MS" = 0 ] || RESULTS=$HERE/ftp-results-delay.md
 say() { echo "bench-ftp: $*" >&2; }
 
 # ---- peers -------------------------------------------------------------------------------------
@@ -47,8 +51,16 @@ PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); pr
 LOG=$WORK/server.log
 python3 -m pyftpdlib -i 127.0.0.1 -p "$PORT" -w -d "$WORK/root" -u bench -P benchpw -D >"$LOG" 2>&1 &
 SERVER=$!
-trap 'kill $SERVER 2>/dev/null || true' EXIT
+trap 'kill $SERVER ${PROXY:-} 2>/dev/null || true' EXIT
 for _ in $(seq 100); do (exec 3<>"/dev/tcp/127.0.0.1/$PORT") 2>/dev/null && break; sleep 0.1; done
+if [ "$DELAY_MS" != 0 ]; then
+    # The clients talk to the proxy; the server's log still counts their commands.
+    SERVER_PORT=$PORT
+    PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+    python3 "$HERE/delay_proxy.py" "$PORT" "$SERVER_PORT" "$(python3 -c "print($DELAY_MS / 1000)")" &
+    PROXY=$!
+    for _ in $(seq 100); do (exec 3<>"/dev/tcp/127.0.0.1/$PORT") 2>/dev/null && break; sleep 0.1; done
+fi
 printf 'machine 127.0.0.1 login bench password benchpw\n' >"$WORK/home/.netrc"
 chmod 600 "$WORK/home/.netrc"
 
@@ -99,7 +111,8 @@ RATIOS=$(python3 -c "import sys; a, b = sys.argv[1].split(), sys.argv[2].split()
 {
     echo "# pairsync FTP benchmark"
     echo
-    echo "Date: $(date -u '+%Y-%m-%d %H:%M:%S UTC'), nproc: $(nproc), $FILES files in 20 folders (0-64 KiB), pyftpdlib $(python3 -c 'import pyftpdlib; print(pyftpdlib.__ver__)') on loopback serving $WORK/root ($(df --output=fstype "$WORK" | tail -1)), $(lftp --version | head -1)"
+    echo "Date: $(date -u '+%Y-%m-%d %H:%M:%S UTC'), commit $(cd "$REPO" && git rev-parse --short HEAD), nproc: $(nproc), $FILES files in 20 folders (0-64 KiB), pyftpdlib $(python3 -c 'import pyftpdlib; print(pyftpdlib.__ver__)') on loopback serving $WORK/root ($(df --output=fstype "$WORK" | tail -1)), $(lftp --version | head -1)"
+    [ "$DELAY_MS" = 0 ] || { echo; echo "Control connections through bench/delay_proxy.py, $DELAY_MS ms each way (a round trip of $((2 * DELAY_MS)) ms a command)."; }
     echo
     echo "Medians of $ROUNDS rounds (each round: fresh folders, the tools in a rotated order)."
     echo
