@@ -493,16 +493,21 @@ fn a_server_taking_fewer_connections_than_asked_is_not_dialed_again_and_again() 
         // The last run's sessions end as the server sees them closed.
         let deadline = Instant::now() + Duration::from_secs(10);
         while server.sessions() > 0 && Instant::now() < deadline {
-            std::thread::yield_now();
+            std::thread::sleep(Duration::from_millis(10));
         }
+        assert_eq!(server.sessions(), 0, "the last run's sessions are still open");
         let refused = server.refused();
         let done = clone_up(&env, &server, &["--connections", "4"]);
         env.expect(&done, 0);
         env.assert_same();
         // A run's listers and copies want 4: the dials beyond 2 made at the same moment are
         // refused (2 at most), and from then on the run waits: not one refusal (and backoff)
-        // for every listing and copy. Before, the first run failed copies (exit 1).
+        // for every listing and copy. Before, the first run failed copies (exit 1). (The no-op's
+        // listings may all fit on the 2 connections: it may see no refusal.)
         let refused = server.refused() - refused;
-        assert!((1..=2).contains(&refused), "{run} run: {refused} refused\n{done}");
+        assert!(refused <= 2, "{run} run: {refused} refused\n{done}");
+        if run == "first" {
+            assert!(refused >= 1, "the first run never met the cap\n{done}");
+        }
     }
 }

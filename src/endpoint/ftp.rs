@@ -82,6 +82,13 @@ struct Conn<T: TlsStream> {
 
 type Connect<T> = dyn Fn() -> Result<ImplFtpStream<T>, FtpError> + Send + Sync;
 
+/// How long a command waits for a connection when a cap the server showed, not `--connections`,
+/// holds it back (see [`FtpEndpoint::take`]): a minute, or `PAIRSYNC_FTP_CAPPED_WAIT_MS`.
+fn capped_wait() -> Duration {
+    let ms = std::env::var("PAIRSYNC_FTP_CAPPED_WAIT_MS").ok().and_then(|v| v.parse().ok());
+    Duration::from_millis(ms.unwrap_or(60_000))
+}
+
 /// Connections to one server, at most `limit` at once.
 struct Pool<T: TlsStream> {
     idle: Mutex<Connections<T>>,
@@ -90,12 +97,14 @@ struct Pool<T: TlsStream> {
     limit: usize,
 }
 
-/// The pool's connections: those idle, how many are open, and how many the server takes.
+/// The pool's connections: those idle, how many are open (or being dialed), and how many the
+/// server takes.
 struct Connections<T: TlsStream> {
     idle: VecDeque<Conn<T>>,
     open: usize,
-    /// The limit, or fewer once the server refused a connection while others were open (a cap
-    /// per client): from then on, a connection is waited for instead of dialed again.
+    dialing: usize,
+    /// The limit, or fewer once the server answered a new connection with 421 while others
+    /// were open (a cap per client): a connection is then waited for instead of dialed again.
     cap: usize,
 }
 
@@ -308,7 +317,12 @@ impl<T: TlsStream + Send + 'static> FtpEndpoint<T> {
         let shown = url.display(&credentials.user);
         let endpoint = FtpEndpoint {
             pool: Pool {
-                idle: Mutex::new(Connections { idle: VecDeque::new(), open: 0, cap: options.connections.max(1) }),
+                idle: Mutex::new(Connections {
+                    idle: VecDeque::new(),
+                    open: 0,
+                    dialing: 0,
+                    cap: options.connections.max(1),
+                }),
                 freed: Condvar::new(),
                 limit: options.connections.max(1),
             },
@@ -354,31 +368,53 @@ impl<T: TlsStream + Send + 'static> FtpEndpoint<T> {
     }
 
     /// A connection: an idle one, a new one while under the cap, or the next one freed. A server
-    /// that refuses a new connection (421, or closing it) while others are open takes no more
-    /// than those: that is its cap for the rest of the run, and this waits for one of them.
+    /// that answers a new connection with 421 while others are open takes no more than those:
+    /// that is its cap, and this waits for one of them, for a while (see [`capped_wait`]).
     fn take(&self) -> Result<Conn<T>, FtpError> {
         let mut guard = self.pool.idle.lock().unwrap();
+        // False once this call waited out a learnt cap: a refusal then is an error, as before
+        // the cap was learnt (retried by `with_conn` with backoff).
+        let mut patient = true;
         loop {
             if let Some(conn) = guard.idle.pop_front() {
                 return Ok(conn);
             }
             if guard.open < guard.cap {
                 guard.open += 1;
+                guard.dialing += 1;
                 drop(guard);
-                let error = match self.new_conn() {
+                let dialed = self.new_conn();
+                guard = self.pool.idle.lock().unwrap();
+                guard.dialing -= 1;
+                let error = match dialed {
                     Ok(conn) => return Ok(conn),
                     Err(e) => e,
                 };
-                guard = self.pool.idle.lock().unwrap();
                 guard.open -= 1;
                 self.pool.freed.notify_one();
-                if !(is_connection_error(&error) && guard.open > 0) {
+                // Only connections made count as the server's cap, not dials still under way.
+                let established = guard.open - guard.dialing;
+                let too_many = matches!(&error, FtpError::UnexpectedResponse(r) if r.status.code() == 421);
+                if !(too_many && established > 0 && patient) {
                     return Err(error);
                 }
-                guard.cap = guard.open;
+                guard.cap = established;
                 continue;
             }
-            guard = self.pool.freed.wait(guard).unwrap();
+            if guard.cap == self.pool.limit {
+                guard = self.pool.freed.wait(guard).unwrap();
+                continue;
+            }
+            // Held back by a cap learnt, not asked: no connection freed for this long may be one
+            // held until this very command is done (a copy between two FTP sides holds its
+            // source's connection while it takes its target's). The cap is forgotten and a new
+            // connection dialed, as before it was learnt, rather than waiting for ever.
+            let (next, waited) = self.pool.freed.wait_timeout(guard, capped_wait()).unwrap();
+            guard = next;
+            if waited.timed_out() && guard.idle.is_empty() {
+                guard.cap = self.pool.limit;
+                patient = false;
+            }
         }
     }
 
@@ -980,10 +1016,11 @@ impl<T: TlsStream + Send + 'static> Read for FtpReader<'_, T> {
 
 impl<T: TlsStream + Send + 'static> Drop for FtpReader<'_, T> {
     fn drop(&mut self) {
-        if let Some(stream) = self.stream.take() {
-            // An abandoned download: its connection is in an unknown state, so it is closed.
-            drop(stream);
-            drop(self.conn.take());
+        // An abandoned download, or one whose end the server did not confirm: its connection is
+        // in an unknown state, so it is closed (and counted so, or the pool would wait for it).
+        if let Some(conn) = self.conn.take() {
+            drop(self.stream.take());
+            drop(conn);
             self.endpoint.forget_one();
         }
     }

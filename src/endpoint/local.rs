@@ -1099,8 +1099,10 @@ mod tests {
         let listed = list(&filter, "a/b/e").unwrap();
         assert_eq!(listed.snapshot, ep.scan_part(&filter, &["a/b/e".to_string()], &[]).unwrap().snapshot);
         assert!(listed.snapshot.is_empty(), "{:?}", listed.snapshot);
-        // Put back, and a sibling moved in its place: what is there now is listed.
+        // Put back, kept open again, then a/b moved aside and another folder made in its
+        // place (a/ itself stays): what is there now is listed.
         fs::rename(outside.path().join("a"), dir.path().join("a")).unwrap();
+        list(&filter, "a/b/c").unwrap();
         fs::rename(dir.path().join("a/b"), dir.path().join("a/old-b")).unwrap();
         fs::create_dir_all(dir.path().join("a/b/e")).unwrap();
         fs::write(dir.path().join("a/b/e/new"), "new").unwrap();
