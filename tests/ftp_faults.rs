@@ -33,6 +33,8 @@ const DATA_TIMEOUT: Duration = Duration::from_secs(30);
 struct Content {
     listings: HashMap<String, Vec<Vec<u8>>>,
     files: HashMap<String, Vec<u8>>,
+    /// Files whose download ends with 451 instead of 226, once their bytes are sent.
+    unconfirmed: std::collections::HashSet<String>,
 }
 
 struct FakeFtp {
@@ -150,6 +152,9 @@ fn session(stream: TcpStream, content: &Content, log: &Mutex<Vec<String>>) -> io
                 }
                 transfer(&mut out, passive.take(), &bytes)?;
             }
+            "RETR" if content.unconfirmed.contains(arg) => {
+                transfer_ending(&mut out, passive.take(), &content.files[arg], "451 Local error in processing")?
+            }
             "RETR" if content.files.contains_key(arg) => transfer(&mut out, passive.take(), &content.files[arg])?,
             "SIZE" if content.files.contains_key(arg) => {
                 reply(&mut out, &format!("213 {}", content.files[arg].len()))?;
@@ -167,6 +172,11 @@ fn session(stream: TcpStream, content: &Content, log: &Mutex<Vec<String>>) -> io
 
 /// 150, the bytes on the data connection, 226.
 fn transfer(out: &mut impl Write, passive: Option<TcpListener>, bytes: &[u8]) -> io::Result<()> {
+    transfer_ending(out, passive, bytes, "226 Transfer complete")
+}
+
+/// 150, the bytes on the data connection, then `end`.
+fn transfer_ending(out: &mut impl Write, passive: Option<TcpListener>, bytes: &[u8], end: &str) -> io::Result<()> {
     let Some(listener) = passive else { return reply(out, "425 Use EPSV or PASV first") };
     reply(out, "150 Opening data connection")?;
     listener.set_nonblocking(true)?;
@@ -184,7 +194,7 @@ fn transfer(out: &mut impl Write, passive: Option<TcpListener>, bytes: &[u8]) ->
     data.set_write_timeout(Some(IDLE))?;
     data.write_all(bytes)?;
     drop(data);
-    reply(out, "226 Transfer complete")
+    reply(out, end)
 }
 
 /// An MLSD line for a 5-byte file.
@@ -509,5 +519,32 @@ fn a_server_taking_fewer_connections_than_asked_is_not_dialed_again_and_again() 
         if run == "first" {
             assert!(refused >= 1, "the first run never met the cap\n{done}");
         }
+    }
+}
+
+/// A download whose end the server does not confirm (451 once its bytes are sent) is a problem
+/// for that file, and its connection is closed and counted closed: with one connection, every
+/// other file still gets one. (Its count was lost: the next download waited for ever.)
+#[test]
+fn a_download_the_server_does_not_confirm_frees_its_connection_for_the_next() {
+    let mut content = Content::default();
+    let mut root = vec![b"type=cdir;modify=20260101000000; /".to_vec()];
+    for name in ["a.txt", "b.txt", "c.txt", "d.txt"] {
+        root.push(file_line(name.as_bytes()));
+        content.files.insert(format!("/{name}"), b"hello".to_vec());
+    }
+    content.listings.insert("/".into(), root);
+    content.unconfirmed.insert("/a.txt".into());
+    let server = FakeFtp::start(content);
+    let d = Download::new();
+    // A hang shows as timeout's exit 124, not as a test that never ends.
+    let mut command = std::process::Command::new("timeout");
+    command.args(["-k", "5", "60"]).arg(env!("CARGO_BIN_EXE_pairsync"));
+    let (url, local) = (server.url(), d.local.to_str().unwrap().to_string());
+    let run = d.env.run_with(command, &["sync", &url, &local, "--mode", "clone", "--connections", "1"]);
+    d.expect(&run, 1);
+    assert!(run.stderr.contains("a.txt"), "{run}");
+    for name in ["b.txt", "c.txt", "d.txt"] {
+        assert_eq!(fs::read_to_string(d.local.join(name)).ok().as_deref(), Some("hello"), "{name}\n{run}");
     }
 }
