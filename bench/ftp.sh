@@ -64,24 +64,34 @@ fi
 printf 'machine 127.0.0.1 login bench password benchpw\n' >"$WORK/home/.netrc"
 chmod 600 "$WORK/home/.netrc"
 
-# measure NAME CMD...: wall seconds (appended to SECS[NAME]), and the per-file commands the
-# server saw meanwhile (CMDS[NAME], last round).
-declare -A SECS CMDS
+# The server's CPU seconds so far (user + system, from /proc): pyftpdlib runs on one thread, so
+# when its CPU time over a run nears the run's wall time, the server, not the client, sets the pace.
+TICKS=$(getconf CLK_TCK)
+server_cpu() { awk -v hz="$TICKS" '{ printf "%.2f", ($14 + $15) / hz }' "/proc/$SERVER/stat"; }
+
+# measure NAME CMD...: wall seconds (appended to SECS[NAME]), the server's CPU seconds
+# meanwhile (SRV[NAME]), and the per-file commands it saw (CMDS[NAME]) and all commands, logins,
+# EPSV/PASV and SITE included (ALL[NAME]), last round.
+declare -A SECS SRV CMDS ALL
 measure() {
     local name=$1; shift
-    local before after t0 t1
+    local before after t0 t1 c0 c1
     sync # the previous upload's writeback must not land on this one's time
     before=$(wc -l <"$LOG")
+    c0=$(server_cpu)
     t0=$EPOCHREALTIME
     "$@" >"$WORK/$name.out" 2>&1 || { echo "bench-ftp: $name failed:" >&2; cat "$WORK/$name.out" >&2; exit 1; }
     t1=$EPOCHREALTIME
+    c1=$(server_cpu)
     sleep 0.2 # let the server flush its log
     after=$(wc -l <"$LOG")
     local secs
     secs=$(python3 -c "print(f'{$t1 - $t0:.3f}')")
     SECS[$name]="${SECS[$name]:-} $secs"
+    SRV[$name]="${SRV[$name]:-} $(python3 -c "print(f'{$c1 - $c0:.2f}')")"
     CMDS[$name]=$(sed -n "$((before + 1)),${after}p" "$LOG" | grep -cE '<- (STOR|RETR|MLST|SIZE|MDTM|MFMT|DELE|RNFR) ' || true)
-    say "$(printf '%-14s %8s s  %6s per-file commands' "$name" "$secs" "${CMDS[$name]}")"
+    ALL[$name]=$(sed -n "$((before + 1)),${after}p" "$LOG" | grep -c '<- ' || true)
+    say "$(printf '%-14s %8s s  server CPU %5s s  %6s per-file commands' "$name" "$secs" "${SRV[$name]##* }" "${CMDS[$name]}")"
 }
 
 # Each round uploads into fresh folders, the three tools in a rotated order (this machine's disk
@@ -103,8 +113,8 @@ for R in $(seq "$ROUNDS"); do
 done
 
 median() { python3 -c "import statistics, sys; print(f'{statistics.median(map(float, sys.argv[1:])):.3f}')" $1; }
-declare -A MED
-for n in "${!SECS[@]}"; do MED[$n]=$(median "${SECS[$n]}"); done
+declare -A MED SMED
+for n in "${!SECS[@]}"; do MED[$n]=$(median "${SECS[$n]}"); SMED[$n]=$(median "${SRV[$n]}"); done
 ratio() { python3 -c "print(f'{$1 / $2:.2f}')"; }
 # Per round: pairsync initial / lftp --parallel=4 initial.
 RATIOS=$(python3 -c "import sys; a, b = sys.argv[1].split(), sys.argv[2].split(); print(' '.join(f'{float(x) / float(y):.2f}' for x, y in zip(a, b)))" "${SECS[ps_initial]}" "${SECS[lftp4_initial]}")
@@ -116,10 +126,10 @@ RATIOS=$(python3 -c "import sys; a, b = sys.argv[1].split(), sys.argv[2].split()
     echo
     echo "Medians of $ROUNDS rounds (each round: fresh folders, the tools in a rotated order)."
     echo
-    echo "| command | median seconds | every round | per-file commands |"
-    echo "|---|---:|---|---:|"
+    echo "| command | median seconds | every round | server CPU s (median) | server busy | per-file commands | all commands |"
+    echo "|---|---:|---|---:|---:|---:|---:|"
     for n in ps_initial lftp1_initial lftp4_initial ps_noop lftp1_noop lftp4_noop; do
-        echo "| $n | ${MED[$n]} | ${SECS[$n]# } | ${CMDS[$n]} |"
+        echo "| $n | ${MED[$n]} | ${SECS[$n]# } | ${SMED[$n]} | $(python3 -c "print(f'{100 * ${SMED[$n]} / ${MED[$n]}:.0f} %')") | ${CMDS[$n]} | ${ALL[$n]} |"
     done
     echo
     echo "| ratio (medians) | value | target |"
@@ -131,6 +141,8 @@ RATIOS=$(python3 -c "import sys; a, b = sys.argv[1].split(), sys.argv[2].split()
     echo "| pairsync initial / lftp --parallel=1 initial | $(ratio "${MED[ps_initial]}" "${MED[lftp1_initial]}") | |"
     echo
     echo "pairsync initial / lftp --parallel=4 initial, round by round: $RATIOS."
+    echo "Server CPU for the initial upload, pairsync / lftp --parallel=4 (medians): $(ratio "${SMED[ps_initial]}" "${SMED[lftp4_initial]}")."
+    echo "Server busy: its CPU seconds over the run's wall seconds; near 100 %, the one-threaded server sets the pace."
     echo
     echo "pairsync: \`pairsync sync --mode clone SRC ftp://bench@127.0.0.1:PORT/psN\` (4 connections);"
     echo "lftp: \`lftp -e 'set ftp:use-mdtm on; mirror -R --parallel=N SRC /lftpN-R'\`."
