@@ -7,7 +7,8 @@
 
 use std::collections::BTreeSet;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use pairsync::core::filter::Filter;
 use pairsync::core::model::{Entry, Mtime, Snapshot, State, StateRecord};
@@ -510,4 +511,59 @@ fn a_hand_made_stale_plan_changes_nothing() {
     assert!(outcome.problems.iter().all(|p| p.message.contains("changed since the scan")), "{:?}", outcome.problems);
     let (recorded, _) = db.load().unwrap();
     assert!(recorded.is_empty(), "a failed action was recorded: {recorded:?}");
+}
+
+#[test]
+fn copies_going_both_ways_never_wait_on_each_others_connections() {
+    // Guards against a run that never ends. A copy holds its source's connection (the open
+    // reader) while it takes its target's; two copies going opposite ways between sides of one
+    // connection each (two FTP sides at --connections 1) must not each hold what the other
+    // waits for. Before a side's first write, a hook waits until either that side has a reader
+    // open too (copies both ways at once: each write then waits for the other's reader, for
+    // good) or another copy waits for the reading side's connection (one way at a time).
+    let src = Arc::new(Faulty::new(MemoryEndpoint::new("mem://source").holding()));
+    let dst = Arc::new(Faulty::new(MemoryEndpoint::new("mem://destination").holding()));
+    for (side, names) in [(src.inner(), ["a.txt", "c.txt"]), (dst.inner(), ["b.txt", "d.txt"])] {
+        for name in names {
+            side.put(name, name, t(100));
+        }
+    }
+    let (dir, db) = state_db();
+    let plan = plan_now(Mode::TwoWay, &db, [&*src, &*dst]);
+    let shown: Vec<String> = plan.actions().map(|a| a.to_string()).collect();
+    assert_eq!(
+        shown,
+        [
+            "copy   source -> destination: a.txt (5 bytes)",
+            "copy   destination -> source: b.txt (5 bytes)",
+            "copy   source -> destination: c.txt (5 bytes)",
+            "copy   destination -> source: d.txt (5 bytes)",
+        ],
+        "the test needs copies of both ways, interleaved, in one phase"
+    );
+    assert_eq!(plan.phases().len(), 1);
+    fn meet(target: &MemoryEndpoint, reading: &MemoryEndpoint) {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while target.readers_open() == 0 && reading.waiting() == 0 && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+    }
+    let (s, d) = (src.inner().clone(), dst.inner().clone());
+    dst.before_when(Op::Write, |_| true, move |target| meet(target, &s));
+    src.before_when(Op::Write, |_| true, move |target| meet(target, &d));
+
+    let (done, outcome) = std::sync::mpsc::channel();
+    let sides = (Arc::clone(&src), Arc::clone(&dst));
+    std::thread::spawn(move || {
+        let outcome = apply(&plan, &db, [&*sides.0, &*sides.1], 2);
+        let _ = done.send((outcome, db));
+    });
+    let (outcome, db) = outcome
+        .recv_timeout(Duration::from_secs(60))
+        .expect("the copies waited on each other's connections: the run never ended");
+    assert!(outcome.problems.is_empty(), "{:?}", outcome.problems);
+    assert_eq!(outcome.tally.copied, 4);
+    assert_eq!(src.inner().tree(), dst.inner().tree());
+    assert_converges(Mode::TwoWay, &db, src.inner(), dst.inner());
+    drop(dir);
 }

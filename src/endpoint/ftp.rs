@@ -405,10 +405,11 @@ impl<T: TlsStream + Send + 'static> FtpEndpoint<T> {
                 guard = self.pool.freed.wait(guard).unwrap();
                 continue;
             }
-            // Held back by a cap learnt, not asked: no connection freed for this long may be one
-            // held until this very command is done (a copy between two FTP sides holds its
-            // source's connection while it takes its target's). The cap is forgotten and a new
-            // connection dialed, as before it was learnt, rather than waiting for ever.
+            // Held back by a cap learnt, not asked, which may be lower than the server's (it
+            // counted another client's connections, closed since), and a caller could hold one
+            // connection while it takes another (the executor takes care not to: copies go one
+            // way at a time). After this long the cap is forgotten and a new connection dialed,
+            // as before it was learnt, rather than waiting for ever.
             let (next, waited) = self.pool.freed.wait_timeout(guard, capped_wait()).unwrap();
             guard = next;
             if waited.timed_out() && guard.idle.is_empty() {

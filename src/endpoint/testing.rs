@@ -10,7 +10,7 @@
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::io::{self, Read};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 
 use super::{
     changed_since_scan, changed_while_copying, mark_unsynced, resumable_temp, still_as_planned, temp_owner, Endpoint,
@@ -21,6 +21,53 @@ use crate::core::model::{ancestors, is_inside, parent, sibling, split, Entry, Ha
 
 /// The pair tag a [`MemoryEndpoint`] names its temp files with unless told another.
 pub const TAG: &str = "0123abcd";
+
+/// The connections of a [`MemoryEndpoint::holding`] endpoint.
+struct Pool {
+    counts: Mutex<PoolCounts>,
+    freed: Condvar,
+    connections: usize,
+}
+
+#[derive(Default)]
+struct PoolCounts {
+    busy: usize,
+    waiting: usize,
+    readers: usize,
+}
+
+impl Pool {
+    fn counts(&self) -> MutexGuard<'_, PoolCounts> {
+        self.counts.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+/// A connection taken from a [`Pool`], given back when dropped.
+struct Held {
+    endpoint: MemoryEndpoint,
+    /// Held by a reader (counted in [`PoolCounts::readers`]).
+    reader: bool,
+}
+
+impl Held {
+    fn for_reader(mut self) -> Held {
+        self.reader = true;
+        self.endpoint.shared.pool.as_ref().expect("held from a pool").counts().readers += 1;
+        self
+    }
+}
+
+impl Drop for Held {
+    fn drop(&mut self) {
+        let pool = self.endpoint.shared.pool.as_ref().expect("held from a pool");
+        let mut counts = pool.counts();
+        counts.busy -= 1;
+        if self.reader {
+            counts.readers -= 1;
+        }
+        pool.freed.notify_all();
+    }
+}
 
 /// One file or folder of a [`MemoryEndpoint`].
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -69,6 +116,8 @@ struct Shared {
     tag: String,
     stages: bool,
     connections: usize,
+    /// Set by [`MemoryEndpoint::holding`]: the connections calls take, as an FTP pool's.
+    pool: Option<Pool>,
     nodes: Mutex<Nodes>,
     counter: AtomicU64,
     flushes: AtomicU64,
@@ -83,6 +132,7 @@ impl MemoryEndpoint {
                 tag: TAG.to_string(),
                 stages: false,
                 connections: 1,
+                pool: None,
                 nodes: Mutex::new(BTreeMap::new()),
                 counter: AtomicU64::new(0),
                 flushes: AtomicU64::new(0),
@@ -108,6 +158,43 @@ impl MemoryEndpoint {
     pub fn staging(mut self) -> MemoryEndpoint {
         self.configure().stages = true;
         self
+    }
+
+    /// Makes it hold its connections ([`MemoryEndpoint::with_connections`], 1 unless told)
+    /// as an FTP endpoint does: `stat`, `write`, `mkdir`, `remove` and `rename` each take one
+    /// for the call, waiting while none is free, and a reader from `open` keeps one until it is
+    /// dropped. Tests of what waits on what look on through [`MemoryEndpoint::readers_open`]
+    /// and [`MemoryEndpoint::waiting`].
+    pub fn holding(mut self) -> MemoryEndpoint {
+        let connections = self.shared.connections;
+        self.configure().pool =
+            Some(Pool { counts: Mutex::new(PoolCounts::default()), freed: Condvar::new(), connections });
+        self
+    }
+
+    /// Readers open now on a [`MemoryEndpoint::holding`] endpoint.
+    pub fn readers_open(&self) -> usize {
+        self.shared.pool.as_ref().map_or(0, |pool| pool.counts().readers)
+    }
+
+    /// Calls waiting now for a free connection of a [`MemoryEndpoint::holding`] endpoint.
+    pub fn waiting(&self) -> usize {
+        self.shared.pool.as_ref().map_or(0, |pool| pool.counts().waiting)
+    }
+
+    /// A connection for one call (none to take unless [`MemoryEndpoint::holding`]).
+    fn connection(&self) -> Option<Held> {
+        let pool = self.shared.pool.as_ref()?;
+        let mut counts = pool.counts();
+        if counts.busy == pool.connections {
+            counts.waiting += 1;
+            while counts.busy == pool.connections {
+                counts = pool.freed.wait(counts).unwrap_or_else(|poisoned| poisoned.into_inner());
+            }
+            counts.waiting -= 1;
+        }
+        counts.busy += 1;
+        Some(Held { endpoint: self.clone(), reader: false })
     }
 
     fn configure(&mut self) -> &mut Shared {
@@ -320,6 +407,7 @@ impl Endpoint for MemoryEndpoint {
     }
 
     fn stat(&self, path: &str) -> Result<Option<Entry>> {
+        let _connection = self.connection();
         Ok(self.entry(path))
     }
 
@@ -331,6 +419,7 @@ impl Endpoint for MemoryEndpoint {
         replaces: Option<&Entry>,
         resume_from: u64,
     ) -> Result<Entry> {
+        let _connection = self.connection();
         let resumable = like.size >= RESUMABLE;
         let temp = if resumable { resumable_temp(&self.shared.tag, path, like) } else { self.temp_name(path) };
         {
@@ -395,6 +484,7 @@ impl Endpoint for MemoryEndpoint {
     }
 
     fn open_from(&self, path: &str, expect: &Entry, offset: u64) -> Result<Box<dyn Read + Send + '_>> {
+        let connection = self.connection().map(Held::for_reader);
         match entry_at(&self.lock(), path) {
             None => Err(not_found(path)),
             Some(now) if now.kind != Kind::File || !now.same_metadata(expect) => {
@@ -405,6 +495,7 @@ impl Endpoint for MemoryEndpoint {
                 path: path.to_string(),
                 expect: *expect,
                 read: offset,
+                _connection: connection,
             })),
         }
     }
@@ -482,6 +573,7 @@ impl Endpoint for MemoryEndpoint {
     }
 
     fn mkdir(&self, path: &str) -> Result<()> {
+        let _connection = self.connection();
         let mut nodes = self.lock();
         folder_exists(&nodes, split(path).0)?;
         match nodes.get(path) {
@@ -497,6 +589,7 @@ impl Endpoint for MemoryEndpoint {
     }
 
     fn remove(&self, path: &str, expect: &Entry) -> Result<()> {
+        let _connection = self.connection();
         let mut nodes = self.lock();
         still_as_planned(entry_at(&nodes, path), Some(expect))?;
         if expect.is_dir() && !below(&nodes, path).is_empty() {
@@ -507,6 +600,7 @@ impl Endpoint for MemoryEndpoint {
     }
 
     fn rename(&self, from: &str, to: &str, expect: &Entry) -> Result<Entry> {
+        let _connection = self.connection();
         let mut nodes = self.lock();
         still_as_planned(entry_at(&nodes, from), Some(expect))?;
         still_as_planned(entry_at(&nodes, to), None)?;
@@ -550,6 +644,8 @@ struct MemoryReader {
     path: String,
     expect: Entry,
     read: u64,
+    /// Kept until the reader is dropped, as an FTP download keeps its connection.
+    _connection: Option<Held>,
 }
 
 impl Read for MemoryReader {

@@ -302,7 +302,15 @@ impl Executor<'_> {
         for phase in plan.phases() {
             let all_copies = phase.iter().all(|a| matches!(a, Action::Copy { .. }));
             if all_copies && phase.len() > 1 && self.workers > 1 {
-                self.copy_in_parallel(phase, &staged, &mut |action, result| run.settle(action, result))?;
+                // One way at a time. A copy holds its source's connection (the open reader)
+                // while it takes its target's: copies going both ways at once could each hold
+                // the one the other waits for (two FTP sides of one connection each), and the
+                // run would never end. Going one way, every copy takes them in the same order.
+                for from in [Side::Source, Side::Destination] {
+                    let copies: Vec<&Action> =
+                        phase.iter().filter(|a| matches!(a, Action::Copy { from: f, .. } if *f == from)).collect();
+                    self.copy_in_parallel(&copies, &staged, &mut |action, result| run.settle(action, result))?;
+                }
             } else {
                 for action in phase {
                     if self.observer.should_stop() {
@@ -339,7 +347,7 @@ impl Executor<'_> {
 
     fn copy_in_parallel<'p>(
         &self,
-        copies: &'p [Action],
+        copies: &[&'p Action],
         staged: &StagedFolders,
         settle: &mut dyn FnMut(&'p Action, ActionResult) -> Result<()>,
     ) -> Result<()> {
@@ -354,7 +362,7 @@ impl Executor<'_> {
                         break;
                     }
                     let i = next.fetch_add(1, Ordering::Relaxed);
-                    let Some(action) = copies.get(i) else { break };
+                    let Some(&action) = copies.get(i) else { break };
                     if tx.send((i, self.run(action, staged))).is_err() {
                         break;
                     }
@@ -364,7 +372,7 @@ impl Executor<'_> {
             let mut result = Ok(());
             for (i, outcome) in rx {
                 if result.is_ok() {
-                    result = settle(&copies[i], outcome);
+                    result = settle(copies[i], outcome);
                 }
                 if result.is_err() {
                     // The state cannot be written: stop handing out work, let workers drain.
