@@ -406,10 +406,11 @@ impl<T: TlsStream + Send + 'static> FtpEndpoint<T> {
                 continue;
             }
             // Held back by a cap learnt, not asked, which may be lower than the server's (it
-            // counted another client's connections, closed since), and a caller could hold one
-            // connection while it takes another (the executor takes care not to: copies go one
-            // way at a time). After this long the cap is forgotten and a new connection dialed,
-            // as before it was learnt, rather than waiting for ever.
+            // counted another client's connections, closed since); and a copy between two FTP
+            // sides holds its source's connection while it waits here for its target's (always
+            // in that order, so no two copies wait on each other: see the executor). After this
+            // long the cap is forgotten and a new connection dialed, as before it was learnt,
+            // rather than waiting for ever.
             let (next, waited) = self.pool.freed.wait_timeout(guard, capped_wait()).unwrap();
             guard = next;
             if waited.timed_out() && guard.idle.is_empty() {
@@ -754,6 +755,10 @@ impl<T: TlsStream + Send + 'static> Endpoint for FtpEndpoint<T> {
 
     fn parallelism(&self) -> usize {
         self.pool.limit
+    }
+
+    fn holds_connections(&self) -> bool {
+        true
     }
 
     fn check_root(&self) -> super::Result<()> {

@@ -79,6 +79,12 @@ pub trait Endpoint: Send + Sync {
         1
     }
 
+    /// True when calls share a few connections, waiting for a free one (FTP): a reader keeps
+    /// one, so a copy between two such sides holds its source's while it takes its target's.
+    fn holds_connections(&self) -> bool {
+        false
+    }
+
     /// Lists the tree below the root, without following symlinks, skipping what `filter`
     /// ignores and this pair's temp files (reported as leftovers).
     fn scan(&self, filter: &Filter) -> Result<Scan>;

@@ -26,7 +26,6 @@ pub const TAG: &str = "0123abcd";
 struct Pool {
     counts: Mutex<PoolCounts>,
     freed: Condvar,
-    connections: usize,
 }
 
 #[derive(Default)]
@@ -161,14 +160,14 @@ impl MemoryEndpoint {
     }
 
     /// Makes it hold its connections ([`MemoryEndpoint::with_connections`], 1 unless told)
-    /// as an FTP endpoint does: `stat`, `write`, `mkdir`, `remove` and `rename` each take one
-    /// for the call, waiting while none is free, and a reader from `open` keeps one until it is
-    /// dropped. Tests of what waits on what look on through [`MemoryEndpoint::readers_open`]
-    /// and [`MemoryEndpoint::waiting`].
+    /// as an FTP endpoint does ([`Endpoint::holds_connections`]): every call that would talk to
+    /// a server but the listings takes one for the call, waiting while none is free, and a
+    /// reader from `open` keeps one until it is dropped (an FTP download gives its connection
+    /// back at the end of the file; holding it to the drop is the stricter model). Tests of
+    /// what waits on what look on through [`MemoryEndpoint::readers_open`] and
+    /// [`MemoryEndpoint::waiting`].
     pub fn holding(mut self) -> MemoryEndpoint {
-        let connections = self.shared.connections;
-        self.configure().pool =
-            Some(Pool { counts: Mutex::new(PoolCounts::default()), freed: Condvar::new(), connections });
+        self.configure().pool = Some(Pool { counts: Mutex::new(PoolCounts::default()), freed: Condvar::new() });
         self
     }
 
@@ -185,10 +184,12 @@ impl MemoryEndpoint {
     /// A connection for one call (none to take unless [`MemoryEndpoint::holding`]).
     fn connection(&self) -> Option<Held> {
         let pool = self.shared.pool.as_ref()?;
+        // As an FTP endpoint's, at least one.
+        let connections = self.shared.connections.max(1);
         let mut counts = pool.counts();
-        if counts.busy == pool.connections {
+        if counts.busy >= connections {
             counts.waiting += 1;
-            while counts.busy == pool.connections {
+            while counts.busy >= connections {
                 counts = pool.freed.wait(counts).unwrap_or_else(|poisoned| poisoned.into_inner());
             }
             counts.waiting -= 1;
@@ -508,7 +509,12 @@ impl Endpoint for MemoryEndpoint {
         self.shared.connections
     }
 
+    fn holds_connections(&self) -> bool {
+        self.shared.pool.is_some()
+    }
+
     fn mkdir_staged(&self, path: &str) -> Result<String> {
+        let _connection = self.connection();
         let mut nodes = self.lock();
         folder_exists(&nodes, split(path).0)?;
         let staged = self.temp_name(path);
@@ -517,6 +523,7 @@ impl Endpoint for MemoryEndpoint {
     }
 
     fn write_staged(&self, path: &str, data: &mut dyn Read, like: &Entry) -> Result<()> {
+        let _connection = self.connection();
         {
             let nodes = self.lock();
             folder_exists(&nodes, split(path).0)?;
@@ -541,6 +548,7 @@ impl Endpoint for MemoryEndpoint {
         written: &[(&str, u64)],
         failed: bool,
     ) -> Result<HashMap<String, Entry>> {
+        let _connection = self.connection();
         let mut nodes = self.lock();
         match nodes.get(staged) {
             Some(Node::Dir) => {}
@@ -614,6 +622,7 @@ impl Endpoint for MemoryEndpoint {
 
     /// An absolute path is taken from the root: the tree has nothing outside it.
     fn read_check_file(&self, path: &str, limit: usize) -> Result<Option<Vec<u8>>> {
+        let _connection = self.connection();
         match self.lock().get(path.trim_start_matches('/')) {
             None => Ok(None),
             Some(Node::Dir) => Err(EndpointError::new(ErrorKind::Other, format!("{path} is a folder"))),
@@ -628,6 +637,7 @@ impl Endpoint for MemoryEndpoint {
 
     /// A temp file, or a staged folder with the files in it.
     fn remove_leftover(&self, path: &str) -> Result<()> {
+        let _connection = self.connection();
         let mut nodes = self.lock();
         if !nodes.contains_key(path) {
             return Err(not_found(path));
@@ -852,6 +862,10 @@ impl<E: Endpoint> Endpoint for Faulty<E> {
 
     fn parallelism(&self) -> usize {
         self.inner.parallelism()
+    }
+
+    fn holds_connections(&self) -> bool {
+        self.inner.holds_connections()
     }
 
     fn scan(&self, filter: &Filter) -> Result<Scan> {

@@ -302,13 +302,19 @@ impl Executor<'_> {
         for phase in plan.phases() {
             let all_copies = phase.iter().all(|a| matches!(a, Action::Copy { .. }));
             if all_copies && phase.len() > 1 && self.workers > 1 {
-                // One way at a time. A copy holds its source's connection (the open reader)
-                // while it takes its target's: copies going both ways at once could each hold
-                // the one the other waits for (two FTP sides of one connection each), and the
-                // run would never end. Going one way, every copy takes them in the same order.
-                for from in [Side::Source, Side::Destination] {
-                    let copies: Vec<&Action> =
-                        phase.iter().filter(|a| matches!(a, Action::Copy { from: f, .. } if *f == from)).collect();
+                // Between two sides that hold connections (FTP), one way at a time: a copy holds
+                // its source's connection (the open reader) while it takes its target's, so
+                // copies going both ways at once could each hold the one the other waits for,
+                // and the run would never end. Going one way, every copy takes them in the same
+                // order. Other pairs copy both ways at once (a large copy one way does not hold
+                // up the small ones the other way).
+                let one_way = self.endpoints.iter().all(|e| e.holds_connections());
+                let ways = if one_way { vec![Some(Side::Source), Some(Side::Destination)] } else { vec![None] };
+                for way in ways {
+                    let copies: Vec<&Action> = phase
+                        .iter()
+                        .filter(|a| way.is_none_or(|way| matches!(a, Action::Copy { from, .. } if *from == way)))
+                        .collect();
                     self.copy_in_parallel(&copies, &staged, &mut |action, result| run.settle(action, result))?;
                 }
             } else {
