@@ -654,7 +654,8 @@ struct MemoryReader {
     path: String,
     expect: Entry,
     read: u64,
-    /// Kept until the reader is dropped, as an FTP download keeps its connection.
+    /// Kept until the reader is dropped (an FTP download keeps its connection to the end of
+    /// the file).
     _connection: Option<Held>,
 }
 
